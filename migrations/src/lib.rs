@@ -1,0 +1,19 @@
+//! Schema history of authzd. Each migration is frozen once released: it
+//! describes tables as they were, never today's entities.
+
+pub use sea_orm_migration::prelude::*;
+
+mod m20261122_000001_identity;
+mod m20261122_000002_predefined_roles;
+
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![
+            Box::new(m20261122_000001_identity::Migration),
+            Box::new(m20261122_000002_predefined_roles::Migration),
+        ]
+    }
+}

@@ -1,0 +1,357 @@
+//! One configuration, from a YAML file, `AUTHZD_*` environment variables and
+//! flags (flags win over the environment, which wins over the file).
+//! Validated before anything binds.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use serde::Deserialize;
+
+use crate::domain::secret::Secret;
+
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:50051";
+pub const DEFAULT_DATABASE_URL: &str = "sqlite://authzd.db?mode=rwc";
+/// Caller keys shorter than this are refused: they are bearer secrets.
+pub const MIN_CALLER_KEY_CHARS: usize = 16;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, ValueEnum, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "authzd",
+    version,
+    about = "Accounts, users, roles and credential checks over gRPC",
+    long_about = "Accounts, users, roles and credential checks over gRPC.\n\n\
+        With no subcommand authzd migrates the database and serves. Settings come \
+        from the YAML file (--config), then AUTHZD_* environment variables, then flags."
+)]
+pub struct Cli {
+    /// YAML configuration file.
+    #[arg(long, env = "AUTHZD_CONFIG", global = true)]
+    pub config: Option<PathBuf>,
+    /// gRPC listen address [default: 127.0.0.1:50051].
+    #[arg(long, env = "AUTHZD_LISTEN", global = true)]
+    pub listen: Option<String>,
+    /// Database URL: postgres://… or sqlite://path?mode=rwc [default: sqlite://authzd.db?mode=rwc].
+    #[arg(long, env = "DATABASE_URL", global = true, hide_env_values = true)]
+    pub database_url: Option<String>,
+    /// Password of the bootstrap `admin` user (first start only; generated and printed if unset).
+    #[arg(
+        long,
+        env = "AUTHZD_ADMIN_PASSWORD",
+        global = true,
+        hide_env_values = true
+    )]
+    pub admin_password: Option<String>,
+    /// Comma-separated keys sibling services present as `authorization: Bearer <key>` to Authenticate/Authorize.
+    #[arg(
+        long,
+        env = "AUTHZD_CALLER_KEYS",
+        value_delimiter = ',',
+        global = true,
+        hide_env_values = true
+    )]
+    pub caller_keys: Option<Vec<String>>,
+    /// Log format [default: text].
+    #[arg(long, env = "AUTHZD_LOG_FORMAT", global = true)]
+    pub log_format: Option<LogFormat>,
+    /// Log filter, e.g. `info` or `authzd=debug` [default: info].
+    #[arg(long, env = "AUTHZD_LOG", global = true)]
+    pub log_level: Option<String>,
+    /// Maximum database connections (Postgres) [default: 10].
+    #[arg(long, env = "AUTHZD_DB_MAX_CONNECTIONS", global = true)]
+    pub db_max_connections: Option<u32>,
+    /// Password hashes computed at once [default: number of CPUs].
+    #[arg(long, env = "AUTHZD_HASH_CONCURRENCY", global = true)]
+    pub hash_concurrency: Option<usize>,
+    /// Seconds to let in-flight requests finish after SIGTERM [default: 20].
+    #[arg(long, env = "AUTHZD_SHUTDOWN_GRACE_SECONDS", global = true)]
+    pub shutdown_grace_seconds: Option<u64>,
+    /// Milliseconds between database health checks [default: 2000].
+    #[arg(long, env = "AUTHZD_HEALTH_CHECK_INTERVAL_MS", global = true)]
+    pub health_check_interval_ms: Option<u64>,
+    /// Seconds between purges of deleting accounts (a deletion also wakes it) [default: 60].
+    #[arg(long, env = "AUTHZD_PURGE_INTERVAL_SECONDS", global = true)]
+    pub purge_interval_seconds: Option<u64>,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand, Clone, Copy, PartialEq, Eq)]
+pub enum Command {
+    /// Migrate the database, then serve (the default).
+    Serve,
+    /// Apply pending migrations and exit.
+    Migrate,
+}
+
+/// Anchore's `user_authentication` block.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct UserAuthentication {
+    pub allow_api_keys_for_saml_users: bool,
+}
+
+/// The file's shape; every key optional.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct FileConfig {
+    listen: Option<String>,
+    database_url: Option<String>,
+    admin_password: Option<String>,
+    caller_keys: Option<Vec<String>>,
+    log_format: Option<LogFormat>,
+    log_level: Option<String>,
+    db_max_connections: Option<u32>,
+    hash_concurrency: Option<usize>,
+    shutdown_grace_seconds: Option<u64>,
+    health_check_interval_ms: Option<u64>,
+    purge_interval_seconds: Option<u64>,
+    user_authentication: Option<UserAuthentication>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub database_url: Secret,
+    pub admin_password: Option<Secret>,
+    pub caller_keys: Vec<Secret>,
+    pub log_format: LogFormat,
+    pub log_level: String,
+    pub db_max_connections: u32,
+    pub hash_concurrency: usize,
+    pub shutdown_grace: Duration,
+    pub health_check_interval: Duration,
+    pub purge_interval: Duration,
+    pub user_authentication: UserAuthentication,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 50051)),
+            database_url: Secret::new(DEFAULT_DATABASE_URL),
+            admin_password: None,
+            caller_keys: Vec::new(),
+            log_format: LogFormat::Text,
+            log_level: "info".to_owned(),
+            db_max_connections: 10,
+            hash_concurrency: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            shutdown_grace: Duration::from_secs(20),
+            health_check_interval: Duration::from_secs(2),
+            purge_interval: Duration::from_secs(60),
+            user_authentication: UserAuthentication::default(),
+        }
+    }
+}
+
+/// A configuration problem, reported as one line before anything binds.
+#[derive(Debug, thiserror::Error)]
+#[error("configuration error: {0}")]
+pub struct ConfigError(pub String);
+
+fn bad(message: impl Into<String>) -> ConfigError {
+    ConfigError(message.into())
+}
+
+impl Config {
+    /// File, then environment and flags (already merged by clap), then checks.
+    pub fn load(cli: &Cli) -> Result<Self, ConfigError> {
+        let file = match &cli.config {
+            Some(path) => read_file(path)?,
+            None => FileConfig::default(),
+        };
+        let mut config = Config::default();
+        if let Some(listen) = cli.listen.clone().or(file.listen) {
+            config.listen = listen.parse().map_err(|_| {
+                bad(format!(
+                    "listen: {listen:?} is not an address such as 127.0.0.1:50051"
+                ))
+            })?;
+        }
+        if let Some(url) = cli.database_url.clone().or(file.database_url) {
+            config.database_url = Secret::new(url);
+        }
+        config.admin_password = cli
+            .admin_password
+            .clone()
+            .or(file.admin_password)
+            .map(Secret::new);
+        if let Some(keys) = cli.caller_keys.clone().or(file.caller_keys) {
+            config.caller_keys = keys
+                .into_iter()
+                .map(|k| k.trim().to_owned())
+                .filter(|k| !k.is_empty())
+                .map(Secret::new)
+                .collect();
+        }
+        if let Some(format) = cli.log_format.or(file.log_format) {
+            config.log_format = format;
+        }
+        if let Some(level) = cli.log_level.clone().or(file.log_level) {
+            config.log_level = level;
+        }
+        if let Some(n) = cli.db_max_connections.or(file.db_max_connections) {
+            config.db_max_connections = n;
+        }
+        if let Some(n) = cli.hash_concurrency.or(file.hash_concurrency) {
+            config.hash_concurrency = n;
+        }
+        if let Some(s) = cli.shutdown_grace_seconds.or(file.shutdown_grace_seconds) {
+            config.shutdown_grace = Duration::from_secs(s);
+        }
+        if let Some(ms) = cli
+            .health_check_interval_ms
+            .or(file.health_check_interval_ms)
+        {
+            config.health_check_interval = Duration::from_millis(ms);
+        }
+        if let Some(s) = cli.purge_interval_seconds.or(file.purge_interval_seconds) {
+            config.purge_interval = Duration::from_secs(s);
+        }
+        if let Some(ua) = file.user_authentication {
+            config.user_authentication = ua;
+        }
+        config.validate()?;
+        Ok(config)
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let url = self.database_url.expose();
+        if !(url.starts_with("sqlite:")
+            || url.starts_with("postgres://")
+            || url.starts_with("postgresql://"))
+        {
+            return Err(bad(
+                "database_url: must start with postgres://, postgresql:// or sqlite:",
+            ));
+        }
+        if self.caller_keys.is_empty() && !self.listen.ip().is_loopback() {
+            return Err(bad(format!(
+                "caller_keys: none configured, so Authenticate/Authorize would be open to anyone; \
+                 that is allowed only on a loopback address, not {} (set AUTHZD_CALLER_KEYS)",
+                self.listen
+            )));
+        }
+        if let Some(short) = self
+            .caller_keys
+            .iter()
+            .position(|k| k.expose().chars().count() < MIN_CALLER_KEY_CHARS)
+        {
+            return Err(bad(format!(
+                "caller_keys[{short}]: must be at least {MIN_CALLER_KEY_CHARS} characters"
+            )));
+        }
+        if let Some(password) = &self.admin_password
+            && crate::domain::users::check_password("admin_password", password).is_err()
+        {
+            return Err(bad("admin_password: must be 6 to 128 characters"));
+        }
+        if self.db_max_connections == 0 {
+            return Err(bad("db_max_connections: must be at least 1"));
+        }
+        if self.hash_concurrency == 0 {
+            return Err(bad("hash_concurrency: must be at least 1"));
+        }
+        if self.health_check_interval < Duration::from_millis(50) {
+            return Err(bad("health_check_interval_ms: must be at least 50"));
+        }
+        if self.purge_interval.is_zero() {
+            return Err(bad("purge_interval_seconds: must be at least 1"));
+        }
+        tracing_subscriber::EnvFilter::try_new(&self.log_level).map_err(|_| {
+            bad(format!(
+                "log_level: {:?} is not a log filter",
+                self.log_level
+            ))
+        })?;
+        Ok(())
+    }
+
+    /// The SQLite file the URL names, if it names one.
+    pub fn sqlite_path(&self) -> Option<PathBuf> {
+        let url = self.database_url.expose();
+        let rest = url
+            .strip_prefix("sqlite://")
+            .or_else(|| url.strip_prefix("sqlite:"))?;
+        let path = rest.split('?').next().unwrap_or_default();
+        (!path.is_empty() && !path.contains(":memory:")).then(|| PathBuf::from(path))
+    }
+}
+
+fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| bad(format!("cannot read {}: {e}", path.display())))?;
+    serde_yaml_ng::from_str(&text).map_err(|e| bad(format!("{}: {e}", path.display())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cli(args: &[&str]) -> Cli {
+        Cli::try_parse_from(std::iter::once("authzd").chain(args.iter().copied())).unwrap()
+    }
+
+    #[test]
+    fn a_public_address_without_caller_keys_is_refused() {
+        let err = Config::load(&cli(&["--listen", "0.0.0.0:50051"])).unwrap_err();
+        assert!(err.to_string().contains("caller_keys"), "{err}");
+        let ok = Config::load(&cli(&[
+            "--listen",
+            "0.0.0.0:50051",
+            "--caller-keys",
+            "0123456789abcdef0123",
+        ]));
+        assert!(ok.is_ok());
+    }
+
+    #[test]
+    fn file_values_apply_and_flags_override_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("authzd.yaml");
+        std::fs::write(
+            &path,
+            "listen: 127.0.0.1:6000\nlog_format: json\nuser_authentication:\n  allow_api_keys_for_saml_users: true\n",
+        )
+        .unwrap();
+        let p = path.to_str().unwrap();
+        let config = Config::load(&cli(&["--config", p])).unwrap();
+        assert_eq!(config.listen.port(), 6000);
+        assert_eq!(config.log_format, LogFormat::Json);
+        assert!(config.user_authentication.allow_api_keys_for_saml_users);
+        let config = Config::load(&cli(&["--config", p, "--listen", "127.0.0.1:7000"])).unwrap();
+        assert_eq!(config.listen.port(), 7000);
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_are_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bad.yaml");
+        std::fs::write(&path, "listen_addr: 1\n").unwrap();
+        let err = Config::load(&cli(&["--config", path.to_str().unwrap()])).unwrap_err();
+        assert!(err.to_string().contains("listen_addr"), "{err}");
+        let err = Config::load(&cli(&["--database-url", "mysql://x"])).unwrap_err();
+        assert!(err.to_string().contains("database_url"), "{err}");
+        let err = Config::load(&cli(&["--caller-keys", "short"])).unwrap_err();
+        assert!(err.to_string().contains("caller_keys[0]"), "{err}");
+    }
+
+    #[test]
+    fn sqlite_path_is_read_from_the_url() {
+        let mut config = Config::default();
+        assert_eq!(config.sqlite_path(), Some(PathBuf::from("authzd.db")));
+        config.database_url = Secret::new("sqlite:///tmp/x.db?mode=rwc");
+        assert_eq!(config.sqlite_path(), Some(PathBuf::from("/tmp/x.db")));
+        config.database_url = Secret::new("postgres://h/db");
+        assert_eq!(config.sqlite_path(), None);
+    }
+}

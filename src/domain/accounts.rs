@@ -1,0 +1,176 @@
+//! Accounts and their state machine: enabled <-> disabled -> deleting -> gone.
+
+use super::actions::{CREATE_ACCOUNT, DELETE_ACCOUNT, GET_ACCOUNT, LIST_ACCOUNTS, UPDATE_ACCOUNT};
+use super::model::{ADMIN_ACCOUNT, Account, AccountState, AccountType, Principal};
+use super::names::{AccountName, Email};
+use super::page::{Page, PageRequest};
+use super::{Core, commit};
+use crate::error::{Error, Result};
+use crate::store;
+
+fn not_found(name: &str) -> Error {
+    Error::not_found(format!("account {name:?}"))
+}
+
+impl Core {
+    pub async fn create_account(
+        &self,
+        caller: &Principal,
+        name: AccountName,
+        email: Option<Email>,
+        account_type: AccountType,
+    ) -> Result<Account> {
+        self.require(caller, CREATE_ACCOUNT, None).await?;
+        if account_type != AccountType::User {
+            return Err(Error::invalid("type", "only user accounts can be created"));
+        }
+        let now = self.now();
+        let account = Account {
+            name: name.into_string(),
+            email: email.map(Email::into_string),
+            account_type,
+            state: AccountState::Enabled,
+            created_at: now,
+            updated_at: now,
+        };
+        store::accounts::create_account(self.db(), &account).await?;
+        tracing::info!(
+            caller = caller.username(),
+            account = account.name,
+            "account created"
+        );
+        Ok(account)
+    }
+
+    pub async fn get_account(&self, caller: &Principal, name: &str) -> Result<Account> {
+        // Anyone may read their own account.
+        if name != caller.account() {
+            self.require(caller, GET_ACCOUNT, Some(name)).await?;
+        }
+        self.account(name).await
+    }
+
+    async fn account(&self, name: &str) -> Result<Account> {
+        store::accounts::find_account(self.db(), name)
+            .await?
+            .ok_or_else(|| not_found(name))
+    }
+
+    pub async fn list_accounts(
+        &self,
+        caller: &Principal,
+        state: Option<AccountState>,
+        page: &PageRequest,
+    ) -> Result<Page<Account>> {
+        self.require(caller, LIST_ACCOUNTS, None).await?;
+        store::accounts::list_accounts(self.db(), state, page).await
+    }
+
+    pub async fn update_account_email(
+        &self,
+        caller: &Principal,
+        name: &str,
+        email: Option<Email>,
+    ) -> Result<Account> {
+        self.require(caller, UPDATE_ACCOUNT, Some(name)).await?;
+        let account = self.account(name).await?;
+        if account.state == AccountState::Deleting {
+            return Err(Error::precondition("the account is being deleted"));
+        }
+        let email = email.map(Email::into_string);
+        if !store::accounts::update_email(self.db(), name, email.as_deref(), self.now()).await? {
+            return Err(not_found(name));
+        }
+        self.account(name).await
+    }
+
+    /// Enables or disables an account (a system-domain action).
+    pub async fn set_account_state(
+        &self,
+        caller: &Principal,
+        name: &str,
+        state: AccountState,
+    ) -> Result<Account> {
+        self.require(caller, UPDATE_ACCOUNT, None).await?;
+        if state == AccountState::Deleting {
+            return Err(Error::invalid(
+                "state",
+                "use DeleteAccount to delete an account",
+            ));
+        }
+        let account = self.account(name).await?;
+        if account.account_type == AccountType::Admin || name == ADMIN_ACCOUNT {
+            return Err(Error::precondition("the admin account is locked"));
+        }
+        if account.state == AccountState::Deleting {
+            return Err(Error::precondition("the account is being deleted"));
+        }
+        let from = [AccountState::Enabled, AccountState::Disabled];
+        if !store::accounts::transition_state(self.db(), name, &from, state, self.now()).await? {
+            return Err(Error::precondition("the account is being deleted"));
+        }
+        tracing::info!(
+            caller = caller.username(),
+            account = name,
+            state = state.as_str(),
+            "account state changed"
+        );
+        self.account(name).await
+    }
+
+    /// Starts deleting a disabled account: its users lose access at once,
+    /// and the purge removes them and then the account, freeing the name.
+    pub async fn delete_account(&self, caller: &Principal, name: &str) -> Result<Account> {
+        self.require(caller, DELETE_ACCOUNT, None).await?;
+        let account = self.account(name).await?;
+        if account.account_type == AccountType::Admin || name == ADMIN_ACCOUNT {
+            return Err(Error::precondition("the admin account is locked"));
+        }
+        match account.state {
+            AccountState::Enabled => {
+                return Err(Error::precondition(
+                    "the account is enabled: disable it before deleting it",
+                ));
+            }
+            AccountState::Deleting => return Ok(account),
+            AccountState::Disabled => {}
+        }
+        let moved = store::accounts::transition_state(
+            self.db(),
+            name,
+            &[AccountState::Disabled],
+            AccountState::Deleting,
+            self.now(),
+        )
+        .await?;
+        if !moved {
+            return Err(Error::precondition(
+                "the account changed state concurrently; read it and retry",
+            ));
+        }
+        tracing::info!(
+            caller = caller.username(),
+            account = name,
+            "account deletion started"
+        );
+        self.wake_purger();
+        self.account(name).await
+    }
+
+    /// Purges every account in `deleting`, each in one transaction. Returns
+    /// how many accounts were removed.
+    pub async fn purge_deleting_accounts(&self) -> Result<usize> {
+        let mut purged = 0;
+        for name in store::accounts::list_deleting(self.db()).await? {
+            let txn = self.begin().await?;
+            let users = store::users::delete_users_of_account(&txn, &name).await?;
+            let removed = store::accounts::delete_deleting_account(&txn, &name).await?;
+            commit(txn).await?;
+            if removed {
+                purged += 1;
+                tracing::info!(account = name, users, "account purged");
+            }
+        }
+        Ok(purged)
+    }
+}

@@ -1,0 +1,98 @@
+//! The action vocabulary and the predefined roles. They are data written by
+//! a migration and immutable, so they are read once at start-up and every
+//! decision is made in memory.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use super::model::ActionScope;
+use crate::error::{Error, Result};
+
+#[derive(Debug, Clone)]
+pub struct Role {
+    pub name: String,
+    pub description: String,
+    pub actions: BTreeSet<String>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Catalog {
+    actions: HashMap<String, ActionScope>,
+    roles: BTreeMap<String, Role>,
+}
+
+impl Catalog {
+    pub fn new(
+        actions: impl IntoIterator<Item = (String, ActionScope)>,
+        roles: impl IntoIterator<Item = (String, String)>,
+        role_actions: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self> {
+        let actions: HashMap<_, _> = actions.into_iter().collect();
+        let mut roles: BTreeMap<String, Role> = roles
+            .into_iter()
+            .map(|(name, description)| {
+                let role = Role {
+                    name: name.clone(),
+                    description,
+                    actions: BTreeSet::new(),
+                };
+                (name, role)
+            })
+            .collect();
+        for (role, action) in role_actions {
+            let entry = roles.get_mut(&role).ok_or_else(|| {
+                Error::internal(format!("role_actions names unknown role {role}"))
+            })?;
+            entry.actions.insert(action);
+        }
+        let catalog = Self { actions, roles };
+        catalog.check_known(super::actions::USED_BY_AUTHZD)?;
+        Ok(catalog)
+    }
+
+    /// Fails start-up if the code names an action the data does not have.
+    fn check_known(&self, names: &[&str]) -> Result<()> {
+        match names.iter().find(|name| !self.actions.contains_key(**name)) {
+            Some(missing) => Err(Error::internal(format!(
+                "action {missing} is missing from the action table"
+            ))),
+            None => Ok(()),
+        }
+    }
+
+    pub fn scope(&self, action: &str) -> Option<ActionScope> {
+        self.actions.get(action).copied()
+    }
+
+    pub fn role(&self, name: &str) -> Option<&Role> {
+        self.roles.get(name)
+    }
+
+    pub fn roles(&self) -> impl Iterator<Item = &Role> {
+        self.roles.values()
+    }
+
+    pub fn role_grants(&self, role: &str, action: &str) -> bool {
+        self.roles
+            .get(role)
+            .is_some_and(|r| r.actions.contains(action))
+    }
+
+    /// Validates a role name against the predefined roles.
+    pub fn require_role(&self, field: &str, name: &str) -> Result<&Role> {
+        if name.is_empty() {
+            return Err(Error::invalid(field, "is required"));
+        }
+        self.roles
+            .get(name)
+            .ok_or_else(|| Error::invalid(field, format!("{name:?} is not a role")))
+    }
+
+    /// Validates an action name against the vocabulary.
+    pub fn require_action(&self, field: &str, name: &str) -> Result<ActionScope> {
+        if name.is_empty() {
+            return Err(Error::invalid(field, "is required"));
+        }
+        self.scope(name)
+            .ok_or_else(|| Error::invalid(field, format!("{name:?} is not a known action")))
+    }
+}

@@ -1,0 +1,282 @@
+//! The authorization decision, as a pure function of the principal, the
+//! catalog and the target account. Admin RPCs and `Authorize` both use it.
+
+use super::catalog::Catalog;
+use super::model::{Account, AccountState, ActionScope, Principal, UserState};
+
+/// The permission domain for account and group management.
+pub const SYSTEM_DOMAIN: &str = "system";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reason {
+    Admin,
+    Role,
+    OwnBehalf,
+    NoGrant,
+    SubjectAccountDisabled,
+    SubjectDisabled,
+    AccountDisabled,
+    AccountDeleting,
+    AccountNotFound,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decision {
+    pub action: String,
+    pub allowed: bool,
+    pub reason: Reason,
+    pub role: Option<String>,
+    pub group: Option<String>,
+    pub domain: String,
+}
+
+/// Where an action is checked: the system domain or an account (which may
+/// not exist).
+#[derive(Debug, Clone, Copy)]
+pub enum Target<'a> {
+    System,
+    Account {
+        name: &'a str,
+        account: Option<&'a Account>,
+    },
+}
+
+impl Target<'_> {
+    fn domain(&self) -> &str {
+        match self {
+            Target::System => SYSTEM_DOMAIN,
+            Target::Account { name, .. } => name,
+        }
+    }
+}
+
+/// Decides one action. The order follows Anchore: the subject must be
+/// active, then the permission must be granted, then a disabled target
+/// account is refused to everyone but administrators.
+pub fn decide(
+    catalog: &Catalog,
+    principal: &Principal,
+    action: &str,
+    target: Target<'_>,
+) -> Decision {
+    let scope = catalog.scope(action).unwrap_or(ActionScope::Account);
+    // Account-management actions are checked in the system domain whatever
+    // the account context.
+    let target = if scope == ActionScope::System {
+        Target::System
+    } else {
+        target
+    };
+    let verdict = |allowed: bool, reason: Reason| Decision {
+        action: action.to_owned(),
+        allowed,
+        reason,
+        role: None,
+        group: None,
+        domain: target.domain().to_owned(),
+    };
+
+    if principal.account_state != AccountState::Enabled {
+        return verdict(false, Reason::SubjectAccountDisabled);
+    }
+    if principal.user.state != UserState::Enabled {
+        return verdict(false, Reason::SubjectDisabled);
+    }
+    if scope == ActionScope::OwnBehalf {
+        return verdict(true, Reason::OwnBehalf);
+    }
+    if principal.is_global_admin() {
+        return verdict(true, Reason::Admin);
+    }
+    let Target::Account { name, account } = target else {
+        return verdict(false, Reason::NoGrant);
+    };
+    match account.map(|a| a.state) {
+        None => return verdict(false, Reason::AccountNotFound),
+        Some(AccountState::Deleting) => return verdict(false, Reason::AccountDeleting),
+        Some(AccountState::Disabled) => return verdict(false, Reason::AccountDisabled),
+        Some(AccountState::Enabled) => {}
+    }
+    // Direct grants sort before group grants, so the reason names the most
+    // specific one.
+    let granting = principal
+        .grants
+        .iter()
+        .filter(|g| g.account == name && catalog.role_grants(&g.role, action))
+        .min_by_key(|g| g.group.is_some());
+    match granting {
+        Some(grant) => Decision {
+            role: Some(grant.role.clone()),
+            group: grant.group.clone(),
+            ..verdict(true, Reason::Role)
+        },
+        None => verdict(false, Reason::NoGrant),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::{DateTime, Utc};
+    use uuid::Uuid;
+
+    use super::*;
+    use crate::domain::model::{AccountType, CredentialKind, Grant, User, UserType};
+
+    fn catalog() -> Catalog {
+        Catalog::new(
+            crate::domain::actions::USED_BY_AUTHZD
+                .iter()
+                .map(|a| (a.to_string(), ActionScope::Account))
+                .chain([
+                    ("listImages".to_owned(), ActionScope::Account),
+                    ("createAccount".to_owned(), ActionScope::System),
+                    ("selfListApiKeys".to_owned(), ActionScope::OwnBehalf),
+                ]),
+            [("read-only".to_owned(), String::new())],
+            [("read-only".to_owned(), "listImages".to_owned())],
+        )
+        .unwrap()
+    }
+
+    fn account(name: &str, state: AccountState) -> Account {
+        Account {
+            name: name.into(),
+            email: None,
+            account_type: AccountType::User,
+            state,
+            created_at: DateTime::<Utc>::UNIX_EPOCH,
+            updated_at: DateTime::<Utc>::UNIX_EPOCH,
+        }
+    }
+
+    fn principal(account_type: AccountType, grants: Vec<Grant>) -> Principal {
+        Principal {
+            user: User {
+                id: Uuid::nil(),
+                username: "u".into(),
+                account: "home".into(),
+                user_type: UserType::Native,
+                idp_name: None,
+                state: UserState::Enabled,
+                password_updated_at: None,
+                created_at: DateTime::<Utc>::UNIX_EPOCH,
+                updated_at: DateTime::<Utc>::UNIX_EPOCH,
+            },
+            account_type,
+            account_state: AccountState::Enabled,
+            credential: CredentialKind::Password,
+            grants,
+        }
+    }
+
+    fn grant(role: &str, account: &str, group: Option<&str>) -> Grant {
+        Grant {
+            role: role.into(),
+            account: account.into(),
+            group: group.map(Into::into),
+        }
+    }
+
+    #[test]
+    fn roles_grant_only_in_their_account() {
+        let c = catalog();
+        let other = account("other", AccountState::Enabled);
+        let p = principal(AccountType::User, vec![grant("read-only", "home", None)]);
+        let home = account("home", AccountState::Enabled);
+        let target = Target::Account {
+            name: "home",
+            account: Some(&home),
+        };
+        let d = decide(&c, &p, "listImages", target);
+        assert!(d.allowed);
+        assert_eq!(d.role.as_deref(), Some("read-only"));
+        let d = decide(
+            &c,
+            &p,
+            "listImages",
+            Target::Account {
+                name: "other",
+                account: Some(&other),
+            },
+        );
+        assert_eq!((d.allowed, d.reason), (false, Reason::NoGrant));
+        assert_eq!(d.domain, "other");
+    }
+
+    #[test]
+    fn direct_grants_are_reported_before_group_grants() {
+        let c = catalog();
+        let home = account("home", AccountState::Enabled);
+        let p = principal(
+            AccountType::User,
+            vec![
+                grant("read-only", "home", Some("g")),
+                grant("read-only", "home", None),
+            ],
+        );
+        let d = decide(
+            &c,
+            &p,
+            "listImages",
+            Target::Account {
+                name: "home",
+                account: Some(&home),
+            },
+        );
+        assert_eq!(d.group, None);
+    }
+
+    #[test]
+    fn system_actions_need_an_admin_and_disabled_targets_refuse_users() {
+        let c = catalog();
+        let home = account("home", AccountState::Disabled);
+        let target = Target::Account {
+            name: "home",
+            account: Some(&home),
+        };
+        let user = principal(AccountType::User, vec![grant("read-only", "home", None)]);
+        assert_eq!(
+            decide(&c, &user, "createAccount", target).reason,
+            Reason::NoGrant
+        );
+        assert_eq!(
+            decide(&c, &user, "createAccount", target).domain,
+            SYSTEM_DOMAIN
+        );
+        assert_eq!(
+            decide(&c, &user, "listImages", target).reason,
+            Reason::AccountDisabled
+        );
+        assert_eq!(
+            decide(&c, &user, "selfListApiKeys", target).reason,
+            Reason::OwnBehalf
+        );
+        let admin = principal(AccountType::Admin, vec![]);
+        assert_eq!(
+            decide(&c, &admin, "createAccount", target).reason,
+            Reason::Admin
+        );
+        assert_eq!(
+            decide(&c, &admin, "listImages", target).reason,
+            Reason::Admin
+        );
+    }
+
+    #[test]
+    fn an_inactive_subject_is_refused_everything() {
+        let c = catalog();
+        let mut admin = principal(AccountType::Admin, vec![]);
+        admin.account_state = AccountState::Disabled;
+        let d = decide(&c, &admin, "listImages", Target::System);
+        assert_eq!(
+            (d.allowed, d.reason),
+            (false, Reason::SubjectAccountDisabled)
+        );
+        let mut user = principal(AccountType::User, vec![]);
+        user.user.state = UserState::Disabled;
+        assert_eq!(
+            decide(&c, &user, "selfListApiKeys", Target::System).reason,
+            Reason::SubjectDisabled
+        );
+    }
+}

@@ -1,0 +1,188 @@
+//! User groups: their members inherit every (role, account) grant of the
+//! group. Groups are system-wide, so managing them is a system action.
+
+use uuid::Uuid;
+
+use super::actions::{
+    ADD_USER_GROUP_ROLE, ADD_USER_GROUP_USER, CREATE_USER_GROUP, DELETE_USER_GROUP,
+    DELETE_USER_GROUP_ROLE, DELETE_USER_GROUP_USER, GET_USER_GROUP, LIST_USER_GROUPS,
+    UPDATE_USER_GROUP,
+};
+use super::model::{AccountState, Group, Principal};
+use super::names::GroupName;
+use super::page::{Page, PageRequest};
+use super::{Core, commit};
+use crate::error::{Error, Result};
+use crate::store;
+
+fn not_found(name: &str) -> Error {
+    Error::not_found(format!("group {name:?}"))
+}
+
+impl Core {
+    pub async fn create_group(
+        &self,
+        caller: &Principal,
+        name: GroupName,
+        description: String,
+    ) -> Result<Group> {
+        self.require(caller, CREATE_USER_GROUP, None).await?;
+        let now = self.now();
+        let group = Group {
+            id: Uuid::new_v4(),
+            name: name.into_string(),
+            description,
+            created_at: now,
+            updated_at: now,
+            members: Vec::new(),
+            grants: Vec::new(),
+        };
+        store::groups::create_group(self.db(), &group).await?;
+        tracing::info!(
+            caller = caller.username(),
+            group = group.name,
+            "group created"
+        );
+        Ok(group)
+    }
+
+    async fn group_detail(&self, name: &str) -> Result<Group> {
+        store::groups::find_group_detail(self.db(), name)
+            .await?
+            .ok_or_else(|| not_found(name))
+    }
+
+    async fn group_id(&self, name: &str) -> Result<Uuid> {
+        store::groups::find_group(self.db(), name)
+            .await?
+            .map(|g| g.id)
+            .ok_or_else(|| not_found(name))
+    }
+
+    pub async fn get_group(&self, caller: &Principal, name: &str) -> Result<Group> {
+        self.require(caller, GET_USER_GROUP, None).await?;
+        self.group_detail(name).await
+    }
+
+    pub async fn list_groups(&self, caller: &Principal, page: &PageRequest) -> Result<Page<Group>> {
+        self.require(caller, LIST_USER_GROUPS, None).await?;
+        store::groups::list_groups(self.db(), page).await
+    }
+
+    pub async fn update_group(
+        &self,
+        caller: &Principal,
+        name: &str,
+        description: String,
+    ) -> Result<Group> {
+        self.require(caller, UPDATE_USER_GROUP, None).await?;
+        let id = self.group_id(name).await?;
+        if !store::groups::update_description(self.db(), id, &description, self.now()).await? {
+            return Err(not_found(name));
+        }
+        self.group_detail(name).await
+    }
+
+    pub async fn delete_group(&self, caller: &Principal, name: &str) -> Result<()> {
+        self.require(caller, DELETE_USER_GROUP, None).await?;
+        let id = self.group_id(name).await?;
+        let txn = self.begin().await?;
+        let deleted = store::groups::delete_group(&txn, id).await?;
+        commit(txn).await?;
+        if !deleted {
+            return Err(not_found(name));
+        }
+        tracing::info!(caller = caller.username(), group = name, "group deleted");
+        Ok(())
+    }
+
+    /// All the named users, or NOT_FOUND naming the first missing one.
+    async fn user_ids(&self, usernames: &[String]) -> Result<Vec<Uuid>> {
+        let users = store::users::find_users_by_name(self.db(), usernames).await?;
+        if let Some(missing) = usernames
+            .iter()
+            .find(|name| !users.iter().any(|u| &u.username == *name))
+        {
+            return Err(Error::not_found(format!("user {missing:?}")));
+        }
+        Ok(users.into_iter().map(|u| u.id).collect())
+    }
+
+    pub async fn add_group_members(
+        &self,
+        caller: &Principal,
+        name: &str,
+        usernames: &[String],
+    ) -> Result<Group> {
+        self.require(caller, ADD_USER_GROUP_USER, None).await?;
+        let id = self.group_id(name).await?;
+        let user_ids = self.user_ids(usernames).await?;
+        let now = self.now();
+        let txn = self.begin().await?;
+        store::groups::add_members(&txn, id, &user_ids, now).await?;
+        store::groups::touch(&txn, id, now).await?;
+        commit(txn).await?;
+        self.group_detail(name).await
+    }
+
+    pub async fn remove_group_members(
+        &self,
+        caller: &Principal,
+        name: &str,
+        usernames: &[String],
+    ) -> Result<Group> {
+        self.require(caller, DELETE_USER_GROUP_USER, None).await?;
+        let id = self.group_id(name).await?;
+        let user_ids = self.user_ids(usernames).await?;
+        let now = self.now();
+        let txn = self.begin().await?;
+        store::groups::remove_members(&txn, id, &user_ids).await?;
+        store::groups::touch(&txn, id, now).await?;
+        commit(txn).await?;
+        self.group_detail(name).await
+    }
+
+    /// `grants` are (role, account) pairs whose role names the transport
+    /// has checked against the catalog.
+    pub async fn add_group_grants(
+        &self,
+        caller: &Principal,
+        name: &str,
+        grants: &[(String, String)],
+    ) -> Result<Group> {
+        self.require(caller, ADD_USER_GROUP_ROLE, None).await?;
+        let id = self.group_id(name).await?;
+        for (_, account) in grants {
+            let target = store::accounts::find_account(self.db(), account)
+                .await?
+                .ok_or_else(|| Error::not_found(format!("account {account:?}")))?;
+            if target.state == AccountState::Deleting {
+                return Err(Error::precondition(format!(
+                    "account {account:?} is being deleted"
+                )));
+            }
+        }
+        let now = self.now();
+        let txn = self.begin().await?;
+        store::groups::add_grants(&txn, id, grants, now).await?;
+        store::groups::touch(&txn, id, now).await?;
+        commit(txn).await?;
+        self.group_detail(name).await
+    }
+
+    pub async fn remove_group_grants(
+        &self,
+        caller: &Principal,
+        name: &str,
+        grants: &[(String, String)],
+    ) -> Result<Group> {
+        self.require(caller, DELETE_USER_GROUP_ROLE, None).await?;
+        let id = self.group_id(name).await?;
+        let now = self.now();
+        let txn = self.begin().await?;
+        store::groups::remove_grants(&txn, id, grants).await?;
+        store::groups::touch(&txn, id, now).await?;
+        commit(txn).await?;
+        self.group_detail(name).await
+    }
+}

@@ -1,0 +1,150 @@
+//! The rules of authzd. No tonic and no SQL here: storage is reached through
+//! `crate::store` functions, and the transport adapts to and from these types.
+
+pub mod accounts;
+pub mod actions;
+pub mod auth;
+pub mod bootstrap;
+pub mod catalog;
+pub mod credentials;
+pub mod decision;
+pub mod groups;
+pub mod model;
+pub mod names;
+pub mod page;
+pub mod passwords;
+pub mod roles;
+pub mod secret;
+pub mod users;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+
+use chrono::{DateTime, TimeDelta, Utc};
+use migration::MigratorTrait;
+use sea_orm::{DatabaseConnection, DatabaseTransaction, TransactionTrait};
+use tokio::sync::Notify;
+
+use self::catalog::Catalog;
+use self::passwords::PasswordHasher;
+use crate::error::Result;
+use crate::store;
+
+/// The only reader of the system time. Tests move it forward instead of
+/// sleeping.
+#[derive(Clone, Default)]
+pub struct Clock {
+    offset_ms: Arc<AtomicI64>,
+}
+
+impl Clock {
+    #[allow(clippy::disallowed_methods)]
+    pub fn now(&self) -> DateTime<Utc> {
+        Utc::now() + TimeDelta::milliseconds(self.offset_ms.load(Ordering::Relaxed))
+    }
+
+    pub fn advance(&self, by: TimeDelta) {
+        self.offset_ms
+            .fetch_add(by.num_milliseconds(), Ordering::Relaxed);
+    }
+}
+
+/// Settings the rules depend on.
+#[derive(Debug, Clone, Default)]
+pub struct Settings {
+    /// The SQLite file, when that is the database: readiness also requires
+    /// that it still exists.
+    pub sqlite_path: Option<PathBuf>,
+}
+
+struct Inner {
+    db: DatabaseConnection,
+    hasher: PasswordHasher,
+    catalog: Catalog,
+    clock: Clock,
+    settings: Settings,
+    purge_wakeup: Notify,
+}
+
+/// Shared state of the domain: cheap to clone, one per process.
+#[derive(Clone)]
+pub struct Core {
+    inner: Arc<Inner>,
+}
+
+impl Core {
+    /// Loads the catalog; migrations must have run.
+    pub async fn new(
+        db: DatabaseConnection,
+        hasher: PasswordHasher,
+        clock: Clock,
+        settings: Settings,
+    ) -> Result<Self> {
+        let catalog = store::roles::load_catalog(&db).await?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                db,
+                hasher,
+                catalog,
+                clock,
+                settings,
+                purge_wakeup: Notify::new(),
+            }),
+        })
+    }
+
+    pub fn db(&self) -> &DatabaseConnection {
+        &self.inner.db
+    }
+
+    pub fn catalog(&self) -> &Catalog {
+        &self.inner.catalog
+    }
+
+    pub fn clock(&self) -> &Clock {
+        &self.inner.clock
+    }
+
+    pub(crate) fn now(&self) -> DateTime<Utc> {
+        self.inner.clock.now()
+    }
+
+    pub(crate) fn hasher(&self) -> &PasswordHasher {
+        &self.inner.hasher
+    }
+
+    pub(crate) async fn begin(&self) -> Result<DatabaseTransaction> {
+        self.inner.db.begin().await.map_err(store::classify)
+    }
+
+    /// Wakes the background purge of deleting accounts.
+    pub(crate) fn wake_purger(&self) {
+        self.inner.purge_wakeup.notify_one();
+    }
+
+    pub async fn purge_wakeup(&self) {
+        self.inner.purge_wakeup.notified().await;
+    }
+
+    /// Ready to serve: the database answers, every migration is applied,
+    /// and (for SQLite) the database file is still there.
+    pub async fn is_ready(&self) -> bool {
+        if let Some(path) = &self.inner.settings.sqlite_path
+            && !path.exists()
+        {
+            return false;
+        }
+        if self.inner.db.ping().await.is_err() {
+            return false;
+        }
+        matches!(
+            migration::Migrator::get_pending_migrations_read_only(&self.inner.db).await,
+            Ok(pending) if pending.is_empty()
+        )
+    }
+}
+
+pub(crate) async fn commit(txn: DatabaseTransaction) -> Result<()> {
+    txn.commit().await.map_err(store::classify)
+}

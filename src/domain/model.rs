@@ -1,0 +1,155 @@
+//! The identity model: accounts, users, grants, and the principal a
+//! credential resolves to.
+
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use crate::error::{Error, Result};
+
+/// Storage and wire spelling for the enums below, in one place.
+macro_rules! string_enum {
+    ($name:ident { $($variant:ident => $text:literal),+ $(,)? }) => {
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum $name { $($variant),+ }
+
+        impl $name {
+            pub fn as_str(self) -> &'static str {
+                match self { $(Self::$variant => $text),+ }
+            }
+
+            /// Reads a value written by `as_str`; anything else is corrupt data.
+            pub fn from_stored(text: &str) -> Result<Self> {
+                match text {
+                    $($text => Ok(Self::$variant),)+
+                    other => Err(Error::internal(format!(
+                        concat!("unknown ", stringify!($name), " {:?} in storage"), other
+                    ))),
+                }
+            }
+        }
+    };
+}
+
+string_enum!(AccountType { User => "user", Admin => "admin", Service => "service" });
+string_enum!(AccountState { Enabled => "enabled", Disabled => "disabled", Deleting => "deleting" });
+string_enum!(UserType { Native => "native", Saml => "saml", Service => "service" });
+string_enum!(UserState { Enabled => "enabled", Disabled => "disabled" });
+string_enum!(ActionScope { Account => "account", System => "system", OwnBehalf => "self" });
+
+/// How a principal proved who it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CredentialKind {
+    Password,
+    ApiKey,
+}
+
+/// The account whose users are global administrators.
+pub const ADMIN_ACCOUNT: &str = "admin";
+/// The bootstrap administrator.
+pub const ADMIN_USER: &str = "admin";
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Account {
+    pub name: String,
+    pub email: Option<String>,
+    pub account_type: AccountType,
+    pub state: AccountState,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// A role held in an account, directly or through a user group.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Grant {
+    pub role: String,
+    pub account: String,
+    pub group: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct User {
+    pub id: Uuid,
+    pub username: String,
+    pub account: String,
+    pub user_type: UserType,
+    pub idp_name: Option<String>,
+    pub state: UserState,
+    pub password_updated_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// A user with their effective grants.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserWithGrants {
+    pub user: User,
+    pub grants: Vec<Grant>,
+}
+
+/// Who a request acts as, resolved from a credential or a trusted username.
+#[derive(Debug, Clone)]
+pub struct Principal {
+    pub user: User,
+    pub account_type: AccountType,
+    pub account_state: AccountState,
+    pub credential: CredentialKind,
+    pub grants: Vec<Grant>,
+}
+
+impl Principal {
+    /// Users of the admin account (and internal service accounts) may do
+    /// everything in every domain.
+    pub fn is_global_admin(&self) -> bool {
+        matches!(self.account_type, AccountType::Admin | AccountType::Service)
+    }
+
+    pub fn username(&self) -> &str {
+        &self.user.username
+    }
+
+    pub fn account(&self) -> &str {
+        &self.user.account
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Group {
+    pub id: Uuid,
+    pub name: String,
+    pub description: String,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    /// Sorted usernames; empty in listings.
+    pub members: Vec<String>,
+    /// (role, account) pairs; empty in listings.
+    pub grants: Vec<(String, String)>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoleMember {
+    pub role: String,
+    pub username: String,
+    pub account: String,
+    pub user_account: String,
+    pub created_at: DateTime<Utc>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stored_spellings_round_trip_and_reject_unknown() {
+        for state in [
+            AccountState::Enabled,
+            AccountState::Disabled,
+            AccountState::Deleting,
+        ] {
+            assert_eq!(AccountState::from_stored(state.as_str()).ok(), Some(state));
+        }
+        assert!(matches!(
+            UserType::from_stored("root"),
+            Err(Error::Internal(_))
+        ));
+    }
+}

@@ -1,0 +1,120 @@
+//! argon2id hashing, off the async workers and bounded, so a burst of logins
+//! cannot starve the runtime or exhaust memory (each hash takes 19 MiB).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use argon2::password_hash::phc::PasswordHash;
+use argon2::password_hash::{PasswordHasher as _, PasswordVerifier as _};
+use argon2::{Algorithm, Argon2, Params, Version};
+use tokio::sync::Semaphore;
+
+use super::secret::Secret;
+use crate::error::{Error, Result};
+
+/// OWASP's minimum for argon2id: m=19 MiB, t=2, p=1.
+const MEMORY_KIB: u32 = 19 * 1024;
+const ITERATIONS: u32 = 2;
+const PARALLELISM: u32 = 1;
+
+#[derive(Clone)]
+pub struct PasswordHasher {
+    permits: Arc<Semaphore>,
+    /// Verified against when the user is unknown, so that case costs the same.
+    dummy_hash: Arc<str>,
+}
+
+fn argon2() -> Result<Argon2<'static>> {
+    let params = Params::new(MEMORY_KIB, ITERATIONS, PARALLELISM, None)
+        .map_err(|e| Error::internal(format!("argon2 parameters: {e}")))?;
+    Ok(Argon2::new(Algorithm::Argon2id, Version::V0x13, params))
+}
+
+fn hash_blocking(password: &str) -> Result<String> {
+    argon2()?
+        .hash_password(password.as_bytes())
+        .map(|hash| hash.to_string())
+        .map_err(|e| Error::internal(format!("argon2 hash: {e}")))
+}
+
+fn verify_blocking(password: &str, hash: &str) -> bool {
+    let Ok(parsed) = PasswordHash::new(hash) else {
+        return false;
+    };
+    // Parameters come from the stored hash, so old hashes keep verifying.
+    Argon2::default()
+        .verify_password(password.as_bytes(), &parsed)
+        .is_ok()
+}
+
+impl PasswordHasher {
+    /// `concurrency` bounds simultaneous hashes (and so their memory).
+    pub fn new(concurrency: usize) -> Result<Self> {
+        let dummy_hash = hash_blocking("authzd-dummy-password-for-unknown-users")?;
+        Ok(Self {
+            permits: Arc::new(Semaphore::new(concurrency.max(1))),
+            dummy_hash: dummy_hash.into(),
+        })
+    }
+
+    async fn run<T: Send + 'static>(
+        &self,
+        job: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<(T, Duration)> {
+        let queued = Instant::now();
+        let _permit = self
+            .permits
+            .acquire()
+            .await
+            .map_err(|_| Error::internal("password hashing pool closed"))?;
+        let waited = queued.elapsed();
+        let value = tokio::task::spawn_blocking(job)
+            .await
+            .map_err(|e| Error::internal(format!("password hashing task: {e}")))?;
+        Ok((value, waited))
+    }
+
+    pub async fn hash(&self, password: &Secret) -> Result<String> {
+        let password = password.clone();
+        let (hash, _) = self.run(move || hash_blocking(password.expose())).await?;
+        hash
+    }
+
+    /// Verifies against `hash`, or against a dummy when there is none, so an
+    /// unknown user costs the same work as a wrong password.
+    pub async fn verify(&self, password: &Secret, hash: Option<&str>) -> Result<bool> {
+        let known = hash.is_some();
+        let password = password.clone();
+        let hash: Arc<str> = hash.map_or_else(|| self.dummy_hash.clone(), Arc::from);
+        let (ok, waited) = self
+            .run(move || verify_blocking(password.expose(), &hash))
+            .await?;
+        tracing::trace!(waited_us = waited.as_micros() as u64, "password verified");
+        Ok(ok && known)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn hashes_are_argon2id_with_owasp_parameters_and_verify() {
+        let hasher = PasswordHasher::new(1).unwrap();
+        let secret = Secret::new("correct horse");
+        let hash = hasher.hash(&secret).await.unwrap();
+        assert!(
+            hash.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"),
+            "{hash}"
+        );
+        assert!(hasher.verify(&secret, Some(&hash)).await.unwrap());
+        assert!(
+            !hasher
+                .verify(&Secret::new("wrong"), Some(&hash))
+                .await
+                .unwrap()
+        );
+        assert!(!hasher.verify(&secret, None).await.unwrap());
+        assert!(!hasher.verify(&secret, Some("not a hash")).await.unwrap());
+    }
+}

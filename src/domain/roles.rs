@@ -1,0 +1,117 @@
+//! The predefined roles and their members.
+
+use super::Core;
+use super::actions::{
+    CREATE_ROLE_MEMBER, DELETE_ROLE_MEMBER, GET_ROLE, LIST_ROLE_MEMBERS, LIST_ROLES,
+};
+use super::catalog::Role;
+use super::model::{AccountState, Principal, RoleMember};
+use super::page::{Page, PageRequest};
+use crate::error::{Error, Result};
+use crate::store;
+
+impl Core {
+    pub async fn list_roles(&self, caller: &Principal, context: &str) -> Result<Vec<Role>> {
+        self.require(caller, LIST_ROLES, Some(context)).await?;
+        Ok(self.catalog().roles().cloned().collect())
+    }
+
+    pub async fn get_role(&self, caller: &Principal, context: &str, name: &str) -> Result<Role> {
+        self.require(caller, GET_ROLE, Some(context)).await?;
+        self.known_role(name).cloned()
+    }
+
+    fn known_role(&self, name: &str) -> Result<&Role> {
+        self.catalog()
+            .role(name)
+            .ok_or_else(|| Error::not_found(format!("role {name:?}")))
+    }
+
+    /// `account`: only members in that account. Without it, administrators
+    /// see every account and everyone else their context account.
+    pub async fn list_role_members(
+        &self,
+        caller: &Principal,
+        role: &str,
+        account: Option<&str>,
+        context: &str,
+        page: &PageRequest,
+    ) -> Result<Page<RoleMember>> {
+        let filter = match account {
+            Some(account) => Some(account),
+            None if caller.is_global_admin() => None,
+            None => Some(context),
+        };
+        self.require(caller, LIST_ROLE_MEMBERS, filter).await?;
+        self.known_role(role)?;
+        store::roles::list_role_members(self.db(), role, filter, page).await
+    }
+
+    pub async fn add_role_member(
+        &self,
+        caller: &Principal,
+        role: &str,
+        username: &str,
+        account: &str,
+    ) -> Result<RoleMember> {
+        self.require(caller, CREATE_ROLE_MEMBER, Some(account))
+            .await?;
+        self.known_role(role)?;
+        let target = store::accounts::find_account(self.db(), account)
+            .await?
+            .ok_or_else(|| Error::not_found(format!("account {account:?}")))?;
+        if target.state == AccountState::Deleting {
+            return Err(Error::precondition("the account is being deleted"));
+        }
+        let record = store::users::find_user_record(self.db(), username)
+            .await?
+            .ok_or_else(|| Error::not_found(format!("user {username:?}")))?;
+        let now = self.now();
+        store::users::create_binding(self.db(), record.user.id, role, account, now).await?;
+        tracing::info!(
+            caller = caller.username(),
+            role,
+            user = username,
+            account,
+            "role member added"
+        );
+        Ok(RoleMember {
+            role: role.to_owned(),
+            username: record.user.username,
+            account: account.to_owned(),
+            user_account: record.user.account,
+            created_at: now,
+        })
+    }
+
+    pub async fn remove_role_member(
+        &self,
+        caller: &Principal,
+        role: &str,
+        username: &str,
+        account: &str,
+    ) -> Result<()> {
+        self.require(caller, DELETE_ROLE_MEMBER, Some(account))
+            .await?;
+        self.known_role(role)?;
+        let missing = || {
+            Error::not_found(format!(
+                "role {role:?} held by {username:?} in account {account:?}"
+            ))
+        };
+        let record = store::users::find_user_record(self.db(), username)
+            .await?
+            .ok_or_else(missing)?;
+        if !store::users::delete_binding(self.db(), record.user.id, role, account).await? {
+            return Err(missing());
+        }
+        tracing::info!(
+            caller = caller.username(),
+            role,
+            user = username,
+            account,
+            "role member removed"
+        );
+        Ok(())
+    }
+}

@@ -1,0 +1,255 @@
+//! Users, their passwords and their state.
+
+use uuid::Uuid;
+
+use super::actions::{CREATE_USER, DELETE_USER, GET_USER, LIST_ALL_USERS, LIST_USERS, UPDATE_USER};
+use super::model::{
+    ADMIN_USER, AccountState, Principal, User, UserState, UserType, UserWithGrants,
+};
+use super::names::Username;
+use super::page::{Page, PageRequest};
+use super::secret::Secret;
+use super::{Core, commit};
+use crate::error::{Error, Result};
+use crate::store;
+
+pub const PASSWORD_MIN_CHARS: usize = 6;
+pub const PASSWORD_MAX_CHARS: usize = 128;
+
+/// A password a native user may have.
+pub fn check_password(field: &str, password: &Secret) -> Result<()> {
+    let chars = password.expose().chars().count();
+    if chars == 0 {
+        return Err(Error::invalid(field, "is required"));
+    }
+    if !(PASSWORD_MIN_CHARS..=PASSWORD_MAX_CHARS).contains(&chars) {
+        return Err(Error::invalid(
+            field,
+            format!("must be {PASSWORD_MIN_CHARS} to {PASSWORD_MAX_CHARS} characters long"),
+        ));
+    }
+    Ok(())
+}
+
+/// What a new user is made of, validated by the transport.
+pub struct NewUser {
+    pub account: String,
+    pub username: Username,
+    pub user_type: UserType,
+    pub password: Option<Secret>,
+    pub idp_name: Option<String>,
+    pub roles: Vec<String>,
+}
+
+fn not_found(account: &str, username: &str) -> Error {
+    Error::not_found(format!("user {username:?} in account {account:?}"))
+}
+
+impl Core {
+    pub async fn create_user(&self, caller: &Principal, new: NewUser) -> Result<UserWithGrants> {
+        self.require(caller, CREATE_USER, Some(&new.account))
+            .await?;
+        for (i, role) in new.roles.iter().enumerate() {
+            self.catalog().require_role(&format!("roles[{i}]"), role)?;
+        }
+        let account = store::accounts::find_account(self.db(), &new.account)
+            .await?
+            .ok_or_else(|| Error::not_found(format!("account {:?}", new.account)))?;
+        if account.state == AccountState::Deleting {
+            return Err(Error::precondition("the account is being deleted"));
+        }
+        // Hash before opening the transaction: no connection is held for the 20 ms.
+        let password_hash = match &new.password {
+            Some(password) => Some(self.hasher().hash(password).await?),
+            None => None,
+        };
+        let now = self.now();
+        let user = User {
+            id: Uuid::new_v4(),
+            username: new.username.into_string(),
+            account: new.account,
+            user_type: new.user_type,
+            idp_name: new.idp_name,
+            state: UserState::Enabled,
+            password_updated_at: password_hash.as_ref().map(|_| now),
+            created_at: now,
+            updated_at: now,
+        };
+        let txn = self.begin().await?;
+        store::users::create_user(&txn, &user, password_hash).await?;
+        let mut roles = new.roles;
+        roles.sort();
+        roles.dedup();
+        for role in &roles {
+            store::users::create_binding(&txn, user.id, role, &user.account, now).await?;
+        }
+        commit(txn).await?;
+        tracing::info!(
+            caller = caller.username(),
+            user = user.username,
+            account = user.account,
+            "user created"
+        );
+        self.with_grants(user).await
+    }
+
+    async fn with_grants(&self, user: User) -> Result<UserWithGrants> {
+        let mut grants = store::users::grants_of(self.db(), &[user.id]).await?;
+        Ok(UserWithGrants {
+            grants: grants.remove(&user.id).unwrap_or_default(),
+            user,
+        })
+    }
+
+    async fn with_grants_page(&self, page: Page<User>) -> Result<Page<UserWithGrants>> {
+        let ids: Vec<Uuid> = page.items.iter().map(|u| u.id).collect();
+        let mut grants = store::users::grants_of(self.db(), &ids).await?;
+        Ok(Page {
+            items: page
+                .items
+                .into_iter()
+                .map(|user| UserWithGrants {
+                    grants: grants.remove(&user.id).unwrap_or_default(),
+                    user,
+                })
+                .collect(),
+            next_page_token: page.next_page_token,
+        })
+    }
+
+    /// The user, if they belong to the account.
+    pub(crate) async fn user_in(&self, account: &str, username: &str) -> Result<User> {
+        store::users::find_user_in_account(self.db(), account, username)
+            .await?
+            .ok_or_else(|| not_found(account, username))
+    }
+
+    pub async fn get_user(
+        &self,
+        caller: &Principal,
+        account: &str,
+        username: &str,
+    ) -> Result<UserWithGrants> {
+        if !is_self(caller, account, username) {
+            self.require(caller, GET_USER, Some(account)).await?;
+        }
+        let user = self.user_in(account, username).await?;
+        self.with_grants(user).await
+    }
+
+    pub async fn list_users(
+        &self,
+        caller: &Principal,
+        account: &str,
+        page: &PageRequest,
+    ) -> Result<Page<UserWithGrants>> {
+        self.require(caller, LIST_USERS, Some(account)).await?;
+        let users = store::users::list_users(self.db(), Some(account), page).await?;
+        self.with_grants_page(users).await
+    }
+
+    pub async fn list_all_users(
+        &self,
+        caller: &Principal,
+        page: &PageRequest,
+    ) -> Result<Page<UserWithGrants>> {
+        self.require(caller, LIST_ALL_USERS, None).await?;
+        let users = store::users::list_users(self.db(), None, page).await?;
+        self.with_grants_page(users).await
+    }
+
+    pub async fn delete_user(
+        &self,
+        caller: &Principal,
+        account: &str,
+        username: &str,
+    ) -> Result<()> {
+        self.require(caller, DELETE_USER, Some(account)).await?;
+        let user = self.user_in(account, username).await?;
+        if user.id == caller.user.id {
+            return Err(Error::precondition("you cannot delete yourself"));
+        }
+        if user.username == ADMIN_USER {
+            return Err(Error::precondition("the admin user cannot be deleted"));
+        }
+        if user.user_type == UserType::Service {
+            return Err(Error::precondition("service users cannot be deleted"));
+        }
+        let txn = self.begin().await?;
+        let deleted = store::users::delete_user(&txn, user.id).await?;
+        commit(txn).await?;
+        if !deleted {
+            return Err(not_found(account, username));
+        }
+        tracing::info!(
+            caller = caller.username(),
+            user = username,
+            account,
+            "user deleted"
+        );
+        Ok(())
+    }
+
+    pub async fn set_password(
+        &self,
+        caller: &Principal,
+        account: &str,
+        username: &str,
+        password: &Secret,
+    ) -> Result<chrono::DateTime<chrono::Utc>> {
+        if !is_self(caller, account, username) {
+            self.require(caller, UPDATE_USER, Some(account)).await?;
+        }
+        let user = self.user_in(account, username).await?;
+        if user.user_type != UserType::Native {
+            return Err(Error::precondition("only native users have a password"));
+        }
+        let hash = self.hasher().hash(password).await?;
+        let now = self.now();
+        if !store::users::set_password_hash(self.db(), user.id, hash, now).await? {
+            return Err(not_found(account, username));
+        }
+        tracing::info!(
+            caller = caller.username(),
+            user = username,
+            account,
+            "password replaced"
+        );
+        Ok(now)
+    }
+
+    pub async fn set_user_state(
+        &self,
+        caller: &Principal,
+        account: &str,
+        username: &str,
+        state: UserState,
+    ) -> Result<UserWithGrants> {
+        self.require(caller, UPDATE_USER, Some(account)).await?;
+        let user = self.user_in(account, username).await?;
+        if state == UserState::Disabled {
+            if user.id == caller.user.id {
+                return Err(Error::precondition("you cannot disable yourself"));
+            }
+            if user.username == ADMIN_USER {
+                return Err(Error::precondition("the admin user cannot be disabled"));
+            }
+        }
+        if !store::users::set_user_state(self.db(), user.id, state, self.now()).await? {
+            return Err(not_found(account, username));
+        }
+        tracing::info!(
+            caller = caller.username(),
+            user = username,
+            account,
+            state = state.as_str(),
+            "user state changed"
+        );
+        let user = self.user_in(account, username).await?;
+        self.with_grants(user).await
+    }
+}
+
+fn is_self(caller: &Principal, account: &str, username: &str) -> bool {
+    caller.account() == account && caller.username() == username
+}

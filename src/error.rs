@@ -1,0 +1,95 @@
+//! The one error type of the domain. The transport maps it to a gRPC status
+//! in one place (`grpc::status`).
+
+use std::fmt;
+
+/// Why an authentication failed. Never shown to the caller (they all see the
+/// same UNAUTHENTICATED message); logged, and later counted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthFailure {
+    Malformed,
+    UnknownUser,
+    WrongPassword,
+    NoPassword,
+    UserDisabled,
+    AccountDisabled,
+    AccountDeleting,
+    UnsupportedCredential,
+    MissingCredentials,
+}
+
+impl AuthFailure {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Malformed => "malformed",
+            Self::UnknownUser => "unknown_user",
+            Self::WrongPassword => "wrong_password",
+            Self::NoPassword => "no_password",
+            Self::UserDisabled => "user_disabled",
+            Self::AccountDisabled => "account_disabled",
+            Self::AccountDeleting => "account_deleting",
+            Self::UnsupportedCredential => "unsupported_credential",
+            Self::MissingCredentials => "missing_credentials",
+        }
+    }
+}
+
+impl fmt::Display for AuthFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A caller's input is unacceptable; `field` names it as the wire does.
+    #[error("{field}: {reason}")]
+    InvalidArgument { field: String, reason: String },
+    #[error("{0} not found")]
+    NotFound(String),
+    #[error("{0} already exists")]
+    AlreadyExists(String),
+    #[error("{0}")]
+    FailedPrecondition(String),
+    #[error("{0}")]
+    PermissionDenied(String),
+    #[error("invalid credentials")]
+    Unauthenticated(AuthFailure),
+    /// The database does not answer.
+    #[error("the database is unavailable")]
+    Unavailable,
+    /// A bug or an unexpected database state. The text is for the log only.
+    #[error("internal error")]
+    Internal(String),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    pub fn invalid(field: impl Into<String>, reason: impl Into<String>) -> Self {
+        Self::InvalidArgument {
+            field: field.into(),
+            reason: reason.into(),
+        }
+    }
+
+    pub fn not_found(what: impl Into<String>) -> Self {
+        Self::NotFound(what.into())
+    }
+
+    pub fn exists(what: impl Into<String>) -> Self {
+        Self::AlreadyExists(what.into())
+    }
+
+    pub fn precondition(why: impl Into<String>) -> Self {
+        Self::FailedPrecondition(why.into())
+    }
+
+    pub fn denied(why: impl Into<String>) -> Self {
+        Self::PermissionDenied(why.into())
+    }
+
+    pub fn internal(context: impl Into<String>) -> Self {
+        Self::Internal(context.into())
+    }
+}

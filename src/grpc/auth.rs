@@ -1,0 +1,89 @@
+//! Authenticate and Authorize: the checks sibling services call.
+
+use tonic::{Request, Response, Status};
+
+use super::caller::context_header;
+use crate::domain::Core;
+use crate::domain::credentials::Credential;
+use crate::domain::model::Principal;
+use crate::error::{AuthFailure, Error};
+use crate::pb::auth_service_server::AuthService;
+use crate::pb::{self, authenticate_request, authorize_request};
+
+pub struct AuthApi {
+    core: Core,
+}
+
+impl AuthApi {
+    pub fn new(core: Core) -> Self {
+        Self { core }
+    }
+
+    async fn authenticate_header(&self, header: &str) -> Result<Principal, Error> {
+        let credential = Credential::from_authorization(header);
+        if let Err(Error::Unauthenticated(reason)) = &credential {
+            tracing::info!(reason = reason.as_str(), "authentication failed");
+        }
+        self.core.authenticate(&credential?).await
+    }
+
+    async fn authenticate_password(&self, p: pb::PasswordCredentials) -> Result<Principal, Error> {
+        let credential = Credential::from_parts(&p.username, p.password);
+        self.core.authenticate(&credential).await
+    }
+}
+
+#[tonic::async_trait]
+impl AuthService for AuthApi {
+    async fn authenticate(
+        &self,
+        request: Request<pb::AuthenticateRequest>,
+    ) -> Result<Response<pb::AuthenticateResponse>, Status> {
+        use authenticate_request::Credentials;
+        let principal = match request.into_inner().credentials {
+            Some(Credentials::Authorization(header)) => self.authenticate_header(&header).await?,
+            Some(Credentials::Password(p)) => self.authenticate_password(p).await?,
+            None => return Err(Error::Unauthenticated(AuthFailure::MissingCredentials).into()),
+        };
+        Ok(Response::new(pb::AuthenticateResponse {
+            principal: Some(principal.into()),
+        }))
+    }
+
+    async fn authorize(
+        &self,
+        request: Request<pb::AuthorizeRequest>,
+    ) -> Result<Response<pb::AuthorizeResponse>, Status> {
+        use authorize_request::Subject;
+        let header = context_header(request.metadata())?;
+        let req = request.into_inner();
+        let principal = match req.subject {
+            Some(Subject::Authorization(header)) => self.authenticate_header(&header).await?,
+            Some(Subject::Password(p)) => self.authenticate_password(p).await?,
+            Some(Subject::Username(username)) => {
+                crate::domain::names::required("username", &username)?;
+                self.core.principal_by_username(&username).await?
+            }
+            None => return Err(Error::invalid("subject", "is required").into()),
+        };
+        let context = if req.account.is_empty() {
+            header
+        } else {
+            Some(req.account)
+        };
+        if let Some(account) = &context {
+            crate::domain::names::required("account", account)?;
+        }
+        let (account, decisions) = self
+            .core
+            .authorize(&principal, context.as_deref(), &req.actions)
+            .await?;
+        let allowed = decisions.iter().all(|d| d.allowed);
+        Ok(Response::new(pb::AuthorizeResponse {
+            principal: Some(principal.into()),
+            account,
+            allowed,
+            decisions: decisions.into_iter().map(Into::into).collect(),
+        }))
+    }
+}

@@ -1,0 +1,44 @@
+//! Transport: thin tonic adapters over the domain.
+
+pub mod accounts;
+pub mod auth;
+pub mod caller;
+pub mod convert;
+pub mod groups;
+pub mod roles;
+pub mod status;
+pub mod users;
+
+use tonic::server::NamedService;
+use tonic::service::Routes;
+
+use crate::domain::Core;
+use crate::pb::account_service_server::AccountServiceServer;
+use crate::pb::auth_service_server::AuthServiceServer;
+use crate::pb::group_service_server::GroupServiceServer;
+use crate::pb::role_service_server::RoleServiceServer;
+use crate::pb::user_service_server::UserServiceServer;
+
+/// Names reported by the health service, besides the overall "".
+pub const SERVICE_NAMES: [&str; 5] = [
+    <AuthServiceServer<auth::AuthApi> as NamedService>::NAME,
+    <AccountServiceServer<accounts::AccountApi> as NamedService>::NAME,
+    <UserServiceServer<users::UserApi> as NamedService>::NAME,
+    <RoleServiceServer<roles::RoleApi> as NamedService>::NAME,
+    <GroupServiceServer<groups::GroupApi> as NamedService>::NAME,
+];
+
+/// The authzd services. Authenticate/Authorize sit behind the caller-key
+/// check; admin RPCs authenticate their caller themselves.
+pub fn routes(core: &Core, caller_keys: caller::CallerKeys) -> Routes {
+    let auth = AuthServiceServer::with_interceptor(auth::AuthApi::new(core.clone()), move |req| {
+        caller_keys.check(req)
+    });
+    Routes::new(auth)
+        .add_service(AccountServiceServer::new(accounts::AccountApi::new(
+            core.clone(),
+        )))
+        .add_service(UserServiceServer::new(users::UserApi::new(core.clone())))
+        .add_service(RoleServiceServer::new(roles::RoleApi::new(core.clone())))
+        .add_service(GroupServiceServer::new(groups::GroupApi::new(core.clone())))
+}

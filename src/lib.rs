@@ -1,0 +1,198 @@
+//! authzd: accounts, users, roles and credential checks over gRPC.
+//!
+//! `prepare` opens and migrates the database and bootstraps it; `serve`
+//! runs the gRPC server on a bound listener until a shutdown future
+//! completes. Tests assemble the server in-process with these two.
+
+pub mod config;
+pub mod domain;
+pub mod error;
+pub mod grpc;
+pub mod store;
+pub mod telemetry;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use migration::MigratorTrait;
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tokio_util::sync::CancellationToken;
+use tonic_health::ServingStatus;
+use tonic_health::server::HealthReporter;
+
+use crate::config::Config;
+use crate::domain::bootstrap::Bootstrap;
+use crate::domain::passwords::PasswordHasher;
+use crate::domain::{Clock, Core, Settings};
+use crate::error::{Error, Result};
+
+/// Generated wire types and the descriptor set for reflection.
+pub mod pb {
+    #![allow(clippy::all, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+    tonic::include_proto!("authz.v1");
+
+    pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("authz_descriptor");
+}
+
+/// Applies pending migrations.
+pub async fn migrate(config: &Config) -> Result<()> {
+    let db = store::connect(config.database_url.expose(), config.db_max_connections).await?;
+    migration::Migrator::up(&db, None)
+        .await
+        .map_err(store::classify)?;
+    db.close().await.map_err(store::classify)?;
+    Ok(())
+}
+
+/// Connects, migrates, loads the catalog and bootstraps the admin account.
+pub async fn prepare(config: &Config, clock: Clock) -> Result<(Core, Bootstrap)> {
+    let db = store::connect(config.database_url.expose(), config.db_max_connections).await?;
+    migration::Migrator::up(&db, None)
+        .await
+        .map_err(store::classify)?;
+    // Computing the dummy hash is argon2 work: keep it off the async workers.
+    let concurrency = config.hash_concurrency;
+    let hasher = tokio::task::spawn_blocking(move || PasswordHasher::new(concurrency))
+        .await
+        .map_err(|e| Error::internal(format!("hasher start-up: {e}")))??;
+    let settings = Settings {
+        sqlite_path: config.sqlite_path(),
+    };
+    let core = Core::new(db, hasher, clock, settings).await?;
+    let bootstrap = core.bootstrap(config.admin_password.as_ref()).await?;
+    Ok((core, bootstrap))
+}
+
+async fn set_health(reporter: &HealthReporter, status: ServingStatus) {
+    reporter.set_service_status("", status).await;
+    for name in grpc::SERVICE_NAMES {
+        reporter.set_service_status(name, status).await;
+    }
+}
+
+/// Follows the database: SERVING while it answers and is migrated.
+async fn watch_health(
+    core: Core,
+    reporter: HealthReporter,
+    interval: Duration,
+    stop: CancellationToken,
+) {
+    let mut serving = None;
+    loop {
+        let ready = core.is_ready().await;
+        if serving != Some(ready) {
+            if ready {
+                tracing::info!("database ready: SERVING");
+            } else {
+                tracing::warn!("database not ready: NOT_SERVING");
+            }
+            let status = if ready {
+                ServingStatus::Serving
+            } else {
+                ServingStatus::NotServing
+            };
+            // A shutdown may have begun while we checked: it has the last word.
+            if stop.is_cancelled() {
+                return;
+            }
+            set_health(&reporter, status).await;
+            serving = Some(ready);
+        }
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(interval) => {}
+        }
+    }
+}
+
+/// Purges deleting accounts on a timer and whenever a deletion starts.
+async fn run_purger(core: Core, interval: Duration, stop: CancellationToken) {
+    loop {
+        if let Err(err) = core.purge_deleting_accounts().await {
+            match err {
+                Error::Unavailable => {
+                    tracing::warn!("account purge postponed: database unavailable")
+                }
+                other => tracing::error!(error = %other, "account purge failed"),
+            }
+        }
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = core.purge_wakeup() => {}
+            _ = tokio::time::sleep(interval) => {}
+        }
+    }
+}
+
+/// Serves gRPC on `listener` until `shutdown` completes; then health goes
+/// NOT_SERVING, new connections are refused, in-flight RPCs get up to the
+/// grace period to finish, and background tasks stop.
+pub async fn serve(
+    listener: TcpListener,
+    core: Core,
+    config: Arc<Config>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<()> {
+    let (reporter, health_service) = tonic_health::server::health_reporter();
+    set_health(&reporter, ServingStatus::NotServing).await;
+    let reflection_v1 = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .map_err(|e| Error::internal(format!("reflection: {e}")))?;
+    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1alpha()
+        .map_err(|e| Error::internal(format!("reflection: {e}")))?;
+
+    let stop_tasks = CancellationToken::new();
+    let health_task = tokio::spawn(watch_health(
+        core.clone(),
+        reporter.clone(),
+        config.health_check_interval,
+        stop_tasks.clone(),
+    ));
+    let purge_task = tokio::spawn(run_purger(
+        core.clone(),
+        config.purge_interval,
+        stop_tasks.clone(),
+    ));
+
+    let caller_keys = grpc::caller::CallerKeys::new(config.caller_keys.iter().map(|k| k.expose()));
+    let routes = grpc::routes(&core, caller_keys)
+        .add_service(health_service)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha);
+
+    let draining = CancellationToken::new();
+    let on_signal = {
+        let draining = draining.clone();
+        let stop_tasks = stop_tasks.clone();
+        let reporter = reporter.clone();
+        async move {
+            shutdown.await;
+            tracing::info!("shutting down: NOT_SERVING, draining in-flight requests");
+            stop_tasks.cancel();
+            set_health(&reporter, ServingStatus::NotServing).await;
+            draining.cancel();
+        }
+    };
+    let server = tonic::transport::Server::builder()
+        .trace_fn(|request| tracing::info_span!("rpc", method = %request.uri().path()))
+        .add_routes(routes)
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), on_signal);
+    let grace = config.shutdown_grace;
+    let outcome = tokio::select! {
+        result = server => result.map_err(|e| Error::internal(format!("transport: {e}"))),
+        _ = async { draining.cancelled().await; tokio::time::sleep(grace).await } => {
+            tracing::warn!(grace_seconds = grace.as_secs(), "grace period over; exiting with requests in flight");
+            Ok(())
+        }
+    };
+    stop_tasks.cancel();
+    let _ = tokio::join!(health_task, purge_task);
+    outcome
+}

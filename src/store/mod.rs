@@ -1,0 +1,97 @@
+//! Storage: SeaORM entities and repository functions. Functions are generic
+//! over `ConnectionTrait` so they run on the pool or inside a transaction.
+//! Database errors are classified here and never leave as text.
+
+pub mod accounts;
+pub mod entity;
+pub mod groups;
+pub mod roles;
+pub mod users;
+
+use std::time::Duration;
+
+use sea_orm::sqlx;
+use sea_orm::{ConnectOptions, Database, DatabaseConnection, DbErr, RuntimeErr, SqlErr};
+
+use crate::error::Error;
+
+/// Opens the pool. SQLite gets one connection: writers never deadlock on
+/// lock upgrades, and a single connection answers far faster than any
+/// caller needs for an embedded deployment.
+pub async fn connect(url: &str, max_connections: u32) -> Result<DatabaseConnection, Error> {
+    let mut options = ConnectOptions::new(url.to_owned());
+    let sqlite = url.starts_with("sqlite:");
+    options
+        .max_connections(if sqlite { 1 } else { max_connections })
+        .min_connections(if sqlite { 1 } else { 0 })
+        .connect_timeout(Duration::from_secs(5))
+        .acquire_timeout(Duration::from_secs(5))
+        // A ping on every checkout costs a quarter of the throughput; broken
+        // connections surface as errors and are replaced.
+        .test_before_acquire(false)
+        .sqlx_logging(false);
+    Database::connect(options).await.map_err(classify)
+}
+
+/// True when the error means "the database did not answer", as opposed to
+/// "the database refused this statement".
+fn is_unavailable(err: &DbErr) -> bool {
+    match err {
+        DbErr::Conn(_) | DbErr::ConnectionAcquire(_) => true,
+        DbErr::Exec(RuntimeErr::SqlxError(e)) | DbErr::Query(RuntimeErr::SqlxError(e)) => {
+            matches!(
+                e.as_ref(),
+                sqlx::Error::Io(_)
+                    | sqlx::Error::PoolTimedOut
+                    | sqlx::Error::PoolClosed
+                    | sqlx::Error::WorkerCrashed
+                    | sqlx::Error::Tls(_)
+                    | sqlx::Error::Protocol(_)
+            ) || matches!(e.as_ref(), sqlx::Error::Database(d)
+                    // Postgres: admin shutdown / cannot connect now.
+                    if matches!(d.code().as_deref(), Some("57P01" | "57P02" | "57P03")))
+        }
+        _ => false,
+    }
+}
+
+/// Maps a database error to the domain: unavailability is reported as such,
+/// everything else is internal (its text goes to the log only).
+pub fn classify(err: DbErr) -> Error {
+    if is_unavailable(&err) {
+        tracing::warn!(error = %err, "database unavailable");
+        Error::Unavailable
+    } else {
+        Error::internal(format!("database: {err}"))
+    }
+}
+
+/// Like `classify`, but a unique-constraint violation means `what` exists.
+pub fn classify_conflict(err: DbErr, what: impl Into<String>) -> Error {
+    match err.sql_err() {
+        Some(SqlErr::UniqueConstraintViolation(_)) => Error::exists(what),
+        _ => classify(err),
+    }
+}
+
+/// A foreign-key violation means a referenced row vanished concurrently.
+pub fn classify_missing_parent(err: DbErr, what: impl Into<String>) -> Error {
+    match err.sql_err() {
+        Some(SqlErr::ForeignKeyConstraintViolation(_)) => Error::not_found(what),
+        Some(SqlErr::UniqueConstraintViolation(_)) => Error::exists(what),
+        _ => classify(err),
+    }
+}
+
+pub type StoreResult<T> = Result<T, Error>;
+
+/// `?` on a `DbErr` inside store functions.
+pub(crate) trait DbResultExt<T> {
+    fn db(self) -> StoreResult<T>;
+}
+
+impl<T> DbResultExt<T> for Result<T, DbErr> {
+    fn db(self) -> StoreResult<T> {
+        self.map_err(classify)
+    }
+}
