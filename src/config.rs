@@ -132,6 +132,9 @@ pub struct Config {
     pub health_check_interval: Duration,
     pub purge_interval: Duration,
     pub user_authentication: UserAuthentication,
+    /// Run the background purge of deleting accounts. Not a setting: only
+    /// tests that drive the purge themselves turn it off.
+    pub background_purge: bool,
 }
 
 impl Default for Config {
@@ -149,6 +152,7 @@ impl Default for Config {
             health_check_interval: Duration::from_secs(2),
             purge_interval: Duration::from_secs(60),
             user_authentication: UserAuthentication::default(),
+            background_purge: true,
         }
     }
 }

@@ -155,11 +155,13 @@ pub async fn serve(
         config.health_check_interval,
         stop_tasks.clone(),
     ));
-    let purge_task = tokio::spawn(run_purger(
-        core.clone(),
-        config.purge_interval,
-        stop_tasks.clone(),
-    ));
+    let purge_task = config.background_purge.then(|| {
+        tokio::spawn(run_purger(
+            core.clone(),
+            config.purge_interval,
+            stop_tasks.clone(),
+        ))
+    });
 
     let caller_keys = grpc::caller::CallerKeys::new(config.caller_keys.iter().map(|k| k.expose()));
     let routes = grpc::routes(&core, caller_keys)
@@ -193,6 +195,9 @@ pub async fn serve(
         }
     };
     stop_tasks.cancel();
-    let _ = tokio::join!(health_task, purge_task);
+    let _ = health_task.await;
+    if let Some(purge_task) = purge_task {
+        let _ = purge_task.await;
+    }
     outcome
 }

@@ -21,7 +21,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 
-use chrono::{DateTime, TimeDelta, Utc};
+use chrono::{DateTime, DurationRound, TimeDelta, Utc};
 use migration::MigratorTrait;
 use sea_orm::{DatabaseConnection, DatabaseTransaction, TransactionTrait};
 use tokio::sync::Notify;
@@ -39,9 +39,13 @@ pub struct Clock {
 }
 
 impl Clock {
+    /// Microsecond precision: what every database stores, so a value
+    /// returned at creation equals the one read back later.
     #[allow(clippy::disallowed_methods)]
     pub fn now(&self) -> DateTime<Utc> {
-        Utc::now() + TimeDelta::milliseconds(self.offset_ms.load(Ordering::Relaxed))
+        let now = Utc::now() + TimeDelta::milliseconds(self.offset_ms.load(Ordering::Relaxed));
+        now.duration_trunc(TimeDelta::microseconds(1))
+            .unwrap_or(now)
     }
 
     pub fn advance(&self, by: TimeDelta) {
@@ -110,7 +114,7 @@ impl Core {
         self.inner.clock.now()
     }
 
-    pub(crate) fn hasher(&self) -> &PasswordHasher {
+    pub fn hasher(&self) -> &PasswordHasher {
         &self.inner.hasher
     }
 

@@ -2,6 +2,7 @@
 //! cannot starve the runtime or exhaust memory (each hash takes 19 MiB).
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use argon2::password_hash::phc::PasswordHash;
@@ -22,6 +23,7 @@ pub struct PasswordHasher {
     permits: Arc<Semaphore>,
     /// Verified against when the user is unknown, so that case costs the same.
     dummy_hash: Arc<str>,
+    verifications: Arc<AtomicU64>,
 }
 
 fn argon2() -> Result<Argon2<'static>> {
@@ -54,6 +56,7 @@ impl PasswordHasher {
         Ok(Self {
             permits: Arc::new(Semaphore::new(concurrency.max(1))),
             dummy_hash: dummy_hash.into(),
+            verifications: Arc::new(AtomicU64::new(0)),
         })
     }
 
@@ -74,6 +77,11 @@ impl PasswordHasher {
         Ok((value, waited))
     }
 
+    /// Password verifications performed so far (known and unknown users alike).
+    pub fn verifications(&self) -> u64 {
+        self.verifications.load(Ordering::Relaxed)
+    }
+
     pub async fn hash(&self, password: &Secret) -> Result<String> {
         let password = password.clone();
         let (hash, _) = self.run(move || hash_blocking(password.expose())).await?;
@@ -89,6 +97,7 @@ impl PasswordHasher {
         let (ok, waited) = self
             .run(move || verify_blocking(password.expose(), &hash))
             .await?;
+        self.verifications.fetch_add(1, Ordering::Relaxed);
         tracing::trace!(waited_us = waited.as_micros() as u64, "password verified");
         Ok(ok && known)
     }

@@ -1,1 +1,13 @@
+//! One integration-test binary: each test starts authzd in-process on
+//! 127.0.0.1:0 with a database of its own, on SQLite and on Postgres.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod support;
+
+mod accounts;
+mod auth;
+mod e2e;
+mod groups;
+mod health;
+mod roles;
+mod users;

@@ -1,0 +1,546 @@
+//! End to end: the release binary as a child process, driven by the real
+//! `grpcurl` over server reflection, on a database of its own.
+
+use std::ffi::OsString;
+use std::io::{BufRead, BufReader};
+use std::process::{Child, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
+
+use crate::support::{ADMIN_PASSWORD, Backend, CALLER_KEY, TestDatabase, basic};
+
+/// How long the binary may take to migrate, bootstrap and bind.
+const STARTUP_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long one grpcurl invocation may take.
+const GRPCURL_TIMEOUT: Duration = Duration::from_secs(20);
+/// How long health may take to turn SERVING.
+const HEALTH_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// grpcurl exits with 64 + the gRPC status code when an RPC fails.
+const EXIT_UNAUTHENTICATED: i32 = 64 + 16;
+
+/// The running binary. Dropping it (also while unwinding from a failed
+/// assertion) kills and reaps the process.
+struct Server {
+    child: Child,
+    addr: String,
+    /// Every stderr line so far, for failure messages.
+    log: Arc<Mutex<Vec<String>>>,
+}
+
+impl Server {
+    async fn start(db: &TestDatabase) -> Self {
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_authzd"))
+            .args(["--listen", "127.0.0.1:0"])
+            .env("DATABASE_URL", &db.url)
+            .env("AUTHZD_ADMIN_PASSWORD", ADMIN_PASSWORD)
+            .env("AUTHZD_CALLER_KEYS", CALLER_KEY)
+            .env("AUTHZD_LOG_FORMAT", "json")
+            .env("AUTHZD_LOG", "info")
+            .env("AUTHZD_HEALTH_CHECK_INTERVAL_MS", "100")
+            .env_remove("AUTHZD_CONFIG")
+            .env_remove("AUTHZD_LISTEN")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", env!("CARGO_BIN_EXE_authzd")));
+        let stderr = child.stderr.take().expect("stderr is piped");
+
+        // A thread drains stderr for the whole life of the process, so the
+        // pipe never fills; lines go to the log and, while someone listens,
+        // to the channel.
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let (tx, mut rx) = mpsc::unbounded_channel::<String>();
+        {
+            let log = Arc::clone(&log);
+            std::thread::spawn(move || {
+                for line in BufReader::new(stderr).lines() {
+                    let Ok(line) = line else { break };
+                    log.lock().unwrap().push(line.clone());
+                    let _ = tx.send(line);
+                }
+            });
+        }
+
+        let mut server = Self {
+            child,
+            addr: String::new(),
+            log,
+        };
+        let deadline = tokio::time::Instant::now() + STARTUP_TIMEOUT;
+        loop {
+            match tokio::time::timeout_at(deadline, rx.recv()).await {
+                Ok(Some(line)) => {
+                    if let Some(addr) = listening_address(&line) {
+                        server.addr = addr;
+                        break;
+                    }
+                }
+                Ok(None) => {
+                    let status = server.child.wait().ok();
+                    panic!(
+                        "authzd exited ({status:?}) before logging \"authzd listening\"; stderr:\n{}",
+                        server.stderr()
+                    );
+                }
+                Err(_) => panic!(
+                    "authzd did not log \"authzd listening\" within {STARTUP_TIMEOUT:?}; stderr:\n{}",
+                    server.stderr()
+                ),
+            }
+        }
+        server
+    }
+
+    fn stderr(&self) -> String {
+        self.log.lock().unwrap().join("\n")
+    }
+
+    /// Fails if the process has exited on its own.
+    fn assert_running(&mut self) {
+        if let Some(status) = self.child.try_wait().unwrap() {
+            panic!(
+                "authzd exited unexpectedly ({status}); stderr:\n{}",
+                self.stderr()
+            );
+        }
+    }
+
+    fn stop(mut self) {
+        self.assert_running();
+        self.kill();
+    }
+
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// The `address` of a JSON log line whose message is "authzd listening".
+fn listening_address(line: &str) -> Option<String> {
+    let event: Value = serde_json::from_str(line).ok()?;
+    let fields = event.get("fields")?;
+    if fields.get("message")?.as_str()? != "authzd listening" {
+        return None;
+    }
+    Some(fields.get("address")?.as_str()?.to_owned())
+}
+
+/// What one grpcurl run produced.
+struct Outcome {
+    what: String,
+    status: ExitStatus,
+    stdout: String,
+    stderr: String,
+}
+
+impl Outcome {
+    fn describe(&self) -> String {
+        format!(
+            "{}: {}\n--- stdout ---\n{}\n--- stderr ---\n{}",
+            self.what, self.status, self.stdout, self.stderr
+        )
+    }
+
+    /// The response of a successful unary call, parsed.
+    #[track_caller]
+    fn json(&self) -> Value {
+        assert!(
+            self.status.success(),
+            "expected success; {}",
+            self.describe()
+        );
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|e| panic!("grpcurl printed no JSON ({e}); {}", self.describe()))
+    }
+
+    /// A failed call with the given gRPC code name, e.g. "Unauthenticated".
+    #[track_caller]
+    fn assert_failed(&self, code: &str, exit_code: i32) {
+        assert_eq!(
+            self.status.code(),
+            Some(exit_code),
+            "expected exit code {exit_code}; {}",
+            self.describe()
+        );
+        assert!(
+            self.stderr.contains(&format!("Code: {code}")),
+            "expected \"Code: {code}\" on stderr; {}",
+            self.describe()
+        );
+        assert!(
+            self.stdout.trim().is_empty(),
+            "expected no response; {}",
+            self.describe()
+        );
+    }
+}
+
+/// The grpcurl binary: $GRPCURL, else `grpcurl` on PATH.
+fn grpcurl_path() -> OsString {
+    std::env::var_os("GRPCURL")
+        .filter(|p| !p.is_empty())
+        .unwrap_or_else(|| "grpcurl".into())
+}
+
+struct Grpcurl {
+    bin: OsString,
+    addr: String,
+}
+
+impl Grpcurl {
+    /// Fails the test (never skips it) when grpcurl cannot be run.
+    async fn find() -> OsString {
+        let bin = grpcurl_path();
+        let output = tokio::time::timeout(
+            GRPCURL_TIMEOUT,
+            tokio::process::Command::new(&bin)
+                .arg("-version")
+                .stdin(Stdio::null())
+                .kill_on_drop(true)
+                .output(),
+        )
+        .await
+        .unwrap_or_else(|_| panic!("`{} -version` timed out", bin.to_string_lossy()))
+        .unwrap_or_else(|e| {
+            panic!(
+                "cannot run grpcurl ({}): {e}; set GRPCURL to the grpcurl binary or run ./scripts/test, which installs it",
+                bin.to_string_lossy()
+            )
+        });
+        let version = format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert!(
+            output.status.success() && version.contains("grpcurl"),
+            "`{} -version` did not identify grpcurl ({}): {version}",
+            bin.to_string_lossy(),
+            output.status
+        );
+        bin
+    }
+
+    /// `grpcurl -plaintext [-H header]... [-d body] <addr> <args>...`
+    async fn run(&self, headers: &[String], body: Option<&Value>, args: &[&str]) -> Outcome {
+        let mut command = tokio::process::Command::new(&self.bin);
+        command.args([
+            "-plaintext",
+            "-emit-defaults",
+            "-connect-timeout",
+            "10",
+            "-max-time",
+            "15",
+        ]);
+        for header in headers {
+            command.arg("-H").arg(header);
+        }
+        if let Some(body) = body {
+            command.arg("-d").arg(body.to_string());
+        }
+        command.arg(&self.addr).args(args);
+        command
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        let what = format!("grpcurl {} {}", self.addr, args.join(" "));
+        let output = tokio::time::timeout(GRPCURL_TIMEOUT, command.output())
+            .await
+            .unwrap_or_else(|_| panic!("{what} timed out after {GRPCURL_TIMEOUT:?}"))
+            .unwrap_or_else(|e| panic!("cannot run {what}: {e}"));
+        Outcome {
+            what,
+            status: output.status,
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        }
+    }
+
+    async fn call(&self, headers: &[String], method: &str, body: &Value) -> Outcome {
+        self.run(headers, Some(body), &[method]).await
+    }
+
+    async fn health(&self) -> Outcome {
+        self.call(&[], "grpc.health.v1.Health/Check", &json!({}))
+            .await
+    }
+
+    /// Polls health until it reports SERVING, within HEALTH_TIMEOUT.
+    async fn wait_until_serving(&self) {
+        let deadline = Instant::now() + HEALTH_TIMEOUT;
+        loop {
+            let outcome = self.health().await;
+            if outcome.status.success() {
+                let status = outcome.json();
+                if status["status"] == "SERVING" {
+                    return;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "health never became SERVING within {HEALTH_TIMEOUT:?}; last: {}",
+                outcome.describe()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+fn header(name: &str, value: &str) -> String {
+    format!("{name}: {value}")
+}
+
+fn bearer(key: &str) -> String {
+    header("authorization", &format!("Bearer {key}"))
+}
+
+pub async fn grpcurl_end_to_end(backend: Backend) {
+    let started = Instant::now();
+    let bin = Grpcurl::find().await;
+    let db = TestDatabase::new(backend).await;
+    // Declared after `db`, so it is dropped (killed) before the database goes.
+    let mut server = Server::start(&db).await;
+    let grpcurl = Grpcurl {
+        bin,
+        addr: server.addr.clone(),
+    };
+
+    let admin = vec![header("authorization", &basic("admin", ADMIN_PASSWORD))];
+    let caller = vec![bearer(CALLER_KEY)];
+    let account = "e2e-account";
+    let username = "e2e.user@example.com";
+    let password = "e2e-user-password";
+
+    // Health turns SERVING once the database answers.
+    grpcurl.wait_until_serving().await;
+
+    // 1. Reflection lists every service.
+    let listed = grpcurl.run(&[], None, &["list"]).await;
+    assert!(listed.status.success(), "{}", listed.describe());
+    let services: Vec<&str> = listed.stdout.lines().map(str::trim).collect();
+    for expected in [
+        "authz.v1.AuthService",
+        "authz.v1.AccountService",
+        "authz.v1.UserService",
+        "authz.v1.RoleService",
+        "authz.v1.GroupService",
+        "grpc.health.v1.Health",
+    ] {
+        assert!(
+            services.contains(&expected),
+            "`list` lacks {expected}; {}",
+            listed.describe()
+        );
+    }
+
+    // 2. Health, overall and for a named service.
+    assert_eq!(grpcurl.health().await.json()["status"], "SERVING");
+    let named = grpcurl
+        .call(
+            &[],
+            "grpc.health.v1.Health/Check",
+            &json!({"service": "authz.v1.AuthService"}),
+        )
+        .await
+        .json();
+    assert_eq!(named["status"], "SERVING");
+
+    // 3. The admin creates an account and a read-only user in it.
+    let created = grpcurl
+        .call(
+            &admin,
+            "authz.v1.AccountService/CreateAccount",
+            &json!({"name": account, "email": "e2e@example.com"}),
+        )
+        .await
+        .json();
+    assert_eq!(created["name"], account, "{created}");
+    assert_eq!(created["type"], "ACCOUNT_TYPE_USER", "{created}");
+    assert_eq!(created["state"], "ACCOUNT_STATE_ENABLED", "{created}");
+
+    let user = grpcurl
+        .call(
+            &admin,
+            "authz.v1.UserService/CreateUser",
+            &json!({
+                "account": account,
+                "username": username,
+                "password": password,
+                "roles": ["read-only"],
+            }),
+        )
+        .await
+        .json();
+    assert_eq!(user["username"], username, "{user}");
+    assert_eq!(user["account"], account, "{user}");
+    assert_eq!(user["type"], "USER_TYPE_NATIVE", "{user}");
+    assert_eq!(user["state"], "USER_STATE_ENABLED", "{user}");
+    assert!(
+        user["roles"]
+            .as_array()
+            .is_some_and(|roles| roles.iter().any(|r| r["role"] == "read-only")),
+        "{user}"
+    );
+    let user_id = user["id"].as_str().expect("user id").to_owned();
+    assert!(!user_id.is_empty(), "{user}");
+
+    // An admin RPC without credentials is refused.
+    grpcurl
+        .call(
+            &[],
+            "authz.v1.AccountService/GetAccount",
+            &json!({"name": account}),
+        )
+        .await
+        .assert_failed("Unauthenticated", EXIT_UNAUTHENTICATED);
+
+    // 4. A sibling service authenticates the user's Basic header.
+    let user_basic = json!({"authorization": basic(username, password)});
+    let authenticated = grpcurl
+        .call(&caller, "authz.v1.AuthService/Authenticate", &user_basic)
+        .await
+        .json();
+    let principal = &authenticated["principal"];
+    assert_eq!(principal["username"], username, "{authenticated}");
+    assert_eq!(principal["account"], account, "{authenticated}");
+    assert_eq!(principal["userId"], user_id.as_str(), "{authenticated}");
+    assert_eq!(
+        principal["credentialKind"], "CREDENTIAL_KIND_PASSWORD",
+        "{authenticated}"
+    );
+    assert_eq!(
+        principal["accountType"], "ACCOUNT_TYPE_USER",
+        "{authenticated}"
+    );
+    assert_eq!(principal["globalAdmin"], false, "{authenticated}");
+
+    // A wrong password is refused.
+    grpcurl
+        .call(
+            &caller,
+            "authz.v1.AuthService/Authenticate",
+            &json!({"authorization": basic(username, "not-the-password")}),
+        )
+        .await
+        .assert_failed("Unauthenticated", EXIT_UNAUTHENTICATED);
+
+    // 5. Authorize: read-only grants listImages, not createImage.
+    let mut in_account = caller.clone();
+    in_account.push(header("x-anchore-account", account));
+    let decided = grpcurl
+        .call(
+            &in_account,
+            "authz.v1.AuthService/Authorize",
+            &json!({"username": username, "actions": ["listImages"]}),
+        )
+        .await
+        .json();
+    assert_eq!(decided["allowed"], true, "{decided}");
+    assert_eq!(decided["account"], account, "{decided}");
+    assert_eq!(decided["principal"]["username"], username, "{decided}");
+    let decision = &decided["decisions"][0];
+    assert_eq!(decision["action"], "listImages", "{decided}");
+    assert_eq!(decision["allowed"], true, "{decided}");
+    assert_eq!(decision["reason"], "DECISION_REASON_ROLE", "{decided}");
+    assert_eq!(decision["role"], "read-only", "{decided}");
+    assert_eq!(
+        decided["decisions"].as_array().map(Vec::len),
+        Some(1),
+        "{decided}"
+    );
+
+    let denied = grpcurl
+        .call(
+            &caller,
+            "authz.v1.AuthService/Authorize",
+            &json!({"username": username, "actions": ["createImage"]}),
+        )
+        .await
+        .json();
+    assert_eq!(denied["allowed"], false, "{denied}");
+    assert_eq!(denied["account"], account, "{denied}");
+    let decision = &denied["decisions"][0];
+    assert_eq!(decision["action"], "createImage", "{denied}");
+    assert_eq!(decision["allowed"], false, "{denied}");
+    assert_eq!(decision["reason"], "DECISION_REASON_NO_GRANT", "{denied}");
+
+    // 6. Disabling the account locks its users out.
+    let disabled = grpcurl
+        .call(
+            &admin,
+            "authz.v1.AccountService/SetAccountState",
+            &json!({"name": account, "state": "ACCOUNT_STATE_DISABLED"}),
+        )
+        .await
+        .json();
+    assert_eq!(disabled["name"], account, "{disabled}");
+    assert_eq!(disabled["state"], "ACCOUNT_STATE_DISABLED", "{disabled}");
+    grpcurl
+        .call(&caller, "authz.v1.AuthService/Authenticate", &user_basic)
+        .await
+        .assert_failed("Unauthenticated", EXIT_UNAUTHENTICATED);
+
+    // 7. The check RPCs need a caller key: the admin's own valid
+    // credentials pass with it and are refused without it or with a wrong one.
+    let admin_basic = json!({"authorization": basic("admin", ADMIN_PASSWORD)});
+    let admin_principal = grpcurl
+        .call(&caller, "authz.v1.AuthService/Authenticate", &admin_basic)
+        .await
+        .json();
+    assert_eq!(
+        admin_principal["principal"]["username"], "admin",
+        "{admin_principal}"
+    );
+    assert_eq!(
+        admin_principal["principal"]["globalAdmin"], true,
+        "{admin_principal}"
+    );
+    grpcurl
+        .call(&[], "authz.v1.AuthService/Authenticate", &admin_basic)
+        .await
+        .assert_failed("Unauthenticated", EXIT_UNAUTHENTICATED);
+    grpcurl
+        .call(
+            &[bearer("not-a-configured-caller-key")],
+            "authz.v1.AuthService/Authenticate",
+            &admin_basic,
+        )
+        .await
+        .assert_failed("Unauthenticated", EXIT_UNAUTHENTICATED);
+    // Admin credentials are not a caller key either.
+    grpcurl
+        .call(&admin, "authz.v1.AuthService/Authenticate", &admin_basic)
+        .await
+        .assert_failed("Unauthenticated", EXIT_UNAUTHENTICATED);
+
+    // 8. Still healthy after all that.
+    assert_eq!(grpcurl.health().await.json()["status"], "SERVING");
+
+    server.assert_running();
+    let log = server.stderr();
+    assert!(
+        !log.contains(password) && !log.contains(ADMIN_PASSWORD) && !log.contains(CALLER_KEY),
+        "a secret reached the log:\n{log}"
+    );
+    server.stop();
+    drop(db);
+    eprintln!(
+        "grpcurl end to end on {backend:?}: {:.1}s",
+        started.elapsed().as_secs_f64()
+    );
+}
+
+crate::dual!(grpcurl_end_to_end);

@@ -1,0 +1,433 @@
+//! The harness: `spawn_app` on a fresh database, authenticated request
+//! builders and fixtures made through the public API.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use authzd::config::Config;
+use authzd::domain::secret::Secret;
+use authzd::domain::{Clock, Core};
+use authzd::pb;
+use base64::Engine;
+use sea_orm::{ConnectionTrait, Database};
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tonic::transport::Channel;
+use tonic::{Code, Request, Status};
+
+pub use pb::account_service_client::AccountServiceClient;
+pub use pb::auth_service_client::AuthServiceClient;
+pub use pb::group_service_client::GroupServiceClient;
+pub use pb::role_service_client::RoleServiceClient;
+pub use pb::user_service_client::UserServiceClient;
+
+pub const ADMIN_PASSWORD: &str = "admin-password-for-tests";
+pub const CALLER_KEY: &str = "test-caller-key-0123456789";
+
+/// Generates a `sqlite` and a `postgres` test for each async fn taking a Backend.
+#[macro_export]
+macro_rules! dual {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name($crate::support::Backend::Sqlite).await
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name($crate::support::Backend::Postgres).await
+                }
+            )*
+        }
+    };
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// The Postgres server the tests use. Never skipped: without it the
+/// Postgres half of the suite fails loudly.
+pub fn postgres_admin_url() -> String {
+    std::env::var("TEST_DATABASE_URL").unwrap_or_else(|_| {
+        panic!("TEST_DATABASE_URL is not set: run the suite with ./scripts/test, which provides PostgreSQL")
+    })
+}
+
+/// `postgres://user@host:port/db` split into (prefix with credentials, host:port).
+pub fn split_postgres_url(url: &str) -> (String, String) {
+    let rest = url
+        .strip_prefix("postgres://")
+        .or_else(|| url.strip_prefix("postgresql://"))
+        .expect("TEST_DATABASE_URL must be a postgres:// URL");
+    let authority = rest.split(['/', '?']).next().unwrap_or_default();
+    let (credentials, host) = match authority.rsplit_once('@') {
+        Some((c, h)) => (format!("{c}@"), h.to_owned()),
+        None => (String::new(), authority.to_owned()),
+    };
+    let host = if host.contains(':') {
+        host
+    } else {
+        format!("{host}:5432")
+    };
+    (format!("postgres://{credentials}"), host)
+}
+
+/// A throwaway database of its own, dropped when this goes away.
+pub struct TestDatabase {
+    pub url: String,
+    pg: Option<(String, String)>,
+    _dir: Option<tempfile::TempDir>,
+    pub sqlite_path: Option<PathBuf>,
+}
+
+impl TestDatabase {
+    pub async fn new(backend: Backend) -> Self {
+        match backend {
+            Backend::Sqlite => {
+                let dir = tempfile::tempdir().unwrap();
+                let path = dir.path().join("authzd.db");
+                Self {
+                    url: format!("sqlite://{}?mode=rwc", path.display()),
+                    pg: None,
+                    _dir: Some(dir),
+                    sqlite_path: Some(path),
+                }
+            }
+            Backend::Postgres => {
+                let admin = postgres_admin_url();
+                let name = format!("authzd_test_{}", uuid::Uuid::new_v4().simple());
+                let db = Database::connect(&admin).await.unwrap_or_else(|e| {
+                    panic!("cannot reach the test PostgreSQL at TEST_DATABASE_URL: {e}")
+                });
+                db.execute_unprepared(&format!("CREATE DATABASE \"{name}\""))
+                    .await
+                    .unwrap();
+                db.close().await.unwrap();
+                let (prefix, host) = split_postgres_url(&admin);
+                Self {
+                    url: format!("{prefix}{host}/{name}"),
+                    pg: Some((admin, name)),
+                    _dir: None,
+                    sqlite_path: None,
+                }
+            }
+        }
+    }
+
+    pub fn postgres_name(&self) -> Option<&str> {
+        self.pg.as_ref().map(|(_, name)| name.as_str())
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        let Some((admin, name)) = self.pg.take() else {
+            return;
+        };
+        // Drop runs outside async context: use a runtime of our own.
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async {
+                if let Ok(db) = Database::connect(&admin).await {
+                    let _ = db
+                        .execute_unprepared(&format!(
+                            "DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"
+                        ))
+                        .await;
+                    let _ = db.close().await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+pub fn test_config(url: &str) -> Config {
+    Config {
+        listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+        database_url: Secret::new(url),
+        admin_password: Some(Secret::new(ADMIN_PASSWORD)),
+        caller_keys: vec![Secret::new(CALLER_KEY)],
+        health_check_interval: Duration::from_millis(100),
+        // Tests purge explicitly (TestApp::purge) so timing is theirs.
+        background_purge: false,
+        ..Config::default()
+    }
+}
+
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub channel: Channel,
+    pub core: Core,
+    pub db: TestDatabase,
+    shutdown: Option<oneshot::Sender<()>>,
+    server: Option<JoinHandle<authzd::error::Result<()>>>,
+}
+
+pub async fn spawn_app(backend: Backend) -> TestApp {
+    spawn_app_with(backend, |_| {}).await
+}
+
+pub async fn spawn_app_with(backend: Backend, adjust: impl FnOnce(&mut Config)) -> TestApp {
+    let db = TestDatabase::new(backend).await;
+    spawn_on(db, adjust).await
+}
+
+pub async fn spawn_on(db: TestDatabase, adjust: impl FnOnce(&mut Config)) -> TestApp {
+    let mut config = test_config(&db.url);
+    adjust(&mut config);
+    let (core, _) = authzd::prepare(&config, Clock::default()).await.unwrap();
+    let listener = TcpListener::bind(config.listen).await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (tx, rx) = oneshot::channel::<()>();
+    let server = tokio::spawn(authzd::serve(
+        listener,
+        core.clone(),
+        Arc::new(config),
+        async move {
+            let _ = rx.await;
+        },
+    ));
+    let channel = Channel::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let app = TestApp {
+        addr,
+        channel,
+        core,
+        db,
+        shutdown: Some(tx),
+        server: Some(server),
+    };
+    app.wait_for_health(pb_health::health_check_response::ServingStatus::Serving)
+        .await;
+    app
+}
+
+pub use tonic_health::pb as pb_health;
+
+pub fn basic(username: &str, password: &str) -> String {
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{username}:{password}"))
+    )
+}
+
+/// A request carrying Basic credentials.
+pub fn as_user<T>(username: &str, password: &str, message: T) -> Request<T> {
+    let mut request = Request::new(message);
+    request
+        .metadata_mut()
+        .insert("authorization", basic(username, password).parse().unwrap());
+    request
+}
+
+pub fn as_admin<T>(message: T) -> Request<T> {
+    as_user("admin", ADMIN_PASSWORD, message)
+}
+
+/// Adds `x-anchore-account`.
+pub fn in_account<T>(mut request: Request<T>, account: &str) -> Request<T> {
+    request
+        .metadata_mut()
+        .insert("x-anchore-account", account.parse().unwrap());
+    request
+}
+
+/// A request to the check RPCs, with the caller key.
+pub fn as_service<T>(message: T) -> Request<T> {
+    let mut request = Request::new(message);
+    request.metadata_mut().insert(
+        "authorization",
+        format!("Bearer {CALLER_KEY}").parse().unwrap(),
+    );
+    request
+}
+
+pub fn code<T: std::fmt::Debug>(result: Result<tonic::Response<T>, Status>) -> Code {
+    match result {
+        Ok(_) => Code::Ok,
+        Err(status) => status.code(),
+    }
+}
+
+#[track_caller]
+pub fn assert_code<T: std::fmt::Debug>(result: Result<tonic::Response<T>, Status>, expected: Code) {
+    match result {
+        Ok(r) if expected != Code::Ok => panic!("expected {expected:?}, got OK: {r:?}"),
+        Err(s) if s.code() != expected => {
+            panic!("expected {expected:?}, got {:?}: {}", s.code(), s.message())
+        }
+        _ => {}
+    }
+}
+
+/// Asserts INVALID_ARGUMENT naming `field`.
+#[track_caller]
+pub fn assert_invalid<T: std::fmt::Debug>(result: Result<tonic::Response<T>, Status>, field: &str) {
+    match result {
+        Err(s) if s.code() == Code::InvalidArgument => assert!(
+            s.message().starts_with(&format!("{field}:")),
+            "expected the message to name {field}: {}",
+            s.message()
+        ),
+        other => panic!("expected INVALID_ARGUMENT for {field}, got {other:?}"),
+    }
+}
+
+impl TestApp {
+    pub fn accounts(&self) -> AccountServiceClient<Channel> {
+        AccountServiceClient::new(self.channel.clone())
+    }
+    pub fn users(&self) -> UserServiceClient<Channel> {
+        UserServiceClient::new(self.channel.clone())
+    }
+    pub fn roles(&self) -> RoleServiceClient<Channel> {
+        RoleServiceClient::new(self.channel.clone())
+    }
+    pub fn groups(&self) -> GroupServiceClient<Channel> {
+        GroupServiceClient::new(self.channel.clone())
+    }
+    pub fn auth(&self) -> AuthServiceClient<Channel> {
+        AuthServiceClient::new(self.channel.clone())
+    }
+    pub fn health(&self) -> pb_health::health_client::HealthClient<Channel> {
+        pb_health::health_client::HealthClient::new(self.channel.clone())
+    }
+
+    pub async fn health_status(&self) -> pb_health::health_check_response::ServingStatus {
+        let response = self
+            .health()
+            .check(pb_health::HealthCheckRequest {
+                service: String::new(),
+            })
+            .await
+            .unwrap();
+        response.into_inner().status()
+    }
+
+    /// Polls health until it reports `status` (10 s at most).
+    pub async fn wait_for_health(&self, status: pb_health::health_check_response::ServingStatus) {
+        let target = status as i32;
+        for _ in 0..200 {
+            if self.health_status().await as i32 == target {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("health never became {status:?}");
+    }
+
+    pub async fn create_account(&self, name: &str) -> pb::Account {
+        self.accounts()
+            .create_account(as_admin(pb::CreateAccountRequest {
+                name: name.into(),
+                ..Default::default()
+            }))
+            .await
+            .unwrap()
+            .into_inner()
+    }
+
+    pub async fn create_user(
+        &self,
+        account: &str,
+        username: &str,
+        password: &str,
+        roles: &[&str],
+    ) -> pb::User {
+        self.users()
+            .create_user(as_admin(pb::CreateUserRequest {
+                account: account.into(),
+                username: username.into(),
+                password: password.into(),
+                roles: roles.iter().map(|r| r.to_string()).collect(),
+                ..Default::default()
+            }))
+            .await
+            .unwrap()
+            .into_inner()
+    }
+
+    pub async fn set_account_state(&self, name: &str, state: pb::AccountState) -> pb::Account {
+        self.accounts()
+            .set_account_state(as_admin(pb::SetAccountStateRequest {
+                name: name.into(),
+                state: state.into(),
+            }))
+            .await
+            .unwrap()
+            .into_inner()
+    }
+
+    /// Authenticates with a password; the result as a status code.
+    pub async fn login(&self, username: &str, password: &str) -> Result<pb::Principal, Status> {
+        self.auth()
+            .authenticate(as_service(pb::AuthenticateRequest {
+                credentials: Some(pb::authenticate_request::Credentials::Authorization(basic(
+                    username, password,
+                ))),
+            }))
+            .await
+            .map(|r| r.into_inner().principal.unwrap())
+    }
+
+    /// Decisions for a trusted username in an account context.
+    pub async fn authorize(
+        &self,
+        username: &str,
+        account: &str,
+        actions: &[&str],
+    ) -> pb::AuthorizeResponse {
+        self.auth()
+            .authorize(as_service(pb::AuthorizeRequest {
+                subject: Some(pb::authorize_request::Subject::Username(username.into())),
+                account: account.into(),
+                actions: actions.iter().map(|a| a.to_string()).collect(),
+            }))
+            .await
+            .unwrap()
+            .into_inner()
+    }
+
+    pub async fn purge(&self) -> usize {
+        self.core.purge_deleting_accounts().await.unwrap()
+    }
+
+    /// Stops the server as SIGTERM would and waits for it.
+    pub async fn stop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(server) = self.server.take() {
+            server.await.unwrap().unwrap();
+        }
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(server) = self.server.take() {
+            server.abort();
+        }
+    }
+}
