@@ -2,18 +2,15 @@
 //! `grpcurl` over server reflection, on a database of its own.
 
 use std::ffi::OsString;
-use std::io::{BufRead, BufReader};
-use std::process::{Child, ExitStatus, Stdio};
-use std::sync::{Arc, Mutex};
+use std::process::{ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use tokio::sync::mpsc;
+
+use crate::binary::Server;
 
 use crate::support::{ADMIN_PASSWORD, Backend, CALLER_KEY, TestDatabase, basic};
 
-/// How long the binary may take to migrate, bootstrap and bind.
-const STARTUP_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long one grpcurl invocation may take.
 const GRPCURL_TIMEOUT: Duration = Duration::from_secs(20);
 /// How long health may take to turn SERVING.
@@ -21,121 +18,6 @@ const HEALTH_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// grpcurl exits with 64 + the gRPC status code when an RPC fails.
 const EXIT_UNAUTHENTICATED: i32 = 64 + 16;
-
-/// The running binary. Dropping it (also while unwinding from a failed
-/// assertion) kills and reaps the process.
-struct Server {
-    child: Child,
-    addr: String,
-    /// Every stderr line so far, for failure messages.
-    log: Arc<Mutex<Vec<String>>>,
-}
-
-impl Server {
-    async fn start(db: &TestDatabase) -> Self {
-        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_authzd"))
-            .args(["--listen", "127.0.0.1:0"])
-            .env("DATABASE_URL", &db.url)
-            .env("AUTHZD_ADMIN_PASSWORD", ADMIN_PASSWORD)
-            .env("AUTHZD_CALLER_KEYS", CALLER_KEY)
-            .env("AUTHZD_LOG_FORMAT", "json")
-            .env("AUTHZD_LOG", "info")
-            .env("AUTHZD_HEALTH_CHECK_INTERVAL_MS", "100")
-            .env_remove("AUTHZD_CONFIG")
-            .env_remove("AUTHZD_LISTEN")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {}: {e}", env!("CARGO_BIN_EXE_authzd")));
-        let stderr = child.stderr.take().expect("stderr is piped");
-
-        // A thread drains stderr for the whole life of the process, so the
-        // pipe never fills; lines go to the log and, while someone listens,
-        // to the channel.
-        let log = Arc::new(Mutex::new(Vec::new()));
-        let (tx, mut rx) = mpsc::unbounded_channel::<String>();
-        {
-            let log = Arc::clone(&log);
-            std::thread::spawn(move || {
-                for line in BufReader::new(stderr).lines() {
-                    let Ok(line) = line else { break };
-                    log.lock().unwrap().push(line.clone());
-                    let _ = tx.send(line);
-                }
-            });
-        }
-
-        let mut server = Self {
-            child,
-            addr: String::new(),
-            log,
-        };
-        let deadline = tokio::time::Instant::now() + STARTUP_TIMEOUT;
-        loop {
-            match tokio::time::timeout_at(deadline, rx.recv()).await {
-                Ok(Some(line)) => {
-                    if let Some(addr) = listening_address(&line) {
-                        server.addr = addr;
-                        break;
-                    }
-                }
-                Ok(None) => {
-                    let status = server.child.wait().ok();
-                    panic!(
-                        "authzd exited ({status:?}) before logging \"authzd listening\"; stderr:\n{}",
-                        server.stderr()
-                    );
-                }
-                Err(_) => panic!(
-                    "authzd did not log \"authzd listening\" within {STARTUP_TIMEOUT:?}; stderr:\n{}",
-                    server.stderr()
-                ),
-            }
-        }
-        server
-    }
-
-    fn stderr(&self) -> String {
-        self.log.lock().unwrap().join("\n")
-    }
-
-    /// Fails if the process has exited on its own.
-    fn assert_running(&mut self) {
-        if let Some(status) = self.child.try_wait().unwrap() {
-            panic!(
-                "authzd exited unexpectedly ({status}); stderr:\n{}",
-                self.stderr()
-            );
-        }
-    }
-
-    fn stop(mut self) {
-        self.assert_running();
-        self.kill();
-    }
-
-    fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
-/// The `address` of a JSON log line whose message is "authzd listening".
-fn listening_address(line: &str) -> Option<String> {
-    let event: Value = serde_json::from_str(line).ok()?;
-    let fields = event.get("fields")?;
-    if fields.get("message")?.as_str()? != "authzd listening" {
-        return None;
-    }
-    Some(fields.get("address")?.as_str()?.to_owned())
-}
 
 /// What one grpcurl run produced.
 struct Outcome {

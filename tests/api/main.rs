@@ -6,6 +6,7 @@ mod support;
 
 mod accounts;
 mod auth;
+mod binary;
 mod e2e;
 mod groups;
 mod health;

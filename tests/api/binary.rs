@@ -1,0 +1,302 @@
+//! The release binary as a child process: the guard that runs it, and
+//! tests of what only the process shows (exit codes, signals, stderr).
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use authzd::pb;
+use serde_json::Value;
+use tokio::sync::mpsc;
+use tonic::transport::Channel;
+
+use crate::dual;
+use crate::support::{ADMIN_PASSWORD, Backend, CALLER_KEY, TestDatabase, basic};
+
+/// The binary with an environment free of the caller's authzd settings.
+pub fn authzd_command() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_authzd"));
+    for (key, _) in std::env::vars() {
+        if key.starts_with("AUTHZD_") || key == "DATABASE_URL" {
+            command.env_remove(key);
+        }
+    }
+    command
+}
+
+/// How long the binary may take to migrate, bootstrap and bind.
+const STARTUP_TIMEOUT: Duration = Duration::from_secs(30);
+/// The running binary. Dropping it (also while unwinding from a failed
+/// assertion) kills and reaps the process.
+pub struct Server {
+    child: Child,
+    pub addr: String,
+    /// Every stderr line so far, for failure messages.
+    log: Arc<Mutex<Vec<String>>>,
+}
+
+impl Server {
+    pub async fn start(db: &TestDatabase) -> Self {
+        Self::start_with(db, |_| {}).await
+    }
+
+    /// Starts the binary on `db`; `adjust` may change its environment.
+    pub async fn start_with(db: &TestDatabase, adjust: impl FnOnce(&mut Command)) -> Self {
+        let mut command = authzd_command();
+        command
+            .args(["--listen", "127.0.0.1:0"])
+            .env("DATABASE_URL", &db.url)
+            .env("AUTHZD_ADMIN_PASSWORD", ADMIN_PASSWORD)
+            .env("AUTHZD_CALLER_KEYS", CALLER_KEY)
+            .env("AUTHZD_LOG_FORMAT", "json")
+            .env("AUTHZD_LOG", "info")
+            .env("AUTHZD_HEALTH_CHECK_INTERVAL_MS", "100");
+        adjust(&mut command);
+        let mut child = command
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", env!("CARGO_BIN_EXE_authzd")));
+        let stderr = child.stderr.take().expect("stderr is piped");
+
+        // A thread drains stderr for the whole life of the process, so the
+        // pipe never fills; lines go to the log and, while someone listens,
+        // to the channel.
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let (tx, mut rx) = mpsc::unbounded_channel::<String>();
+        {
+            let log = Arc::clone(&log);
+            std::thread::spawn(move || {
+                for line in BufReader::new(stderr).lines() {
+                    let Ok(line) = line else { break };
+                    log.lock().unwrap().push(line.clone());
+                    let _ = tx.send(line);
+                }
+            });
+        }
+
+        let mut server = Self {
+            child,
+            addr: String::new(),
+            log,
+        };
+        let deadline = tokio::time::Instant::now() + STARTUP_TIMEOUT;
+        loop {
+            match tokio::time::timeout_at(deadline, rx.recv()).await {
+                Ok(Some(line)) => {
+                    if let Some(addr) = listening_address(&line) {
+                        server.addr = addr;
+                        break;
+                    }
+                }
+                Ok(None) => {
+                    let status = server.child.wait().ok();
+                    panic!(
+                        "authzd exited ({status:?}) before logging \"authzd listening\"; stderr:\n{}",
+                        server.stderr()
+                    );
+                }
+                Err(_) => panic!(
+                    "authzd did not log \"authzd listening\" within {STARTUP_TIMEOUT:?}; stderr:\n{}",
+                    server.stderr()
+                ),
+            }
+        }
+        server
+    }
+
+    pub fn stderr(&self) -> String {
+        self.log.lock().unwrap().join("\n")
+    }
+
+    /// Fails if the process has exited on its own.
+    pub fn assert_running(&mut self) {
+        if let Some(status) = self.child.try_wait().unwrap() {
+            panic!(
+                "authzd exited unexpectedly ({status}); stderr:\n{}",
+                self.stderr()
+            );
+        }
+    }
+
+    pub fn stop(mut self) {
+        self.assert_running();
+        self.kill();
+    }
+
+    /// Sends SIGTERM and waits (up to `within`) for the exit status.
+    pub fn terminate(&mut self, within: Duration) -> ExitStatus {
+        let pid = self.child.id().to_string();
+        let sent = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        assert!(sent.success(), "kill -TERM {pid} failed");
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            if Instant::now() > deadline {
+                panic!(
+                    "authzd did not exit within {within:?} of SIGTERM; stderr:\n{}",
+                    self.stderr()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// The `address` of a JSON log line whose message is "authzd listening".
+fn listening_address(line: &str) -> Option<String> {
+    let event: Value = serde_json::from_str(line).ok()?;
+    let fields = event.get("fields")?;
+    if fields.get("message")?.as_str()? != "authzd listening" {
+        return None;
+    }
+    Some(fields.get("address")?.as_str()?.to_owned())
+}
+
+#[test]
+fn bad_configuration_exits_with_one_clear_line() {
+    let cases: &[(&[&str], &str)] = &[
+        (&["--listen", "0.0.0.0:0"], "caller_keys"),
+        (&["--listen", "not-an-address"], "listen"),
+        (&["--database-url", "mysql://localhost/x"], "database_url"),
+        (&["--caller-keys", "short"], "caller_keys[0]"),
+    ];
+    for (args, names) in cases {
+        let output = authzd_command()
+            .args(*args)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert_eq!(output.status.code(), Some(2), "{args:?}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(stderr.trim_end().lines().count(), 1, "{args:?}: {stderr}");
+        assert!(stderr.contains(names), "{args:?}: {stderr}");
+    }
+}
+
+#[test]
+fn help_documents_every_setting() {
+    let output = authzd_command().arg("--help").output().unwrap();
+    assert!(output.status.success());
+    let help = String::from_utf8_lossy(&output.stdout);
+    for name in [
+        "AUTHZD_CONFIG",
+        "AUTHZD_LISTEN",
+        "DATABASE_URL",
+        "AUTHZD_ADMIN_PASSWORD",
+        "AUTHZD_CALLER_KEYS",
+        "AUTHZD_LOG_FORMAT",
+        "AUTHZD_SHUTDOWN_GRACE_SECONDS",
+        "migrate",
+    ] {
+        assert!(help.contains(name), "--help does not mention {name}");
+    }
+}
+
+async fn migrate_runs_alone_and_serving_finds_the_schema_ready(backend: Backend) {
+    let db = TestDatabase::new(backend).await;
+    let output = authzd_command()
+        .arg("migrate")
+        .env("DATABASE_URL", &db.url)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let conn = sea_orm::Database::connect(&db.url).await.unwrap();
+    use sea_orm::{ConnectionTrait, Statement};
+    let applied = conn
+        .query_one_raw(Statement::from_string(
+            conn.get_database_backend(),
+            "SELECT COUNT(*) AS n FROM seaql_migrations",
+        ))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(applied.try_get::<i64>("", "n").unwrap(), 2);
+    // migrate does not bootstrap: no account yet.
+    let accounts = conn
+        .query_one_raw(Statement::from_string(
+            conn.get_database_backend(),
+            "SELECT COUNT(*) AS n FROM accounts",
+        ))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(accounts.try_get::<i64>("", "n").unwrap(), 0);
+    conn.close().await.unwrap();
+}
+
+/// The line main prints once when it generates the admin password.
+fn generated_password(stderr: &str) -> Option<String> {
+    stderr.lines().find_map(|l| {
+        l.split_once("with generated password: ")
+            .map(|(_, p)| p.trim().to_owned())
+    })
+}
+
+async fn admin_login(addr: &str, password: &str) -> Result<pb::Principal, tonic::Status> {
+    let channel = Channel::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut request = tonic::Request::new(pb::AuthenticateRequest {
+        credentials: Some(pb::authenticate_request::Credentials::Authorization(basic(
+            "admin", password,
+        ))),
+    });
+    request.metadata_mut().insert(
+        "authorization",
+        format!("Bearer {CALLER_KEY}").parse().unwrap(),
+    );
+    pb::auth_service_client::AuthServiceClient::new(channel)
+        .authenticate(request)
+        .await
+        .map(|r| r.into_inner().principal.unwrap())
+}
+
+async fn first_start_prints_a_generated_password_once_and_sigterm_exits_zero(backend: Backend) {
+    let db = TestDatabase::new(backend).await;
+    let no_password = |c: &mut Command| {
+        c.env_remove("AUTHZD_ADMIN_PASSWORD");
+    };
+    let mut first = Server::start_with(&db, no_password).await;
+    let password = generated_password(&first.stderr()).expect("a generated password on stderr");
+    assert!(password.len() >= 24);
+    let principal = admin_login(&first.addr, &password).await.unwrap();
+    assert!(principal.global_admin);
+    // Never in a log line, only in the one notice.
+    assert_eq!(first.stderr().matches(&password).count(), 1);
+    let status = first.terminate(Duration::from_secs(30));
+    assert_eq!(status.code(), Some(0), "stderr:\n{}", first.stderr());
+
+    let second = Server::start_with(&db, no_password).await;
+    assert!(generated_password(&second.stderr()).is_none());
+    assert!(admin_login(&second.addr, &password).await.is_ok());
+    assert!(admin_login(&second.addr, ADMIN_PASSWORD).await.is_err());
+    second.stop();
+}
+
+dual!(
+    migrate_runs_alone_and_serving_finds_the_schema_ready,
+    first_start_prints_a_generated_password_once_and_sigterm_exits_zero,
+);
