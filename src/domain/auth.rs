@@ -3,7 +3,7 @@
 
 use super::Core;
 use super::credentials::Credential;
-use super::decision::{Decision, Target, decide};
+use super::decision::{Decision, Lookup, Target, decide};
 use super::model::{AccountState, CredentialKind, Principal, UserState, UserType};
 use crate::error::{AuthFailure, Error, Result};
 use crate::store;
@@ -94,7 +94,7 @@ impl Core {
         let account = store::accounts::find_account(self.db(), &context).await?;
         let target = Target::Account {
             name: &context,
-            account: account.as_ref(),
+            account: account.as_ref().map_or(Lookup::Missing, Lookup::Found),
         };
         let decisions = actions
             .iter()
@@ -114,16 +114,17 @@ impl Core {
         let loaded;
         let target = match account {
             None => Target::System,
+            // Administrators pass without the read; the operation reports a
+            // missing account itself.
+            Some(name) if principal.is_global_admin() => Target::Account {
+                name,
+                account: Lookup::Skipped,
+            },
             Some(name) => {
-                // Administrators pass without the lookup.
-                loaded = if principal.is_global_admin() {
-                    None
-                } else {
-                    store::accounts::find_account(self.db(), name).await?
-                };
+                loaded = store::accounts::find_account(self.db(), name).await?;
                 Target::Account {
                     name,
-                    account: loaded.as_ref(),
+                    account: loaded.as_ref().map_or(Lookup::Missing, Lookup::Found),
                 }
             }
         };

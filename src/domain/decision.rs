@@ -30,15 +30,21 @@ pub struct Decision {
     pub domain: String,
 }
 
-/// Where an action is checked: the system domain or an account (which may
-/// not exist).
+/// What is known of the target account.
+#[derive(Debug, Clone, Copy)]
+pub enum Lookup<'a> {
+    Found(&'a Account),
+    Missing,
+    /// Not read: the admin RPCs skip the read for administrators and let
+    /// the operation itself report a missing account.
+    Skipped,
+}
+
+/// Where an action is checked: the system domain or an account.
 #[derive(Debug, Clone, Copy)]
 pub enum Target<'a> {
     System,
-    Account {
-        name: &'a str,
-        account: Option<&'a Account>,
-    },
+    Account { name: &'a str, account: Lookup<'a> },
 }
 
 impl Target<'_> {
@@ -85,17 +91,30 @@ pub fn decide(
     if scope == ActionScope::OwnBehalf {
         return verdict(true, Reason::OwnBehalf);
     }
-    if principal.is_global_admin() {
-        return verdict(true, Reason::Admin);
-    }
+    let admin = principal.is_global_admin();
     let Target::Account { name, account } = target else {
-        return verdict(false, Reason::NoGrant);
+        return verdict(
+            admin,
+            if admin {
+                Reason::Admin
+            } else {
+                Reason::NoGrant
+            },
+        );
     };
-    match account.map(|a| a.state) {
-        None => return verdict(false, Reason::AccountNotFound),
-        Some(AccountState::Deleting) => return verdict(false, Reason::AccountDeleting),
-        Some(AccountState::Disabled) => return verdict(false, Reason::AccountDisabled),
-        Some(AccountState::Enabled) => {}
+    // Nothing can be done in an account that is gone or going, not even by
+    // an administrator; a disabled one is closed to everyone else.
+    match account {
+        Lookup::Missing => return verdict(false, Reason::AccountNotFound),
+        Lookup::Found(a) if a.state == AccountState::Deleting => {
+            return verdict(false, Reason::AccountDeleting);
+        }
+        _ if admin => return verdict(true, Reason::Admin),
+        Lookup::Found(a) if a.state == AccountState::Disabled => {
+            return verdict(false, Reason::AccountDisabled);
+        }
+        Lookup::Skipped => return verdict(false, Reason::NoGrant),
+        Lookup::Found(_) => {}
     }
     // Direct grants sort before group grants, so the reason names the most
     // specific one.
@@ -185,7 +204,7 @@ mod tests {
         let home = account("home", AccountState::Enabled);
         let target = Target::Account {
             name: "home",
-            account: Some(&home),
+            account: Lookup::Found(&home),
         };
         let d = decide(&c, &p, "listImages", target);
         assert!(d.allowed);
@@ -196,7 +215,7 @@ mod tests {
             "listImages",
             Target::Account {
                 name: "other",
-                account: Some(&other),
+                account: Lookup::Found(&other),
             },
         );
         assert_eq!((d.allowed, d.reason), (false, Reason::NoGrant));
@@ -220,7 +239,7 @@ mod tests {
             "listImages",
             Target::Account {
                 name: "home",
-                account: Some(&home),
+                account: Lookup::Found(&home),
             },
         );
         assert_eq!(d.group, None);
@@ -232,7 +251,7 @@ mod tests {
         let home = account("home", AccountState::Disabled);
         let target = Target::Account {
             name: "home",
-            account: Some(&home),
+            account: Lookup::Found(&home),
         };
         let user = principal(AccountType::User, vec![grant("read-only", "home", None)]);
         assert_eq!(

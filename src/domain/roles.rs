@@ -67,7 +67,14 @@ impl Core {
             .await?
             .ok_or_else(|| Error::not_found(format!("user {username:?}")))?;
         let now = self.now();
-        store::users::create_binding(self.db(), record.user.id, role, account, now).await?;
+        store::users::create_binding(self.db(), record.user.id, role, account, now)
+            .await
+            .map_err(|e| match e {
+                Error::AlreadyExists(_) => Error::exists(format!(
+                    "role {role:?} for {username:?} in account {account:?}"
+                )),
+                other => other,
+            })?;
         tracing::info!(
             caller = caller.username(),
             role,

@@ -2,7 +2,7 @@
 
 use tonic::{Request, Response, Status};
 
-use super::caller::context_header;
+use super::caller::{ACCOUNT_HEADER, context_header};
 use crate::domain::Core;
 use crate::domain::credentials::Credential;
 use crate::domain::model::Principal;
@@ -66,10 +66,16 @@ impl AuthService for AuthApi {
             }
             None => return Err(Error::invalid("subject", "is required").into()),
         };
-        let context = if req.account.is_empty() {
-            header
-        } else {
-            Some(req.account)
+        let context = match (header, req.account.is_empty()) {
+            (header, true) => header,
+            (Some(header), false) if header != req.account => {
+                return Err(Error::invalid(
+                    "account",
+                    format!("conflicts with the {ACCOUNT_HEADER} metadata"),
+                )
+                .into());
+            }
+            (_, false) => Some(req.account),
         };
         if let Some(account) = &context {
             crate::domain::names::required("account", account)?;

@@ -317,6 +317,11 @@ async fn deletion_follows_the_state_machine_and_frees_the_name_after_purge(backe
             .map(tonic::Response::new),
         Code::Unauthenticated,
     );
+    let admin_there = app.authorize("admin", "doomed", &["listImages"]).await;
+    assert_eq!(
+        admin_there.decisions[0].reason(),
+        pb::DecisionReason::AccountDeleting
+    );
     let decision = app.authorize("otto", "doomed", &["listImages"]).await;
     assert!(!decision.allowed);
     assert_eq!(

@@ -227,13 +227,17 @@ async fn authorize_decides_per_role_with_reasons(backend: Backend) {
     );
     let elsewhere = app.authorize("writer", "beta", &["listImages"]).await;
     assert!(!elsewhere.allowed);
-    let missing = app
-        .authorize("writer", "no-such-account", &["listImages"])
-        .await;
-    assert_eq!(
-        missing.decisions[0].reason(),
-        pb::DecisionReason::AccountNotFound
-    );
+    // Nobody acts in an account that does not exist, administrators included.
+    for user in ["writer", "admin"] {
+        let missing = app
+            .authorize(user, "no-such-account", &["listImages"])
+            .await;
+        assert!(!missing.allowed);
+        assert_eq!(
+            missing.decisions[0].reason(),
+            pb::DecisionReason::AccountNotFound
+        );
+    }
 }
 
 async fn authorize_takes_the_account_context_from_metadata_or_field(backend: Backend) {

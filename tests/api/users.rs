@@ -427,6 +427,20 @@ async fn account_user_admins_are_confined_to_their_account(backend: Backend) {
         .unwrap()
         .into_inner();
     assert_eq!(listed.users.len(), 3);
+    let read = app
+        .users()
+        .get_user(as_user(
+            "una",
+            "una-password",
+            pb::GetUserRequest {
+                account: "acme".into(),
+                username: "newbie".into(),
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(read.username, "newbie");
     app.roles()
         .add_role_member(as_user(
             "una",
