@@ -16,6 +16,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "proto/authz/v1/users.proto",
         "proto/authz/v1/roles.proto",
         "proto/authz/v1/groups.proto",
+        "proto/authz/v1/api_keys.proto",
     ];
     tonic_prost_build::configure()
         .file_descriptor_set_path(out_dir.join("authz_descriptor.bin"))

@@ -78,9 +78,15 @@ pub struct Cli {
     /// Milliseconds between database health checks [default: 2000].
     #[arg(long, env = "AUTHZD_HEALTH_CHECK_INTERVAL_MS", global = true)]
     pub health_check_interval_ms: Option<u64>,
-    /// Seconds between purges of deleting accounts (a deletion also wakes it) [default: 60].
+    /// Seconds between purges of deleting accounts and of deleted users' API keys (a deletion also wakes it) [default: 60].
     #[arg(long, env = "AUTHZD_PURGE_INTERVAL_SECONDS", global = true)]
     pub purge_interval_seconds: Option<u64>,
+    /// Prefix of new API key values, `[a-z][a-z0-9]{1,15}` [default: azk].
+    #[arg(long, env = "AUTHZD_API_KEY_PREFIX", global = true)]
+    pub api_key_prefix: Option<String>,
+    /// Milliseconds between writes of API keys' last use [default: 5000].
+    #[arg(long, env = "AUTHZD_API_KEY_LAST_USED_FLUSH_MS", global = true)]
+    pub api_key_last_used_flush_ms: Option<u64>,
     #[command(subcommand)]
     pub command: Option<Command>,
 }
@@ -94,10 +100,25 @@ pub enum Command {
 }
 
 /// Anchore's `user_authentication` block.
-#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
 #[serde(default, deny_unknown_fields)]
 pub struct UserAuthentication {
     pub allow_api_keys_for_saml_users: bool,
+    pub max_api_key_age_days: u32,
+    pub max_api_keys_per_user: u32,
+    /// -1 keeps them forever.
+    pub remove_deleted_user_api_keys_older_than_days: i64,
+}
+
+impl Default for UserAuthentication {
+    fn default() -> Self {
+        Self {
+            allow_api_keys_for_saml_users: false,
+            max_api_key_age_days: 365,
+            max_api_keys_per_user: 100,
+            remove_deleted_user_api_keys_older_than_days: 365,
+        }
+    }
 }
 
 /// The file's shape; every key optional.
@@ -115,6 +136,8 @@ struct FileConfig {
     shutdown_grace_seconds: Option<u64>,
     health_check_interval_ms: Option<u64>,
     purge_interval_seconds: Option<u64>,
+    api_key_prefix: Option<String>,
+    api_key_last_used_flush_ms: Option<u64>,
     user_authentication: Option<UserAuthentication>,
 }
 
@@ -131,6 +154,8 @@ pub struct Config {
     pub shutdown_grace: Duration,
     pub health_check_interval: Duration,
     pub purge_interval: Duration,
+    pub api_key_prefix: String,
+    pub api_key_last_used_flush: Duration,
     pub user_authentication: UserAuthentication,
     /// Run the background purge of deleting accounts. Not a setting: only
     /// tests that drive the purge themselves turn it off.
@@ -151,6 +176,8 @@ impl Default for Config {
             shutdown_grace: Duration::from_secs(20),
             health_check_interval: Duration::from_secs(2),
             purge_interval: Duration::from_secs(60),
+            api_key_prefix: crate::domain::key_format::DEFAULT_PREFIX.to_owned(),
+            api_key_last_used_flush: Duration::from_secs(5),
             user_authentication: UserAuthentication::default(),
             background_purge: true,
         }
@@ -221,6 +248,15 @@ impl Config {
         if let Some(s) = cli.purge_interval_seconds.or(file.purge_interval_seconds) {
             config.purge_interval = Duration::from_secs(s);
         }
+        if let Some(prefix) = cli.api_key_prefix.clone().or(file.api_key_prefix) {
+            config.api_key_prefix = prefix;
+        }
+        if let Some(ms) = cli
+            .api_key_last_used_flush_ms
+            .or(file.api_key_last_used_flush_ms)
+        {
+            config.api_key_last_used_flush = Duration::from_millis(ms);
+        }
         if let Some(ua) = file.user_authentication {
             config.user_authentication = ua;
         }
@@ -271,6 +307,25 @@ impl Config {
         if self.purge_interval.is_zero() {
             return Err(bad("purge_interval_seconds: must be at least 1"));
         }
+        if !crate::domain::key_format::valid_prefix(&self.api_key_prefix) {
+            return Err(bad(
+                "api_key_prefix: must be 2 to 16 lowercase letters and digits, starting with a letter",
+            ));
+        }
+        if self.api_key_last_used_flush < Duration::from_millis(50) {
+            return Err(bad("api_key_last_used_flush_ms: must be at least 50"));
+        }
+        let ua = &self.user_authentication;
+        if ua.max_api_key_age_days == 0 {
+            return Err(bad(
+                "user_authentication.max_api_key_age_days: must be at least 1",
+            ));
+        }
+        if ua.remove_deleted_user_api_keys_older_than_days < -1 {
+            return Err(bad(
+                "user_authentication.remove_deleted_user_api_keys_older_than_days: -1 (never) or a number of days",
+            ));
+        }
         tracing_subscriber::EnvFilter::try_new(&self.log_level).map_err(|_| {
             bad(format!(
                 "log_level: {:?} is not a log filter",
@@ -278,6 +333,19 @@ impl Config {
             ))
         })?;
         Ok(())
+    }
+
+    pub fn api_key_settings(&self) -> crate::domain::api_keys::ApiKeySettings {
+        let ua = &self.user_authentication;
+        crate::domain::api_keys::ApiKeySettings {
+            prefix: self.api_key_prefix.clone(),
+            max_age_days: ua.max_api_key_age_days,
+            max_per_user: ua.max_api_keys_per_user,
+            remove_deleted_user_keys_older_than_days: ua
+                .remove_deleted_user_api_keys_older_than_days,
+            allow_for_saml_users: ua.allow_api_keys_for_saml_users,
+            last_used_flush: self.api_key_last_used_flush,
+        }
     }
 
     /// The SQLite file the URL names, if it names one.

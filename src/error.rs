@@ -16,6 +16,13 @@ pub enum AuthFailure {
     AccountDeleting,
     UnsupportedCredential,
     MissingCredentials,
+    BadChecksum,
+    UnknownKey,
+    WrongSecret,
+    KeyExpired,
+    KeyRevoked,
+    OwnerDeleted,
+    SamlKeysDisallowed,
 }
 
 impl AuthFailure {
@@ -30,6 +37,13 @@ impl AuthFailure {
             Self::AccountDeleting => "account_deleting",
             Self::UnsupportedCredential => "unsupported_credential",
             Self::MissingCredentials => "missing_credentials",
+            Self::BadChecksum => "bad_checksum",
+            Self::UnknownKey => "unknown_key",
+            Self::WrongSecret => "wrong_secret",
+            Self::KeyExpired => "key_expired",
+            Self::KeyRevoked => "key_revoked",
+            Self::OwnerDeleted => "owner_deleted",
+            Self::SamlKeysDisallowed => "saml_keys_disallowed",
         }
     }
 }
@@ -53,6 +67,9 @@ pub enum Error {
     FailedPrecondition(String),
     #[error("{0}")]
     PermissionDenied(String),
+    /// A per-user quota is used up.
+    #[error("{0}")]
+    LimitReached(String),
     #[error("invalid credentials")]
     Unauthenticated(AuthFailure),
     /// The database does not answer.

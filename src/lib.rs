@@ -59,6 +59,7 @@ pub async fn prepare(config: &Config, clock: Clock) -> Result<(Core, Bootstrap)>
         .map_err(|e| Error::internal(format!("hasher start-up: {e}")))??;
     let settings = Settings {
         sqlite_path: config.sqlite_path(),
+        api_keys: config.api_key_settings(),
     };
     let core = Core::new(db, hasher, clock, settings).await?;
     let bootstrap = core.bootstrap(config.admin_password.as_ref()).await?;
@@ -107,21 +108,43 @@ async fn watch_health(
     }
 }
 
-/// Purges deleting accounts on a timer and whenever a deletion starts.
+fn log_background_error(task: &'static str, err: Error) {
+    match err {
+        Error::Unavailable => tracing::warn!(task, "postponed: database unavailable"),
+        other => tracing::error!(task, error = %other, "background task failed"),
+    }
+}
+
+/// Purges deleting accounts, and deleted users' API keys past their
+/// retention, on a timer and whenever a deletion starts.
 async fn run_purger(core: Core, interval: Duration, stop: CancellationToken) {
     loop {
         if let Err(err) = core.purge_deleting_accounts().await {
-            match err {
-                Error::Unavailable => {
-                    tracing::warn!("account purge postponed: database unavailable")
-                }
-                other => tracing::error!(error = %other, "account purge failed"),
-            }
+            log_background_error("account purge", err);
+        }
+        if let Err(err) = core.purge_deleted_users_keys().await {
+            log_background_error("API key purge", err);
         }
         tokio::select! {
             _ = stop.cancelled() => return,
             _ = core.purge_wakeup() => {}
             _ = tokio::time::sleep(interval) => {}
+        }
+    }
+}
+
+/// Writes API keys' last use every `interval`, and once more at the end.
+async fn run_last_used_flusher(core: Core, interval: Duration, stop: CancellationToken) {
+    loop {
+        let stopping = tokio::select! {
+            _ = stop.cancelled() => true,
+            _ = tokio::time::sleep(interval) => false,
+        };
+        if let Err(err) = core.flush_last_used().await {
+            log_background_error("API key last-use flush", err);
+        }
+        if stopping {
+            return;
         }
     }
 }
@@ -163,6 +186,14 @@ pub async fn serve(
         ))
     });
 
+    // Stops only after the drain, so the last requests' uses are written.
+    let stop_flush = CancellationToken::new();
+    let flush_task = tokio::spawn(run_last_used_flusher(
+        core.clone(),
+        config.api_key_last_used_flush,
+        stop_flush.clone(),
+    ));
+
     let caller_keys = grpc::caller::CallerKeys::new(config.caller_keys.iter().map(|k| k.expose()));
     let routes = grpc::routes(&core, caller_keys)
         .add_service(health_service)
@@ -195,7 +226,9 @@ pub async fn serve(
         }
     };
     stop_tasks.cancel();
+    stop_flush.cancel();
     let _ = health_task.await;
+    let _ = flush_task.await;
     if let Some(purge_task) = purge_task {
         let _ = purge_task.await;
     }

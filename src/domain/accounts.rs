@@ -163,7 +163,7 @@ impl Core {
         let mut purged = 0;
         for name in store::accounts::list_deleting(self.db()).await? {
             let txn = self.begin().await?;
-            let users = store::users::delete_users_of_account(&txn, &name).await?;
+            let users = store::users::delete_users_of_account(&txn, &name, self.now()).await?;
             let removed = store::accounts::delete_deleting_account(&txn, &name).await?;
             commit(txn).await?;
             if removed {

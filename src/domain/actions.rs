@@ -26,7 +26,28 @@ pub const DELETE_USER_GROUP_USER: &str = "deleteUserGroupUser";
 pub const ADD_USER_GROUP_ROLE: &str = "addUserGroupRole";
 pub const DELETE_USER_GROUP_ROLE: &str = "deleteUserGroupRole";
 
+pub const CREATE_API_KEY: &str = "createApiKey";
+pub const LIST_API_KEYS: &str = "listApiKeys";
+pub const GET_API_KEY: &str = "getApiKey";
+pub const UPDATE_API_KEY: &str = "updateApiKey";
+pub const DELETE_API_KEY: &str = "deleteApiKey";
+pub const SELF_CREATE_API_KEY: &str = "selfCreateApiKey";
+pub const SELF_LIST_API_KEYS: &str = "selfListApiKeys";
+pub const SELF_GET_API_KEY: &str = "selfGetApiKey";
+pub const SELF_UPDATE_API_KEY: &str = "selfUpdateApiKey";
+pub const SELF_DELETE_API_KEY: &str = "selfDeleteApiKey";
+
 pub const USED_BY_AUTHZD: &[&str] = &[
+    CREATE_API_KEY,
+    LIST_API_KEYS,
+    GET_API_KEY,
+    UPDATE_API_KEY,
+    DELETE_API_KEY,
+    SELF_CREATE_API_KEY,
+    SELF_LIST_API_KEYS,
+    SELF_GET_API_KEY,
+    SELF_UPDATE_API_KEY,
+    SELF_DELETE_API_KEY,
     LIST_ACCOUNTS,
     CREATE_ACCOUNT,
     GET_ACCOUNT,

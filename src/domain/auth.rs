@@ -3,7 +3,7 @@
 
 use super::Core;
 use super::credentials::Credential;
-use super::decision::{Decision, Lookup, Target, decide};
+use super::decision::{Decision, Lookup, Reason, Target, decide};
 use super::model::{AccountState, CredentialKind, Principal, UserState, UserType};
 use crate::error::{AuthFailure, Error, Result};
 use crate::store;
@@ -21,8 +21,7 @@ impl Core {
             Credential::Password { username, password } => {
                 self.authenticate_password(username, password).await
             }
-            // API keys are recognised but not issued yet.
-            Credential::ApiKey(_) => Err(fail(AuthFailure::UnsupportedCredential)),
+            Credential::ApiKey(value) => self.authenticate_api_key(value).await,
         };
         if let Err(Error::Unauthenticated(reason)) = &result {
             tracing::info!(reason = reason.as_str(), "authentication failed");
@@ -54,13 +53,18 @@ impl Core {
         self.principal(record, CredentialKind::Password).await
     }
 
-    async fn principal(&self, record: UserRecord, credential: CredentialKind) -> Result<Principal> {
+    pub(crate) async fn principal(
+        &self,
+        record: UserRecord,
+        credential: CredentialKind,
+    ) -> Result<Principal> {
         let mut grants = store::users::grants_of(self.db(), &[record.user.id]).await?;
         Ok(Principal {
             grants: grants.remove(&record.user.id).unwrap_or_default(),
             account_type: record.account.account_type,
             account_state: record.account.state,
             credential,
+            api_key: None,
             user: record.user,
         })
     }
@@ -139,15 +143,17 @@ impl Core {
                 reason = ?decision.reason,
                 "permission denied"
             );
-            Err(Error::denied(format!(
-                "{action} is not permitted in {}",
-                decision.domain
-            )))
+            Err(Error::denied(match decision.reason {
+                Reason::ApiKeyRestricted => {
+                    format!("{action} is never permitted to a request authenticated by an API key")
+                }
+                _ => format!("{action} is not permitted in {}", decision.domain),
+            }))
         }
     }
 }
 
-fn check_active(record: &UserRecord) -> Result<()> {
+pub(crate) fn check_active(record: &UserRecord) -> Result<()> {
     if record.user.state != UserState::Enabled {
         return Err(fail(AuthFailure::UserDisabled));
     }

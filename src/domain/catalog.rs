@@ -14,15 +14,23 @@ pub struct Role {
     pub actions: BTreeSet<String>,
 }
 
+/// How an action is checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ActionDef {
+    pub scope: ActionScope,
+    /// Never allowed to a request authenticated by an API key.
+    pub api_key_restricted: bool,
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct Catalog {
-    actions: HashMap<String, ActionScope>,
+    actions: HashMap<String, ActionDef>,
     roles: BTreeMap<String, Role>,
 }
 
 impl Catalog {
     pub fn new(
-        actions: impl IntoIterator<Item = (String, ActionScope)>,
+        actions: impl IntoIterator<Item = (String, ActionDef)>,
         roles: impl IntoIterator<Item = (String, String)>,
         role_actions: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Self> {
@@ -60,7 +68,13 @@ impl Catalog {
     }
 
     pub fn scope(&self, action: &str) -> Option<ActionScope> {
-        self.actions.get(action).copied()
+        self.actions.get(action).map(|a| a.scope)
+    }
+
+    pub fn is_api_key_restricted(&self, action: &str) -> bool {
+        self.actions
+            .get(action)
+            .is_some_and(|a| a.api_key_restricted)
     }
 
     pub fn role(&self, name: &str) -> Option<&Role> {

@@ -2,7 +2,7 @@
 //! catalog and the target account. Admin RPCs and `Authorize` both use it.
 
 use super::catalog::Catalog;
-use super::model::{Account, AccountState, ActionScope, Principal, UserState};
+use super::model::{Account, AccountState, ActionScope, CredentialKind, Principal, UserState};
 
 /// The permission domain for account and group management.
 pub const SYSTEM_DOMAIN: &str = "system";
@@ -18,6 +18,7 @@ pub enum Reason {
     AccountDisabled,
     AccountDeleting,
     AccountNotFound,
+    ApiKeyRestricted,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -88,6 +89,9 @@ pub fn decide(
     if principal.user.state != UserState::Enabled {
         return verdict(false, Reason::SubjectDisabled);
     }
+    if principal.credential == CredentialKind::ApiKey && catalog.is_api_key_restricted(action) {
+        return verdict(false, Reason::ApiKeyRestricted);
+    }
     if scope == ActionScope::OwnBehalf {
         return verdict(true, Reason::OwnBehalf);
     }
@@ -139,7 +143,8 @@ mod tests {
     use uuid::Uuid;
 
     use super::*;
-    use crate::domain::model::{AccountType, CredentialKind, Grant, User, UserType};
+    use crate::domain::catalog::ActionDef;
+    use crate::domain::model::{AccountType, Grant, User, UserType};
 
     fn catalog() -> Catalog {
         Catalog::new(
@@ -150,7 +155,17 @@ mod tests {
                     ("listImages".to_owned(), ActionScope::Account),
                     ("createAccount".to_owned(), ActionScope::System),
                     ("selfListApiKeys".to_owned(), ActionScope::OwnBehalf),
-                ]),
+                ])
+                .map(|(name, scope)| {
+                    let api_key_restricted = name == "createUser";
+                    (
+                        name,
+                        ActionDef {
+                            scope,
+                            api_key_restricted,
+                        },
+                    )
+                }),
             [("read-only".to_owned(), String::new())],
             [("read-only".to_owned(), "listImages".to_owned())],
         )
@@ -184,6 +199,7 @@ mod tests {
             account_type,
             account_state: AccountState::Enabled,
             credential: CredentialKind::Password,
+            api_key: None,
             grants,
         }
     }

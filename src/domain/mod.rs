@@ -3,12 +3,14 @@
 
 pub mod accounts;
 pub mod actions;
+pub mod api_keys;
 pub mod auth;
 pub mod bootstrap;
 pub mod catalog;
 pub mod credentials;
 pub mod decision;
 pub mod groups;
+pub mod key_format;
 pub mod model;
 pub mod names;
 pub mod page;
@@ -26,6 +28,7 @@ use migration::MigratorTrait;
 use sea_orm::{DatabaseConnection, DatabaseTransaction, TransactionTrait};
 use tokio::sync::Notify;
 
+use self::api_keys::{ApiKeySettings, LastUsed};
 use self::catalog::Catalog;
 use self::passwords::PasswordHasher;
 use crate::error::Result;
@@ -60,6 +63,7 @@ pub struct Settings {
     /// The SQLite file, when that is the database: readiness also requires
     /// that it still exists.
     pub sqlite_path: Option<PathBuf>,
+    pub api_keys: ApiKeySettings,
 }
 
 struct Inner {
@@ -69,6 +73,7 @@ struct Inner {
     clock: Clock,
     settings: Settings,
     purge_wakeup: Notify,
+    last_used: LastUsed,
 }
 
 /// Shared state of the domain: cheap to clone, one per process.
@@ -94,6 +99,7 @@ impl Core {
                 clock,
                 settings,
                 purge_wakeup: Notify::new(),
+                last_used: LastUsed::default(),
             }),
         })
     }
@@ -112,6 +118,14 @@ impl Core {
 
     pub(crate) fn now(&self) -> DateTime<Utc> {
         self.inner.clock.now()
+    }
+
+    pub fn settings(&self) -> &Settings {
+        &self.inner.settings
+    }
+
+    pub(crate) fn last_used(&self) -> &api_keys::LastUsed {
+        &self.inner.last_used
     }
 
     pub fn hasher(&self) -> &PasswordHasher {

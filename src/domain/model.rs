@@ -86,6 +86,13 @@ pub struct UserWithGrants {
     pub grants: Vec<Grant>,
 }
 
+/// The API key a principal authenticated with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiKeyRef {
+    pub key_id: String,
+    pub name: String,
+}
+
 /// Who a request acts as, resolved from a credential or a trusted username.
 #[derive(Debug, Clone)]
 pub struct Principal {
@@ -93,6 +100,7 @@ pub struct Principal {
     pub account_type: AccountType,
     pub account_state: AccountState,
     pub credential: CredentialKind,
+    pub api_key: Option<ApiKeyRef>,
     pub grants: Vec<Grant>,
 }
 
@@ -109,6 +117,47 @@ impl Principal {
 
     pub fn account(&self) -> &str {
         &self.user.account
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ApiKeyStatus {
+    Active,
+    Expired,
+    Revoked,
+}
+
+/// An API key as listed: never its secret.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiKey {
+    pub id: Uuid,
+    /// The public id embedded in the value.
+    pub key_id: String,
+    pub user_id: Uuid,
+    pub username: String,
+    pub account: String,
+    pub name: String,
+    pub description: String,
+    pub prefix: String,
+    pub last_four: String,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+    pub revoked_at: Option<DateTime<Utc>>,
+    pub last_used_at: Option<DateTime<Utc>>,
+    pub owner_deleted_at: Option<DateTime<Utc>>,
+}
+
+impl ApiKey {
+    /// Derived, never stored: revocation wins over expiry.
+    pub fn status(&self, now: DateTime<Utc>) -> ApiKeyStatus {
+        if self.revoked_at.is_some() {
+            ApiKeyStatus::Revoked
+        } else if now >= self.expires_at {
+            ApiKeyStatus::Expired
+        } else {
+            ApiKeyStatus::Active
+        }
     }
 }
 

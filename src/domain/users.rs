@@ -4,7 +4,7 @@ use uuid::Uuid;
 
 use super::actions::{CREATE_USER, DELETE_USER, GET_USER, LIST_ALL_USERS, LIST_USERS, UPDATE_USER};
 use super::model::{
-    ADMIN_USER, AccountState, Principal, User, UserState, UserType, UserWithGrants,
+    ADMIN_USER, AccountState, CredentialKind, Principal, User, UserState, UserType, UserWithGrants,
 };
 use super::names::Username;
 use super::page::{Page, PageRequest};
@@ -176,6 +176,7 @@ impl Core {
             return Err(Error::precondition("service users cannot be deleted"));
         }
         let txn = self.begin().await?;
+        store::api_keys::mark_owner_deleted(&txn, &[user.id], self.now()).await?;
         let deleted = store::users::delete_user(&txn, user.id).await?;
         commit(txn).await?;
         if !deleted {
@@ -197,8 +198,15 @@ impl Core {
         username: &str,
         password: &Secret,
     ) -> Result<chrono::DateTime<chrono::Utc>> {
-        if !is_self(caller, account, username) {
-            self.require(caller, UPDATE_USER, Some(account)).await?;
+        // Credentials are never changed on an API key's authority, not even
+        // one's own: `require` applies the restriction.
+        let target = if is_self(caller, account, username) {
+            caller.account()
+        } else {
+            account
+        };
+        if !is_self(caller, account, username) || caller.credential == CredentialKind::ApiKey {
+            self.require(caller, UPDATE_USER, Some(target)).await?;
         }
         let user = self.user_in(account, username).await?;
         if user.user_type != UserType::Native {

@@ -6,6 +6,7 @@ use super::caller::{ACCOUNT_HEADER, context_header};
 use crate::domain::Core;
 use crate::domain::credentials::Credential;
 use crate::domain::model::Principal;
+use crate::domain::secret::Secret;
 use crate::error::{AuthFailure, Error};
 use crate::pb::auth_service_server::AuthService;
 use crate::pb::{self, authenticate_request, authorize_request};
@@ -27,6 +28,12 @@ impl AuthApi {
         self.core.authenticate(&credential?).await
     }
 
+    async fn authenticate_key(&self, value: String) -> Result<Principal, Error> {
+        self.core
+            .authenticate(&Credential::ApiKey(Secret::new(value)))
+            .await
+    }
+
     async fn authenticate_password(&self, p: pb::PasswordCredentials) -> Result<Principal, Error> {
         let credential = Credential::from_parts(&p.username, p.password);
         self.core.authenticate(&credential).await
@@ -43,6 +50,7 @@ impl AuthService for AuthApi {
         let principal = match request.into_inner().credentials {
             Some(Credentials::Authorization(header)) => self.authenticate_header(&header).await?,
             Some(Credentials::Password(p)) => self.authenticate_password(p).await?,
+            Some(Credentials::ApiKey(value)) => self.authenticate_key(value).await?,
             None => return Err(Error::Unauthenticated(AuthFailure::MissingCredentials).into()),
         };
         Ok(Response::new(pb::AuthenticateResponse {
@@ -60,6 +68,7 @@ impl AuthService for AuthApi {
         let principal = match req.subject {
             Some(Subject::Authorization(header)) => self.authenticate_header(&header).await?,
             Some(Subject::Password(p)) => self.authenticate_password(p).await?,
+            Some(Subject::ApiKey(value)) => self.authenticate_key(value).await?,
             Some(Subject::Username(username)) => {
                 crate::domain::names::required("username", &username)?;
                 self.core.principal_by_username(&username).await?

@@ -6,8 +6,8 @@ use prost_types::Timestamp;
 use crate::domain::catalog::Role;
 use crate::domain::decision::{Decision, Reason};
 use crate::domain::model::{
-    Account, AccountState, AccountType, CredentialKind, Grant, Group, Principal, RoleMember,
-    UserState, UserType, UserWithGrants,
+    Account, AccountState, AccountType, ApiKey, ApiKeyStatus, CredentialKind, Grant, Group,
+    Principal, RoleMember, UserState, UserType, UserWithGrants,
 };
 use crate::error::{Error, Result};
 use crate::pb;
@@ -161,6 +161,10 @@ impl From<Principal> for pb::Principal {
             .into(),
             grants: p.grants.into_iter().map(Into::into).collect(),
             global_admin,
+            api_key: p.api_key.map(|k| pb::ApiKeyRef {
+                id: k.key_id,
+                name: k.name,
+            }),
         }
     }
 }
@@ -177,6 +181,7 @@ impl From<Decision> for pb::Decision {
             Reason::AccountDisabled => pb::DecisionReason::AccountDisabled,
             Reason::AccountDeleting => pb::DecisionReason::AccountDeleting,
             Reason::AccountNotFound => pb::DecisionReason::AccountNotFound,
+            Reason::ApiKeyRestricted => pb::DecisionReason::ApiKeyRestricted,
         };
         pb::Decision {
             action: d.action,
@@ -227,4 +232,50 @@ impl From<Group> for pb::Group {
                 .collect(),
         }
     }
+}
+
+pub fn api_key_status(s: ApiKeyStatus) -> pb::ApiKeyStatus {
+    match s {
+        ApiKeyStatus::Active => pb::ApiKeyStatus::Active,
+        ApiKeyStatus::Expired => pb::ApiKeyStatus::Expired,
+        ApiKeyStatus::Revoked => pb::ApiKeyStatus::Revoked,
+    }
+}
+
+pub fn api_key_status_in(field: &str, value: i32) -> Result<Option<ApiKeyStatus>> {
+    Ok(
+        enum_field::<pb::ApiKeyStatus>(field, value)?.and_then(|s| match s {
+            pb::ApiKeyStatus::Unspecified => None,
+            pb::ApiKeyStatus::Active => Some(ApiKeyStatus::Active),
+            pb::ApiKeyStatus::Expired => Some(ApiKeyStatus::Expired),
+            pb::ApiKeyStatus::Revoked => Some(ApiKeyStatus::Revoked),
+        }),
+    )
+}
+
+/// The status depends on the time of reading.
+pub fn api_key(key: ApiKey, now: DateTime<Utc>) -> pb::ApiKey {
+    pb::ApiKey {
+        status: api_key_status(key.status(now)).into(),
+        id: key.key_id,
+        name: key.name,
+        description: key.description,
+        username: key.username,
+        account: key.account,
+        prefix: key.prefix,
+        last_four: key.last_four,
+        created_at: timestamp(key.created_at),
+        updated_at: timestamp(key.updated_at),
+        expires_at: timestamp(key.expires_at),
+        revoked_at: key.revoked_at.and_then(timestamp),
+        last_used_at: key.last_used_at.and_then(timestamp),
+    }
+}
+
+pub fn timestamp_in(field: &str, value: Option<Timestamp>) -> Result<DateTime<Utc>> {
+    let value = value.ok_or_else(|| Error::invalid(field, "is required"))?;
+    let nanos =
+        u32::try_from(value.nanos).map_err(|_| Error::invalid(field, "is not a valid time"))?;
+    DateTime::from_timestamp(value.seconds, nanos)
+        .ok_or_else(|| Error::invalid(field, "is not a valid time"))
 }

@@ -1,6 +1,7 @@
 //! Transport: thin tonic adapters over the domain.
 
 pub mod accounts;
+pub mod api_keys;
 pub mod auth;
 pub mod caller;
 pub mod convert;
@@ -14,18 +15,20 @@ use tonic::service::Routes;
 
 use crate::domain::Core;
 use crate::pb::account_service_server::AccountServiceServer;
+use crate::pb::api_key_service_server::ApiKeyServiceServer;
 use crate::pb::auth_service_server::AuthServiceServer;
 use crate::pb::group_service_server::GroupServiceServer;
 use crate::pb::role_service_server::RoleServiceServer;
 use crate::pb::user_service_server::UserServiceServer;
 
 /// Names reported by the health service, besides the overall "".
-pub const SERVICE_NAMES: [&str; 5] = [
+pub const SERVICE_NAMES: [&str; 6] = [
     <AuthServiceServer<auth::AuthApi> as NamedService>::NAME,
     <AccountServiceServer<accounts::AccountApi> as NamedService>::NAME,
     <UserServiceServer<users::UserApi> as NamedService>::NAME,
     <RoleServiceServer<roles::RoleApi> as NamedService>::NAME,
     <GroupServiceServer<groups::GroupApi> as NamedService>::NAME,
+    <ApiKeyServiceServer<api_keys::ApiKeyApi> as NamedService>::NAME,
 ];
 
 /// The authzd services. Authenticate/Authorize sit behind the caller-key
@@ -41,4 +44,7 @@ pub fn routes(core: &Core, caller_keys: caller::CallerKeys) -> Routes {
         .add_service(UserServiceServer::new(users::UserApi::new(core.clone())))
         .add_service(RoleServiceServer::new(roles::RoleApi::new(core.clone())))
         .add_service(GroupServiceServer::new(groups::GroupApi::new(core.clone())))
+        .add_service(ApiKeyServiceServer::new(api_keys::ApiKeyApi::new(
+            core.clone(),
+        )))
 }

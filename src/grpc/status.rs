@@ -17,6 +17,7 @@ impl From<Error> for Status {
             Error::AlreadyExists(what) => Status::already_exists(format!("{what} already exists")),
             Error::FailedPrecondition(why) => Status::failed_precondition(why),
             Error::PermissionDenied(why) => Status::permission_denied(why),
+            Error::LimitReached(why) => Status::resource_exhausted(why),
             Error::Unauthenticated(_) => Status::unauthenticated(UNAUTHENTICATED_MESSAGE),
             Error::Unavailable => Status::unavailable("the database is unavailable; retry later"),
             Error::Internal(context) => {
@@ -43,6 +44,10 @@ mod tests {
                 Code::FailedPrecondition,
             ),
             (Error::denied("no"), Code::PermissionDenied),
+            (
+                Error::LimitReached("100 keys".into()),
+                Code::ResourceExhausted,
+            ),
             (
                 Error::Unauthenticated(AuthFailure::WrongPassword),
                 Code::Unauthenticated,

@@ -3,6 +3,7 @@
 //! Database errors are classified here and never leave as text.
 
 pub mod accounts;
+pub mod api_keys;
 pub mod entity;
 pub mod groups;
 pub mod roles;

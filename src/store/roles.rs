@@ -6,7 +6,7 @@ use sea_orm::{
 
 use super::entity::{actions, role_actions, role_bindings, roles, users};
 use super::{DbResultExt, StoreResult};
-use crate::domain::catalog::Catalog;
+use crate::domain::catalog::{ActionDef, Catalog};
 use crate::domain::model::{ActionScope, RoleMember};
 use crate::domain::page::{Page, PageRequest};
 
@@ -16,7 +16,13 @@ pub async fn load_catalog(db: &impl ConnectionTrait) -> StoreResult<Catalog> {
         .await
         .db()?
         .into_iter()
-        .map(|a| Ok((a.name, ActionScope::from_stored(&a.scope)?)))
+        .map(|a| {
+            let def = ActionDef {
+                scope: ActionScope::from_stored(&a.scope)?,
+                api_key_restricted: a.api_key_restricted,
+            };
+            Ok((a.name, def))
+        })
         .collect::<StoreResult<Vec<_>>>()?;
     let roles = roles::Entity::find()
         .all(db)

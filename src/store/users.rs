@@ -164,7 +164,11 @@ pub async fn delete_user(db: &impl ConnectionTrait, id: Uuid) -> StoreResult<boo
 
 /// Removes every user of the account with their bindings and memberships,
 /// and every grant held in the account. Returns how many users went.
-pub async fn delete_users_of_account(db: &impl ConnectionTrait, account: &str) -> StoreResult<u64> {
+pub async fn delete_users_of_account(
+    db: &impl ConnectionTrait,
+    account: &str,
+    now: DateTime<Utc>,
+) -> StoreResult<u64> {
     let ids = users::Entity::find()
         .select_only()
         .column(users::Column::Id)
@@ -173,6 +177,7 @@ pub async fn delete_users_of_account(db: &impl ConnectionTrait, account: &str) -
         .all(db)
         .await
         .db()?;
+    super::api_keys::mark_owner_deleted(db, &ids, now).await?;
     for chunk in ids.chunks(500) {
         role_bindings::Entity::delete_many()
             .filter(role_bindings::Column::UserId.is_in(chunk.iter().copied()))

@@ -19,6 +19,7 @@ use tonic::transport::Channel;
 use tonic::{Code, Request, Status};
 
 pub use pb::account_service_client::AccountServiceClient;
+pub use pb::api_key_service_client::ApiKeyServiceClient;
 pub use pb::auth_service_client::AuthServiceClient;
 pub use pb::group_service_client::GroupServiceClient;
 pub use pb::role_service_client::RoleServiceClient;
@@ -165,6 +166,7 @@ pub fn test_config(url: &str) -> Config {
         health_check_interval: Duration::from_millis(100),
         // Tests purge explicitly (TestApp::purge) so timing is theirs.
         background_purge: false,
+        api_key_last_used_flush: Duration::from_millis(100),
         ..Config::default()
     }
 }
@@ -222,6 +224,15 @@ pub async fn spawn_on(db: TestDatabase, adjust: impl FnOnce(&mut Config)) -> Tes
 
 pub use tonic_health::pb as pb_health;
 
+/// A timestamp `days` from the app's clock.
+pub fn in_days(core: &Core, days: i64) -> Option<prost_types::Timestamp> {
+    let t = core.clock().now() + chrono::TimeDelta::days(days);
+    Some(prost_types::Timestamp {
+        seconds: t.timestamp(),
+        nanos: 0,
+    })
+}
+
 pub fn basic(username: &str, password: &str) -> String {
     format!(
         "Basic {}",
@@ -236,6 +247,11 @@ pub fn as_user<T>(username: &str, password: &str, message: T) -> Request<T> {
         .metadata_mut()
         .insert("authorization", basic(username, password).parse().unwrap());
     request
+}
+
+/// A request authenticated by an API key (`Basic _api_key:<value>`).
+pub fn as_key<T>(value: &str, message: T) -> Request<T> {
+    as_user("_api_key", value, message)
 }
 
 pub fn as_admin<T>(message: T) -> Request<T> {
@@ -303,6 +319,9 @@ impl TestApp {
     }
     pub fn groups(&self) -> GroupServiceClient<Channel> {
         GroupServiceClient::new(self.channel.clone())
+    }
+    pub fn keys(&self) -> ApiKeyServiceClient<Channel> {
+        ApiKeyServiceClient::new(self.channel.clone())
     }
     pub fn auth(&self) -> AuthServiceClient<Channel> {
         AuthServiceClient::new(self.channel.clone())
@@ -408,6 +427,49 @@ impl TestApp {
 
     pub async fn purge(&self) -> usize {
         self.core.purge_deleting_accounts().await.unwrap()
+    }
+
+    /// Stops this server and starts another on the same database.
+    pub async fn restart_with(mut self, adjust: impl FnOnce(&mut Config)) -> TestApp {
+        self.stop().await;
+        let db = std::mem::replace(
+            &mut self.db,
+            TestDatabase {
+                url: String::new(),
+                pg: None,
+                _dir: None,
+                sqlite_path: None,
+            },
+        );
+        spawn_on(db, adjust).await
+    }
+
+    /// Creates a key for `username` (as admin) expiring in `days`; returns its value.
+    pub async fn create_key(&self, account: &str, username: &str, name: &str, days: i64) -> String {
+        self.keys()
+            .create_api_key(as_admin(pb::CreateApiKeyRequest {
+                account: account.into(),
+                username: username.into(),
+                name: name.into(),
+                description: String::new(),
+                expires_at: in_days(&self.core, days),
+            }))
+            .await
+            .unwrap()
+            .into_inner()
+            .value
+    }
+
+    /// Authenticates with an API key value.
+    pub async fn key_login(&self, value: &str) -> Result<pb::Principal, Status> {
+        self.auth()
+            .authenticate(as_service(pb::AuthenticateRequest {
+                credentials: Some(pb::authenticate_request::Credentials::Authorization(basic(
+                    "_api_key", value,
+                ))),
+            }))
+            .await
+            .map(|r| r.into_inner().principal.unwrap())
     }
 
     /// Stops the server as SIGTERM would and waits for it.

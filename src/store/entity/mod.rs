@@ -2,6 +2,7 @@
 
 pub mod accounts;
 pub mod actions;
+pub mod api_keys;
 pub mod group_grants;
 pub mod group_members;
 pub mod role_actions;

@@ -1,0 +1,406 @@
+//! API keys: self-service and admin management, authentication by key, the
+//! coalesced last-use record, and the purge of deleted users' keys.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use chrono::{DateTime, TimeDelta, Utc};
+use sea_orm::{ConnectionTrait, DbBackend, EntityTrait, QuerySelect};
+use uuid::Uuid;
+
+use super::actions::{
+    CREATE_API_KEY, DELETE_API_KEY, GET_API_KEY, LIST_API_KEYS, SELF_CREATE_API_KEY,
+    SELF_DELETE_API_KEY, SELF_GET_API_KEY, SELF_LIST_API_KEYS, SELF_UPDATE_API_KEY, UPDATE_API_KEY,
+};
+use super::auth::check_active;
+use super::key_format;
+use super::model::{ApiKey, ApiKeyRef, ApiKeyStatus, CredentialKind, Principal, User, UserType};
+use super::page::{Page, PageRequest};
+use super::secret::Secret;
+use super::{Core, commit};
+use crate::error::{AuthFailure, Error, Result};
+use crate::store;
+use crate::store::users::UserRecord;
+
+/// The API-key settings (Anchore's `user_authentication` names).
+#[derive(Debug, Clone)]
+pub struct ApiKeySettings {
+    pub prefix: String,
+    pub max_age_days: u32,
+    pub max_per_user: u32,
+    /// -1: keep deleted users' keys forever.
+    pub remove_deleted_user_keys_older_than_days: i64,
+    pub allow_for_saml_users: bool,
+    pub last_used_flush: Duration,
+}
+
+impl Default for ApiKeySettings {
+    fn default() -> Self {
+        Self {
+            prefix: key_format::DEFAULT_PREFIX.to_owned(),
+            max_age_days: 365,
+            max_per_user: 100,
+            remove_deleted_user_keys_older_than_days: 365,
+            allow_for_saml_users: false,
+            last_used_flush: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Last uses waiting to be written: at most one row update per key per
+/// flush, however many checks it served.
+#[derive(Default)]
+pub struct LastUsed {
+    pending: Mutex<HashMap<Uuid, DateTime<Utc>>>,
+}
+
+impl LastUsed {
+    fn record(&self, key: Uuid, at: DateTime<Utc>) {
+        if let Ok(mut pending) = self.pending.lock() {
+            let latest = pending.entry(key).or_insert(at);
+            *latest = (*latest).max(at);
+        }
+    }
+
+    fn take(&self) -> HashMap<Uuid, DateTime<Utc>> {
+        self.pending
+            .lock()
+            .map(|mut pending| std::mem::take(&mut *pending))
+            .unwrap_or_default()
+    }
+}
+
+/// Changes an update may make.
+#[derive(Debug, Default)]
+pub struct KeyUpdate {
+    pub new_name: Option<String>,
+    pub description: Option<String>,
+    pub status: Option<ApiKeyStatus>,
+}
+
+/// The actions for one operation: on one's own keys, and on another's.
+struct Actions {
+    own: &'static str,
+    other: &'static str,
+}
+
+const CREATE: Actions = Actions {
+    own: SELF_CREATE_API_KEY,
+    other: CREATE_API_KEY,
+};
+const LIST: Actions = Actions {
+    own: SELF_LIST_API_KEYS,
+    other: LIST_API_KEYS,
+};
+const GET: Actions = Actions {
+    own: SELF_GET_API_KEY,
+    other: GET_API_KEY,
+};
+const UPDATE: Actions = Actions {
+    own: SELF_UPDATE_API_KEY,
+    other: UPDATE_API_KEY,
+};
+const DELETE: Actions = Actions {
+    own: SELF_DELETE_API_KEY,
+    other: DELETE_API_KEY,
+};
+
+fn not_found(name: &str) -> Error {
+    Error::not_found(format!("API key {name:?}"))
+}
+
+fn saml_disabled() -> Error {
+    Error::precondition(
+        "API keys are disabled for SAML users (user_authentication.allow_api_keys_for_saml_users)",
+    )
+}
+
+impl Core {
+    fn key_settings(&self) -> &ApiKeySettings {
+        &self.settings().api_keys
+    }
+
+    /// The owner of the keys an RPC addresses, after the permission check:
+    /// the caller (`username` empty or their own), or a user of `account`.
+    async fn key_owner(
+        &self,
+        caller: &Principal,
+        account: &str,
+        username: &str,
+        actions: Actions,
+    ) -> Result<User> {
+        let own =
+            username.is_empty() || (username == caller.username() && account == caller.account());
+        if own {
+            self.require(caller, actions.own, Some(caller.account()))
+                .await?;
+            return Ok(caller.user.clone());
+        }
+        self.require(caller, actions.other, Some(account)).await?;
+        self.user_in(account, username).await
+    }
+
+    async fn key_named(&self, owner: &User, name: &str) -> Result<ApiKey> {
+        store::api_keys::find_by_name(self.db(), owner.id, name)
+            .await?
+            .ok_or_else(|| not_found(name))
+    }
+
+    /// Creates a key; the returned value is shown once and never stored.
+    pub async fn create_api_key(
+        &self,
+        caller: &Principal,
+        account: &str,
+        username: &str,
+        name: String,
+        description: String,
+        expires_at: DateTime<Utc>,
+    ) -> Result<(ApiKey, Secret)> {
+        let owner = self.key_owner(caller, account, username, CREATE).await?;
+        let settings = self.key_settings();
+        if owner.user_type == UserType::Saml && !settings.allow_for_saml_users {
+            return Err(saml_disabled());
+        }
+        let now = self.now();
+        if expires_at <= now {
+            return Err(Error::invalid("expires_at", "must be in the future"));
+        }
+        let max_age = TimeDelta::days(i64::from(settings.max_age_days));
+        if expires_at > now + max_age {
+            return Err(Error::invalid(
+                "expires_at",
+                format!("must be at most {} days ahead", settings.max_age_days),
+            ));
+        }
+        let minted = key_format::generate(&settings.prefix);
+        let key = ApiKey {
+            id: Uuid::new_v4(),
+            key_id: minted.key_id,
+            user_id: owner.id,
+            username: owner.username.clone(),
+            account: owner.account.clone(),
+            name,
+            description,
+            prefix: settings.prefix.clone(),
+            last_four: minted.last_four,
+            created_at: now,
+            updated_at: now,
+            expires_at,
+            revoked_at: None,
+            last_used_at: None,
+            owner_deleted_at: None,
+        };
+        let txn = self.begin().await?;
+        // Concurrent creates for one owner queue on the owner's row, so the
+        // count below cannot be overtaken (SQLite has one writer anyway).
+        if txn.get_database_backend() == DbBackend::Postgres {
+            store::entity::users::Entity::find_by_id(owner.id)
+                .lock_exclusive()
+                .one(&txn)
+                .await
+                .map_err(store::classify)?;
+        }
+        let active = store::api_keys::count_active(&txn, owner.id, now).await?;
+        if active >= u64::from(settings.max_per_user) {
+            return Err(Error::LimitReached(format!(
+                "{:?} already has {active} active API keys (max_api_keys_per_user)",
+                owner.username
+            )));
+        }
+        store::api_keys::create_api_key(&txn, &key, minted.secret_hash).await?;
+        commit(txn).await?;
+        tracing::info!(
+            caller = caller.username(),
+            owner = owner.username,
+            key_id = key.key_id,
+            "API key created"
+        );
+        Ok((key, minted.value))
+    }
+
+    pub async fn list_api_keys(
+        &self,
+        caller: &Principal,
+        account: &str,
+        username: &str,
+        include_expired: bool,
+        include_revoked: bool,
+        page: &PageRequest,
+    ) -> Result<Page<ApiKey>> {
+        let owner = self.key_owner(caller, account, username, LIST).await?;
+        let keys = store::api_keys::list_api_keys(
+            self.db(),
+            owner.id,
+            include_expired,
+            include_revoked,
+            self.now(),
+            page,
+        )
+        .await?;
+        Ok(Page {
+            items: keys
+                .items
+                .into_iter()
+                .map(|k| self.with_pending_use(k))
+                .collect(),
+            next_page_token: keys.next_page_token,
+        })
+    }
+
+    pub async fn get_api_key(
+        &self,
+        caller: &Principal,
+        account: &str,
+        username: &str,
+        name: &str,
+    ) -> Result<ApiKey> {
+        let owner = self.key_owner(caller, account, username, GET).await?;
+        Ok(self.with_pending_use(self.key_named(&owner, name).await?))
+    }
+
+    /// Renames, re-describes or revokes. Revocation is one-way.
+    pub async fn update_api_key(
+        &self,
+        caller: &Principal,
+        account: &str,
+        username: &str,
+        name: &str,
+        update: KeyUpdate,
+    ) -> Result<ApiKey> {
+        let owner = self.key_owner(caller, account, username, UPDATE).await?;
+        let key = self.key_named(&owner, name).await?;
+        let now = self.now();
+        let revoke_at = match update.status {
+            None => None,
+            Some(ApiKeyStatus::Revoked) => key.revoked_at.is_none().then_some(now),
+            Some(ApiKeyStatus::Active) if key.revoked_at.is_some() => {
+                return Err(Error::precondition(
+                    "the key is revoked, and revoking is irreversible",
+                ));
+            }
+            Some(ApiKeyStatus::Active) => None,
+            Some(ApiKeyStatus::Expired) => {
+                return Err(Error::invalid("status", "only REVOKED can be set"));
+            }
+        };
+        let updated = store::api_keys::update_api_key(
+            self.db(),
+            key.id,
+            update.new_name.as_deref(),
+            update.description.as_deref(),
+            revoke_at,
+            now,
+        )
+        .await?;
+        if !updated {
+            return Err(not_found(name));
+        }
+        if revoke_at.is_some() {
+            tracing::info!(
+                caller = caller.username(),
+                key_id = key.key_id,
+                "API key revoked"
+            );
+        }
+        let name = update.new_name.as_deref().unwrap_or(name);
+        self.key_named(&owner, name).await
+    }
+
+    pub async fn delete_api_key(
+        &self,
+        caller: &Principal,
+        account: &str,
+        username: &str,
+        name: &str,
+    ) -> Result<()> {
+        let owner = self.key_owner(caller, account, username, DELETE).await?;
+        let key = self.key_named(&owner, name).await?;
+        if !store::api_keys::delete_api_key(self.db(), key.id).await? {
+            return Err(not_found(name));
+        }
+        tracing::info!(
+            caller = caller.username(),
+            key_id = key.key_id,
+            "API key deleted"
+        );
+        Ok(())
+    }
+
+    /// One indexed lookup and one HMAC; the checksum refuses garbage before
+    /// the lookup.
+    pub(crate) async fn authenticate_api_key(&self, value: &Secret) -> Result<Principal> {
+        let fail = |reason| Error::Unauthenticated(reason);
+        let parsed = key_format::parse(value.expose())?;
+        let record = store::api_keys::find_for_authentication(self.db(), parsed.key_id)
+            .await?
+            .ok_or(fail(AuthFailure::UnknownKey))?;
+        if !parsed.matches(&record.secret_hash) {
+            return Err(fail(AuthFailure::WrongSecret));
+        }
+        let key = record.key;
+        let (user, account) = match record.owner {
+            Some(owner) if key.owner_deleted_at.is_none() => owner,
+            _ => return Err(fail(AuthFailure::OwnerDeleted)),
+        };
+        let now = self.now();
+        match key.status(now) {
+            ApiKeyStatus::Active => {}
+            ApiKeyStatus::Expired => return Err(fail(AuthFailure::KeyExpired)),
+            ApiKeyStatus::Revoked => return Err(fail(AuthFailure::KeyRevoked)),
+        }
+        if user.user_type == UserType::Saml && !self.key_settings().allow_for_saml_users {
+            return Err(fail(AuthFailure::SamlKeysDisallowed));
+        }
+        let record = UserRecord {
+            user,
+            account,
+            password_hash: None,
+        };
+        check_active(&record)?;
+        self.last_used().record(key.id, now);
+        let mut principal = self.principal(record, CredentialKind::ApiKey).await?;
+        principal.api_key = Some(ApiKeyRef {
+            key_id: key.key_id,
+            name: key.name,
+        });
+        Ok(principal)
+    }
+
+    /// A last use not yet written shows anyway.
+    fn with_pending_use(&self, mut key: ApiKey) -> ApiKey {
+        if let Ok(pending) = self.last_used().pending.lock()
+            && let Some(at) = pending.get(&key.id)
+        {
+            key.last_used_at = Some(key.last_used_at.map_or(*at, |old| old.max(*at)));
+        }
+        key
+    }
+
+    /// Writes the coalesced last uses. Returns how many keys were written.
+    pub async fn flush_last_used(&self) -> Result<usize> {
+        let pending = self.last_used().take();
+        let mut written = 0;
+        for (key, at) in &pending {
+            if let Err(err) = store::api_keys::set_last_used(self.db(), *key, *at).await {
+                // Keep them for the next flush; rewriting one is harmless.
+                for (key, at) in &pending {
+                    self.last_used().record(*key, *at);
+                }
+                return Err(err);
+            }
+            written += 1;
+        }
+        Ok(written)
+    }
+
+    /// Purges the keys of users deleted longer ago than the retention.
+    pub async fn purge_deleted_users_keys(&self) -> Result<u64> {
+        let days = self.key_settings().remove_deleted_user_keys_older_than_days;
+        if days < 0 {
+            return Ok(0);
+        }
+        let cutoff = self.now() - TimeDelta::days(days);
+        store::api_keys::purge_owner_deleted_before(self.db(), cutoff).await
+    }
+}

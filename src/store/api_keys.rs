@@ -1,0 +1,258 @@
+use chrono::{DateTime, Utc};
+use sea_orm::sea_query::Expr;
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, EntityTrait, PaginatorTrait,
+    QueryFilter, QueryOrder, QuerySelect,
+};
+use uuid::Uuid;
+
+use super::entity::{accounts, api_keys, users};
+use super::{DbResultExt, StoreResult, classify_conflict};
+use crate::domain::model::{Account, ApiKey, User};
+use crate::domain::page::{Page, PageRequest};
+
+impl From<api_keys::Model> for ApiKey {
+    fn from(m: api_keys::Model) -> Self {
+        ApiKey {
+            id: m.id,
+            key_id: m.key_id,
+            user_id: m.user_id,
+            username: m.owner_username,
+            account: m.owner_account,
+            name: m.name,
+            description: m.description,
+            prefix: m.prefix,
+            last_four: m.last_four,
+            created_at: m.created_at,
+            updated_at: m.updated_at,
+            expires_at: m.expires_at,
+            revoked_at: m.revoked_at,
+            last_used_at: m.last_used_at,
+            owner_deleted_at: m.owner_deleted_at,
+        }
+    }
+}
+
+pub async fn create_api_key(
+    db: &impl ConnectionTrait,
+    key: &ApiKey,
+    secret_hash: String,
+) -> StoreResult<()> {
+    let model = api_keys::ActiveModel {
+        id: Set(key.id),
+        key_id: Set(key.key_id.clone()),
+        user_id: Set(key.user_id),
+        owner_username: Set(key.username.clone()),
+        owner_account: Set(key.account.clone()),
+        name: Set(key.name.clone()),
+        description: Set(key.description.clone()),
+        prefix: Set(key.prefix.clone()),
+        last_four: Set(key.last_four.clone()),
+        secret_hash: Set(secret_hash),
+        created_at: Set(key.created_at),
+        updated_at: Set(key.updated_at),
+        expires_at: Set(key.expires_at),
+        revoked_at: Set(None),
+        last_used_at: Set(None),
+        owner_deleted_at: Set(None),
+    };
+    api_keys::Entity::insert(model)
+        .exec_without_returning(db)
+        .await
+        .map_err(|e| classify_conflict(e, format!("API key {:?}", key.name)))?;
+    Ok(())
+}
+
+fn live_of(user_id: Uuid) -> Condition {
+    Condition::all()
+        .add(api_keys::Column::UserId.eq(user_id))
+        .add(api_keys::Column::OwnerDeletedAt.is_null())
+}
+
+/// Keys neither revoked nor expired at `now`.
+pub async fn count_active(
+    db: &impl ConnectionTrait,
+    user_id: Uuid,
+    now: DateTime<Utc>,
+) -> StoreResult<u64> {
+    api_keys::Entity::find()
+        .filter(live_of(user_id))
+        .filter(api_keys::Column::RevokedAt.is_null())
+        .filter(api_keys::Column::ExpiresAt.gt(now))
+        .count(db)
+        .await
+        .db()
+}
+
+pub async fn find_by_name(
+    db: &impl ConnectionTrait,
+    user_id: Uuid,
+    name: &str,
+) -> StoreResult<Option<ApiKey>> {
+    Ok(api_keys::Entity::find()
+        .filter(live_of(user_id))
+        .filter(api_keys::Column::Name.eq(name))
+        .one(db)
+        .await
+        .db()?
+        .map(ApiKey::from))
+}
+
+/// A user's keys by name: active ones, plus expired and revoked on request.
+pub async fn list_api_keys(
+    db: &impl ConnectionTrait,
+    user_id: Uuid,
+    include_expired: bool,
+    include_revoked: bool,
+    now: DateTime<Utc>,
+    page: &PageRequest,
+) -> StoreResult<Page<ApiKey>> {
+    let mut query = api_keys::Entity::find()
+        .filter(live_of(user_id))
+        .order_by_asc(api_keys::Column::Name)
+        .limit(page.limit + 1);
+    // Revocation wins over expiry, as in `ApiKey::status`.
+    if !include_revoked {
+        query = query.filter(api_keys::Column::RevokedAt.is_null());
+    }
+    if !include_expired {
+        query = query.filter(
+            Condition::any()
+                .add(api_keys::Column::ExpiresAt.gt(now))
+                .add(api_keys::Column::RevokedAt.is_not_null()),
+        );
+    }
+    if let Some(after) = page.after.as_ref().and_then(|key| key.first()) {
+        query = query.filter(api_keys::Column::Name.gt(after.as_str()));
+    }
+    let rows = query
+        .all(db)
+        .await
+        .db()?
+        .into_iter()
+        .map(ApiKey::from)
+        .collect();
+    Ok(Page::from_rows(rows, page.limit, |k: &ApiKey| {
+        vec![k.name.as_str()]
+    }))
+}
+
+/// What authenticating a key needs, in one indexed query: the key, its
+/// owner and the owner's account (absent if the owner is gone), and the hash.
+pub struct KeyRecord {
+    pub key: ApiKey,
+    pub secret_hash: String,
+    pub owner: Option<(User, Account)>,
+}
+
+pub async fn find_for_authentication(
+    db: &impl ConnectionTrait,
+    key_id: &str,
+) -> StoreResult<Option<KeyRecord>> {
+    let Some((key, user, account)) = api_keys::Entity::find()
+        .filter(api_keys::Column::KeyId.eq(key_id))
+        .find_also_related(users::Entity)
+        .and_also_related(accounts::Entity)
+        .one(db)
+        .await
+        .db()?
+    else {
+        return Ok(None);
+    };
+    let owner = match (user, account) {
+        (Some(user), Some(account)) => Some((User::try_from(user)?, Account::try_from(account)?)),
+        _ => None,
+    };
+    Ok(Some(KeyRecord {
+        secret_hash: key.secret_hash.clone(),
+        key: ApiKey::from(key),
+        owner,
+    }))
+}
+
+/// Changes name and/or description, and revokes when `revoke_at` is given
+/// (only a key not yet revoked). True if the key was there.
+pub async fn update_api_key(
+    db: &impl ConnectionTrait,
+    id: Uuid,
+    name: Option<&str>,
+    description: Option<&str>,
+    revoke_at: Option<DateTime<Utc>>,
+    now: DateTime<Utc>,
+) -> StoreResult<bool> {
+    let mut update = api_keys::Entity::update_many()
+        .col_expr(api_keys::Column::UpdatedAt, Expr::value(now))
+        .filter(api_keys::Column::Id.eq(id));
+    if let Some(name) = name {
+        update = update.col_expr(api_keys::Column::Name, Expr::value(name));
+    }
+    if let Some(description) = description {
+        update = update.col_expr(api_keys::Column::Description, Expr::value(description));
+    }
+    if let Some(at) = revoke_at {
+        update = update.col_expr(api_keys::Column::RevokedAt, Expr::value(Some(at)));
+    }
+    let result = update
+        .exec(db)
+        .await
+        .map_err(|e| classify_conflict(e, format!("API key {:?}", name.unwrap_or_default())))?;
+    Ok(result.rows_affected > 0)
+}
+
+pub async fn delete_api_key(db: &impl ConnectionTrait, id: Uuid) -> StoreResult<bool> {
+    let result = api_keys::Entity::delete_by_id(id).exec(db).await.db()?;
+    Ok(result.rows_affected > 0)
+}
+
+/// Marks the keys of deleted users; they never authenticate again and are
+/// purged after the retention period.
+pub async fn mark_owner_deleted(
+    db: &impl ConnectionTrait,
+    user_ids: &[Uuid],
+    now: DateTime<Utc>,
+) -> StoreResult<()> {
+    for chunk in user_ids.chunks(500) {
+        api_keys::Entity::update_many()
+            .col_expr(api_keys::Column::OwnerDeletedAt, Expr::value(Some(now)))
+            .filter(api_keys::Column::UserId.is_in(chunk.iter().copied()))
+            .filter(api_keys::Column::OwnerDeletedAt.is_null())
+            .exec(db)
+            .await
+            .db()?;
+    }
+    Ok(())
+}
+
+pub async fn purge_owner_deleted_before(
+    db: &impl ConnectionTrait,
+    cutoff: DateTime<Utc>,
+) -> StoreResult<u64> {
+    let result = api_keys::Entity::delete_many()
+        .filter(api_keys::Column::OwnerDeletedAt.lt(cutoff))
+        .exec(db)
+        .await
+        .db()?;
+    Ok(result.rows_affected)
+}
+
+pub async fn count_owner_deleted(db: &impl ConnectionTrait) -> StoreResult<u64> {
+    api_keys::Entity::find()
+        .filter(api_keys::Column::OwnerDeletedAt.is_not_null())
+        .count(db)
+        .await
+        .db()
+}
+
+pub async fn set_last_used(
+    db: &impl ConnectionTrait,
+    id: Uuid,
+    at: DateTime<Utc>,
+) -> StoreResult<()> {
+    api_keys::Entity::update_many()
+        .col_expr(api_keys::Column::LastUsedAt, Expr::value(Some(at)))
+        .filter(api_keys::Column::Id.eq(id))
+        .exec(db)
+        .await
+        .db()?;
+    Ok(())
+}
