@@ -219,6 +219,7 @@ pub async fn grpcurl_end_to_end(backend: Backend) {
         "authz.v1.UserService",
         "authz.v1.RoleService",
         "authz.v1.GroupService",
+        "authz.v1.ApiKeyService",
         "grpc.health.v1.Health",
     ] {
         assert!(
@@ -359,6 +360,75 @@ pub async fn grpcurl_end_to_end(backend: Backend) {
     assert_eq!(decision["allowed"], false, "{denied}");
     assert_eq!(decision["reason"], "DECISION_REASON_NO_GRANT", "{denied}");
 
+    // 5b. API keys: the user creates one for themselves (the value is shown
+    // once), a key-authenticated admin call hits the restriction,
+    // Authenticate accepts the key, and after revocation refuses it.
+    let user_auth = vec![header("authorization", &basic(username, password))];
+    let expires = chrono::Utc::now() + chrono::TimeDelta::days(30);
+    let created_key = grpcurl
+        .call(
+            &user_auth,
+            "authz.v1.ApiKeyService/CreateApiKey",
+            &json!({"name": "e2e-key", "expiresAt": expires.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)}),
+        )
+        .await
+        .json();
+    let key_value = created_key["value"].as_str().expect("key value").to_owned();
+    assert!(key_value.starts_with("azk_"), "{created_key}");
+    let key_auth = vec![header("authorization", &basic("_api_key", &key_value))];
+    let restricted = grpcurl
+        .call(
+            &key_auth,
+            "authz.v1.ApiKeyService/CreateApiKey",
+            &json!({"name": "second", "expiresAt": expires.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)}),
+        )
+        .await;
+    restricted.assert_failed("PermissionDenied", 64 + 7);
+    assert!(
+        restricted.stderr.contains("API key"),
+        "{}",
+        restricted.describe()
+    );
+    let listed_keys = grpcurl
+        .call(&key_auth, "authz.v1.ApiKeyService/ListApiKeys", &json!({}))
+        .await;
+    assert!(listed_keys.status.success(), "{}", listed_keys.describe());
+    assert!(
+        !listed_keys.stdout.contains(&key_value),
+        "the value was shown again"
+    );
+    let by_key = grpcurl
+        .call(
+            &caller,
+            "authz.v1.AuthService/Authenticate",
+            &json!({"authorization": basic("_api_key", &key_value)}),
+        )
+        .await
+        .json();
+    assert_eq!(by_key["principal"]["username"], username, "{by_key}");
+    assert_eq!(
+        by_key["principal"]["credentialKind"], "CREDENTIAL_KIND_API_KEY",
+        "{by_key}"
+    );
+    assert_eq!(by_key["principal"]["apiKey"]["name"], "e2e-key", "{by_key}");
+    let revoked = grpcurl
+        .call(
+            &user_auth,
+            "authz.v1.ApiKeyService/UpdateApiKey",
+            &json!({"name": "e2e-key", "status": "API_KEY_STATUS_REVOKED"}),
+        )
+        .await
+        .json();
+    assert_eq!(revoked["status"], "API_KEY_STATUS_REVOKED", "{revoked}");
+    grpcurl
+        .call(
+            &caller,
+            "authz.v1.AuthService/Authenticate",
+            &json!({"apiKey": key_value}),
+        )
+        .await
+        .assert_failed("Unauthenticated", EXIT_UNAUTHENTICATED);
+
     // 6. Disabling the account locks its users out.
     let disabled = grpcurl
         .call(
@@ -414,7 +484,10 @@ pub async fn grpcurl_end_to_end(backend: Backend) {
     server.assert_running();
     let log = server.stderr();
     assert!(
-        !log.contains(password) && !log.contains(ADMIN_PASSWORD) && !log.contains(CALLER_KEY),
+        !log.contains(password)
+            && !log.contains(ADMIN_PASSWORD)
+            && !log.contains(CALLER_KEY)
+            && !log.contains(&key_value),
         "a secret reached the log:\n{log}"
     );
     server.stop();
