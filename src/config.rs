@@ -60,6 +60,18 @@ pub struct Cli {
         hide_env_values = true
     )]
     pub caller_keys: Option<Vec<String>>,
+    /// Prometheus `/metrics` listen address, e.g. 0.0.0.0:9090 [default: off].
+    #[arg(long, env = "AUTHZD_METRICS_LISTEN", global = true)]
+    pub metrics_listen: Option<String>,
+    /// PEM certificate chain for server TLS (with --tls-key-file) [default: plaintext].
+    #[arg(long, env = "AUTHZD_TLS_CERT_FILE", global = true)]
+    pub tls_cert_file: Option<PathBuf>,
+    /// PEM private key for server TLS.
+    #[arg(long, env = "AUTHZD_TLS_KEY_FILE", global = true)]
+    pub tls_key_file: Option<PathBuf>,
+    /// PEM CA bundle: when set, clients must present a certificate it signed (mTLS).
+    #[arg(long, env = "AUTHZD_TLS_CLIENT_CA_FILE", global = true)]
+    pub tls_client_ca_file: Option<PathBuf>,
     /// Log format [default: text].
     #[arg(long, env = "AUTHZD_LOG_FORMAT", global = true)]
     pub log_format: Option<LogFormat>,
@@ -121,11 +133,23 @@ impl Default for UserAuthentication {
     }
 }
 
+/// Server TLS material; `client_ca` turns on client-certificate checks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub client_ca: Option<PathBuf>,
+}
+
 /// The file's shape; every key optional.
 #[derive(Debug, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 struct FileConfig {
     listen: Option<String>,
+    metrics_listen: Option<String>,
+    tls_cert_file: Option<PathBuf>,
+    tls_key_file: Option<PathBuf>,
+    tls_client_ca_file: Option<PathBuf>,
     database_url: Option<String>,
     admin_password: Option<String>,
     caller_keys: Option<Vec<String>>,
@@ -144,6 +168,8 @@ struct FileConfig {
 #[derive(Debug, Clone)]
 pub struct Config {
     pub listen: SocketAddr,
+    pub metrics_listen: Option<SocketAddr>,
+    pub tls: Option<TlsFiles>,
     pub database_url: Secret,
     pub admin_password: Option<Secret>,
     pub caller_keys: Vec<Secret>,
@@ -166,6 +192,8 @@ impl Default for Config {
     fn default() -> Self {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 50051)),
+            metrics_listen: None,
+            tls: None,
             database_url: Secret::new(DEFAULT_DATABASE_URL),
             admin_password: None,
             caller_keys: Vec::new(),
@@ -208,6 +236,30 @@ impl Config {
                 ))
             })?;
         }
+        if let Some(listen) = cli.metrics_listen.clone().or(file.metrics_listen) {
+            config.metrics_listen = Some(listen.parse().map_err(|_| {
+                bad(format!(
+                    "metrics_listen: {listen:?} is not an address such as 0.0.0.0:9090"
+                ))
+            })?);
+        }
+        let cert = cli.tls_cert_file.clone().or(file.tls_cert_file);
+        let key = cli.tls_key_file.clone().or(file.tls_key_file);
+        let client_ca = cli.tls_client_ca_file.clone().or(file.tls_client_ca_file);
+        config.tls = match (cert, key) {
+            (Some(cert), Some(key)) => Some(TlsFiles {
+                cert,
+                key,
+                client_ca,
+            }),
+            (None, None) if client_ca.is_some() => {
+                return Err(bad(
+                    "tls_client_ca_file: needs tls_cert_file and tls_key_file",
+                ));
+            }
+            (None, None) => None,
+            _ => return Err(bad("tls_cert_file and tls_key_file: set both or neither")),
+        };
         if let Some(url) = cli.database_url.clone().or(file.database_url) {
             config.database_url = Secret::new(url);
         }
@@ -295,6 +347,18 @@ impl Config {
         {
             return Err(bad("admin_password: must be 6 to 128 characters"));
         }
+        if let Some(tls) = &self.tls {
+            for (name, path) in [
+                ("tls_cert_file", Some(&tls.cert)),
+                ("tls_key_file", Some(&tls.key)),
+                ("tls_client_ca_file", tls.client_ca.as_ref()),
+            ] {
+                if let Some(path) = path {
+                    std::fs::metadata(path)
+                        .map_err(|e| bad(format!("{name}: cannot read {}: {e}", path.display())))?;
+                }
+            }
+        }
         if self.db_max_connections == 0 {
             return Err(bad("db_max_connections: must be at least 1"));
         }
@@ -319,6 +383,11 @@ impl Config {
         if ua.max_api_key_age_days == 0 {
             return Err(bad(
                 "user_authentication.max_api_key_age_days: must be at least 1",
+            ));
+        }
+        if ua.max_api_keys_per_user == 0 {
+            return Err(bad(
+                "user_authentication.max_api_keys_per_user: must be at least 1",
             ));
         }
         if ua.remove_deleted_user_api_keys_older_than_days < -1 {

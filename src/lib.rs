@@ -36,12 +36,34 @@ pub mod pb {
     pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("authz_descriptor");
 }
 
+/// Any constant: the Postgres advisory lock all replicas migrate under.
+const MIGRATION_LOCK: i64 = 0x0061_7574_687a_6400;
+
+/// Applies pending migrations, once, however many replicas start together:
+/// on Postgres they queue on an advisory lock held by the migrating
+/// transaction (Postgres DDL is transactional), and the later ones find
+/// nothing pending.
+async fn migrate_locked(db: &sea_orm::DatabaseConnection) -> Result<()> {
+    use sea_orm::{ConnectionTrait, TransactionTrait};
+    if db.get_database_backend() != sea_orm::DbBackend::Postgres {
+        return migration::Migrator::up(db, None)
+            .await
+            .map_err(store::classify);
+    }
+    let txn = db.begin().await.map_err(store::classify)?;
+    txn.execute_unprepared(&format!("SELECT pg_advisory_xact_lock({MIGRATION_LOCK})"))
+        .await
+        .map_err(store::classify)?;
+    migration::Migrator::up(&txn, None)
+        .await
+        .map_err(store::classify)?;
+    txn.commit().await.map_err(store::classify)
+}
+
 /// Applies pending migrations.
 pub async fn migrate(config: &Config) -> Result<()> {
     let db = store::connect(config.database_url.expose(), config.db_max_connections).await?;
-    migration::Migrator::up(&db, None)
-        .await
-        .map_err(store::classify)?;
+    migrate_locked(&db).await?;
     db.close().await.map_err(store::classify)?;
     Ok(())
 }
@@ -49,9 +71,7 @@ pub async fn migrate(config: &Config) -> Result<()> {
 /// Connects, migrates, loads the catalog and bootstraps the admin account.
 pub async fn prepare(config: &Config, clock: Clock) -> Result<(Core, Bootstrap)> {
     let db = store::connect(config.database_url.expose(), config.db_max_connections).await?;
-    migration::Migrator::up(&db, None)
-        .await
-        .map_err(store::classify)?;
+    migrate_locked(&db).await?;
     // Computing the dummy hash is argon2 work: keep it off the async workers.
     let concurrency = config.hash_concurrency;
     let hasher = tokio::task::spawn_blocking(move || PasswordHasher::new(concurrency))
@@ -83,6 +103,12 @@ async fn watch_health(
     let mut serving = None;
     loop {
         let ready = core.is_ready().await;
+        metrics::gauge!("authzd_health_serving").set(if ready { 1.0 } else { 0.0 });
+        if let Some((in_use, idle)) = core.pool_usage() {
+            metrics::gauge!("authzd_db_pool_connections", "state" => "in_use")
+                .set(f64::from(in_use));
+            metrics::gauge!("authzd_db_pool_connections", "state" => "idle").set(f64::from(idle));
+        }
         if serving != Some(ready) {
             if ready {
                 tracing::info!("database ready: SERVING");
@@ -149,6 +175,19 @@ async fn run_last_used_flusher(core: Core, interval: Duration, stop: Cancellatio
     }
 }
 
+/// Reads the PEM files of the TLS settings.
+fn tls_config(files: &config::TlsFiles) -> Result<tonic::transport::ServerTlsConfig> {
+    let read = |path: &std::path::Path| {
+        std::fs::read(path).map_err(|e| Error::internal(format!("reading {}: {e}", path.display())))
+    };
+    let identity = tonic::transport::Identity::from_pem(read(&files.cert)?, read(&files.key)?);
+    let mut tls = tonic::transport::ServerTlsConfig::new().identity(identity);
+    if let Some(ca) = &files.client_ca {
+        tls = tls.client_ca_root(tonic::transport::Certificate::from_pem(read(ca)?));
+    }
+    Ok(tls)
+}
+
 /// Serves gRPC on `listener` until `shutdown` completes; then health goes
 /// NOT_SERVING, new connections are refused, in-flight RPCs get up to the
 /// grace period to finish, and background tasks stop.
@@ -210,11 +249,22 @@ pub async fn serve(
             tracing::info!("shutting down: NOT_SERVING, draining in-flight requests");
             stop_tasks.cancel();
             set_health(&reporter, ServingStatus::NotServing).await;
+            metrics::gauge!("authzd_health_serving").set(0.0);
             draining.cancel();
         }
     };
-    let server = tonic::transport::Server::builder()
-        .trace_fn(|request| tracing::info_span!("rpc", method = %request.uri().path()))
+    let mut builder = tonic::transport::Server::builder();
+    if let Some(tls) = &config.tls {
+        builder = builder
+            .tls_config(tls_config(tls)?)
+            .map_err(|e| Error::internal(format!("TLS configuration: {e}")))?;
+    } else if !config.listen.ip().is_loopback() {
+        tracing::warn!(
+            "serving plaintext gRPC on a non-loopback address; configure TLS unless a mesh terminates it"
+        );
+    }
+    let server = builder
+        .layer(telemetry::RpcLayer)
         .add_routes(routes)
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), on_signal);
     let grace = config.shutdown_grace;

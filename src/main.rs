@@ -38,6 +38,18 @@ async fn run(command: Command, config: Config) -> Result<(), String> {
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
+    if config.metrics_listen.is_some() {
+        // Installed before any work, so no early measurement is lost.
+        authzd::telemetry::metrics_handle();
+    }
+    let metrics_listener = match config.metrics_listen {
+        Some(addr) => Some(
+            tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|e| format!("cannot listen for metrics on {addr}: {e}"))?,
+        ),
+        None => None,
+    };
     let (core, bootstrap) = authzd::prepare(&config, Clock::default())
         .await
         .map_err(|e| format!("start-up failed: {e}"))?;
@@ -52,10 +64,33 @@ async fn run(command: Command, config: Config) -> Result<(), String> {
     let local = listener
         .local_addr()
         .map_err(|e| format!("cannot read the listen address: {e}"))?;
+    // One signal stops both listeners.
+    let stop = tokio_util::sync::CancellationToken::new();
+    let metrics = metrics_listener.map(|listener| {
+        if let Ok(addr) = listener.local_addr() {
+            tracing::info!(address = %addr, "metrics listening");
+        }
+        let stop = stop.clone();
+        tokio::spawn(authzd::telemetry::serve_metrics(listener, async move {
+            stop.cancelled().await
+        }))
+    });
     tracing::info!(address = %local, "authzd listening");
-    authzd::serve(listener, core, Arc::new(config), shutdown_signal())
+    let signalled = {
+        let stop = stop.clone();
+        async move {
+            shutdown_signal().await;
+            stop.cancel();
+        }
+    };
+    let served = authzd::serve(listener, core, Arc::new(config), signalled)
         .await
-        .map_err(|e| format!("server failed: {e}"))
+        .map_err(|e| format!("server failed: {e}"));
+    stop.cancel();
+    if let Some(metrics) = metrics {
+        let _ = metrics.await;
+    }
+    served
 }
 
 /// SIGTERM or SIGINT.

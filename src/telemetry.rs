@@ -1,10 +1,26 @@
-//! Logging: human-readable by default, JSON by setting.
+//! Logs, the per-RPC span, and Prometheus metrics.
+//!
+//! Every RPC runs in one `rpc` span (method, request id, caller, code,
+//! duration) and ends with one log line; its count and latency go to
+//! Prometheus by method and code. Secrets are never fields.
 
+use std::future::Future;
 use std::io::IsTerminal;
+use std::pin::Pin;
+use std::sync::OnceLock;
+use std::task::{Context, Poll};
+use std::time::Instant;
 
+use http::{HeaderValue, Request, Response};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use tokio::net::TcpListener;
+use tower::{Layer, Service};
+use tracing::Instrument;
 use tracing_subscriber::EnvFilter;
 
 use crate::config::{Config, LogFormat};
+
+pub const REQUEST_ID_HEADER: &str = "x-request-id";
 
 pub fn init(config: &Config) {
     let filter = EnvFilter::try_new(&config.log_level).unwrap_or_else(|_| EnvFilter::new("info"));
@@ -14,6 +30,156 @@ pub fn init(config: &Config) {
         .with_ansi(std::io::stderr().is_terminal());
     let _ = match config.log_format {
         LogFormat::Text => builder.try_init(),
-        LogFormat::Json => builder.json().try_init(),
+        LogFormat::Json => builder.json().with_current_span(true).try_init(),
     };
+}
+
+/// The process-wide Prometheus recorder, installed on first use.
+pub fn metrics_handle() -> Option<&'static PrometheusHandle> {
+    static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let buckets = [
+                0.000_25, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+            ];
+            PrometheusBuilder::new()
+                .set_buckets(&buckets)
+                .ok()?
+                .install_recorder()
+                .ok()
+        })
+        .as_ref()
+}
+
+/// Serves `GET /metrics` (Prometheus text) until `shutdown` completes.
+pub async fn serve_metrics(
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let Some(handle) = metrics_handle() else {
+        return Err(std::io::Error::other("metrics recorder unavailable"));
+    };
+    let app = axum::Router::new().route(
+        "/metrics",
+        axum::routing::get(move || async move { handle.render() }),
+    );
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+/// gRPC status names, for the `code` label and log field.
+fn code_name(code: i32) -> &'static str {
+    match tonic::Code::from_i32(code) {
+        tonic::Code::Ok => "OK",
+        tonic::Code::Cancelled => "CANCELLED",
+        tonic::Code::Unknown => "UNKNOWN",
+        tonic::Code::InvalidArgument => "INVALID_ARGUMENT",
+        tonic::Code::DeadlineExceeded => "DEADLINE_EXCEEDED",
+        tonic::Code::NotFound => "NOT_FOUND",
+        tonic::Code::AlreadyExists => "ALREADY_EXISTS",
+        tonic::Code::PermissionDenied => "PERMISSION_DENIED",
+        tonic::Code::ResourceExhausted => "RESOURCE_EXHAUSTED",
+        tonic::Code::FailedPrecondition => "FAILED_PRECONDITION",
+        tonic::Code::Aborted => "ABORTED",
+        tonic::Code::OutOfRange => "OUT_OF_RANGE",
+        tonic::Code::Unimplemented => "UNIMPLEMENTED",
+        tonic::Code::Internal => "INTERNAL",
+        tonic::Code::Unavailable => "UNAVAILABLE",
+        tonic::Code::DataLoss => "DATA_LOSS",
+        tonic::Code::Unauthenticated => "UNAUTHENTICATED",
+    }
+}
+
+/// Wraps the gRPC server: one span, one log line and two metrics per RPC.
+#[derive(Clone, Copy, Default)]
+pub struct RpcLayer;
+
+impl<S> Layer<S> for RpcLayer {
+    type Service = RpcService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        RpcService { inner }
+    }
+}
+
+#[derive(Clone)]
+pub struct RpcService<S> {
+    inner: S,
+}
+
+impl<S, B, R> Service<Request<B>> for RpcService<S>
+where
+    S: Service<Request<B>, Response = Response<R>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Send,
+    B: Send + 'static,
+{
+    type Response = Response<R>;
+    type Error = S::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<B>) -> Self::Future {
+        // The clone is ready only if polled; the polled one goes to this call.
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let method = request.uri().path().to_owned();
+        let request_id = request
+            .headers()
+            .get(REQUEST_ID_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .filter(|v| !v.is_empty() && v.len() <= 128)
+            .map_or_else(|| uuid::Uuid::new_v4().to_string(), str::to_owned);
+        let span = tracing::info_span!(
+            "rpc",
+            method = %method,
+            request_id = %request_id,
+            caller = tracing::field::Empty,
+        );
+        let started = Instant::now();
+        Box::pin(async move {
+            let result = inner.call(request).instrument(span.clone()).await;
+            let elapsed = started.elapsed();
+            let code = match &result {
+                // Unary tonic responses put a failure's status in the
+                // headers (trailers-only); success ends with OK trailers.
+                Ok(response) => response
+                    .headers()
+                    .get("grpc-status")
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(0),
+                Err(_) => 2,
+            };
+            let code = code_name(code);
+            metrics::counter!("authzd_rpc_requests_total", "method" => method.clone(), "code" => code)
+                .increment(1);
+            metrics::histogram!("authzd_rpc_duration_seconds", "method" => method.clone(), "code" => code)
+                .record(elapsed.as_secs_f64());
+            let duration_ms = elapsed.as_secs_f64() * 1000.0;
+            span.in_scope(|| {
+                // Probes would drown the log at info.
+                if method.starts_with("/grpc.health.") || method.starts_with("/grpc.reflection.") {
+                    tracing::debug!(code, duration_ms, "rpc finished");
+                } else {
+                    tracing::info!(code, duration_ms, "rpc finished");
+                }
+            });
+            result.map(|mut response| {
+                if let Ok(value) = HeaderValue::from_str(&request_id) {
+                    response.headers_mut().insert(REQUEST_ID_HEADER, value);
+                }
+                response
+            })
+        })
+    }
+}
+
+/// Names who is calling on the current RPC span.
+pub fn record_caller(caller: &str) {
+    tracing::Span::current().record("caller", caller);
 }

@@ -23,8 +23,28 @@ impl Core {
             }
             Credential::ApiKey(value) => self.authenticate_api_key(value).await,
         };
-        if let Err(Error::Unauthenticated(reason)) = &result {
-            tracing::info!(reason = reason.as_str(), "authentication failed");
+        let kind = match credential {
+            Credential::Password { .. } => "password",
+            Credential::ApiKey(_) => "api_key",
+        };
+        match &result {
+            Ok(_) => {
+                metrics::counter!("authzd_authentications_total", "credential" => kind, "outcome" => "success", "reason" => "ok")
+                    .increment(1);
+            }
+            Err(Error::Unauthenticated(reason)) => {
+                tracing::info!(
+                    credential = kind,
+                    reason = reason.as_str(),
+                    "authentication failed"
+                );
+                metrics::counter!("authzd_authentications_total", "credential" => kind, "outcome" => "failure", "reason" => reason.as_str())
+                    .increment(1);
+            }
+            Err(_) => {
+                metrics::counter!("authzd_authentications_total", "credential" => kind, "outcome" => "error", "reason" => "error")
+                    .increment(1);
+            }
         }
         result
     }

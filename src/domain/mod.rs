@@ -145,6 +145,25 @@ impl Core {
         self.inner.purge_wakeup.notified().await;
     }
 
+    /// Connections of the pool: (in use, idle).
+    pub fn pool_usage(&self) -> Option<(u32, u32)> {
+        let db = &self.inner.db;
+        // Each accessor matches the backend checked just before it.
+        let (size, idle) = match db.get_database_backend() {
+            sea_orm::DbBackend::Postgres => {
+                let pool = db.get_postgres_connection_pool();
+                (pool.size(), pool.num_idle())
+            }
+            sea_orm::DbBackend::Sqlite => {
+                let pool = db.get_sqlite_connection_pool();
+                (pool.size(), pool.num_idle())
+            }
+            _ => return None,
+        };
+        let idle = u32::try_from(idle).unwrap_or(u32::MAX);
+        Some((size.saturating_sub(idle), idle))
+    }
+
     /// Ready to serve: the database answers, every migration is applied,
     /// and (for SQLite) the database file is still there.
     pub async fn is_ready(&self) -> bool {

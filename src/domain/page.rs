@@ -8,7 +8,9 @@ use crate::error::{Error, Result};
 
 pub const DEFAULT_PAGE_SIZE: u64 = 100;
 pub const MAX_PAGE_SIZE: u64 = 1000;
-const TOKEN_PREFIX: &str = "v1\n";
+const TOKEN_PREFIX: &str = "v1\u{1f}";
+/// ASCII unit separator: no name may contain a control character.
+const SEPARATOR: char = '\u{1f}';
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PageRequest {
@@ -40,12 +42,15 @@ fn decode(token: &str, parts: usize) -> Option<Vec<String>> {
     let bytes = URL_SAFE_NO_PAD.decode(token).ok()?;
     let text = String::from_utf8(bytes).ok()?;
     let body = text.strip_prefix(TOKEN_PREFIX)?;
-    let key: Vec<String> = body.split('\n').map(str::to_owned).collect();
+    let key: Vec<String> = body.split(SEPARATOR).map(str::to_owned).collect();
     (key.len() == parts).then_some(key)
 }
 
 pub fn encode(key: &[&str]) -> String {
-    URL_SAFE_NO_PAD.encode(format!("{TOKEN_PREFIX}{}", key.join("\n")))
+    URL_SAFE_NO_PAD.encode(format!(
+        "{TOKEN_PREFIX}{}",
+        key.join(&SEPARATOR.to_string())
+    ))
 }
 
 /// One page of results and the token for the next, if there is more.

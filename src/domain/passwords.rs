@@ -71,6 +71,7 @@ impl PasswordHasher {
             .await
             .map_err(|_| Error::internal("password hashing pool closed"))?;
         let waited = queued.elapsed();
+        metrics::histogram!("authzd_password_hash_wait_seconds").record(waited.as_secs_f64());
         let value = tokio::task::spawn_blocking(job)
             .await
             .map_err(|e| Error::internal(format!("password hashing task: {e}")))?;

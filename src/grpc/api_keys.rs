@@ -7,7 +7,7 @@ use crate::domain::api_keys::KeyUpdate;
 use crate::domain::model::Principal;
 use crate::domain::names;
 use crate::domain::page::PageRequest;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::pb;
 use crate::pb::api_key_service_server::ApiKeyService;
 
@@ -24,10 +24,13 @@ impl ApiKeyApi {
     }
 }
 
-/// A key name: required, bounded, printable.
+/// A key name: required, bounded, one line of printable text.
 fn key_name(field: &str, value: &str) -> Result<String> {
     if value.trim().is_empty() {
-        return Err(crate::error::Error::invalid(field, "is required"));
+        return Err(Error::invalid(field, "is required"));
+    }
+    if value.chars().any(char::is_control) {
+        return Err(Error::invalid(field, "must not contain control characters"));
     }
     names::description(field, value, NAME_MAX_CHARS)
 }
@@ -39,7 +42,15 @@ fn owner_account<T>(
     username: &str,
     caller: &Principal,
 ) -> std::result::Result<String, Status> {
-    if username.is_empty() && account.is_empty() {
+    // One's own keys: usernames are global, so the account adds nothing.
+    if username.is_empty() || username == caller.username() {
+        if !account.is_empty() && account != caller.account() {
+            return Err(Error::invalid(
+                "username",
+                "is required to manage keys of another account's user",
+            )
+            .into());
+        }
         return Ok(caller.account().to_owned());
     }
     target_account("account", account, request.metadata(), caller)

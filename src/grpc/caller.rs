@@ -32,7 +32,9 @@ pub async fn admin_caller(core: &Core, metadata: &MetadataMap) -> Result<Princip
         .map_err(|_| Error::Unauthenticated(AuthFailure::Malformed))?
         .ok_or(Error::Unauthenticated(AuthFailure::MissingCredentials))?;
     let credential = Credential::from_authorization(header)?;
-    Ok(core.authenticate(&credential).await?)
+    let principal = core.authenticate(&credential).await?;
+    crate::telemetry::record_caller(principal.username());
+    Ok(principal)
 }
 
 /// The `x-anchore-account` value, if any.
@@ -108,7 +110,10 @@ impl CallerKeys {
                 scheme.eq_ignore_ascii_case("bearer").then_some(key.trim())
             });
         match presented {
-            Some(key) if self.accepts(key) => Ok(request),
+            Some(key) if self.accepts(key) => {
+                crate::telemetry::record_caller("caller-key");
+                Ok(request)
+            }
             _ => {
                 tracing::info!("check RPC refused: missing or unknown caller key");
                 Err(Status::unauthenticated("a valid caller key is required"))

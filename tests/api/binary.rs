@@ -107,6 +107,31 @@ impl Server {
         server
     }
 
+    /// The `address` field of the first JSON log line with this message.
+    pub fn logged_address(&self, message: &str) -> Option<String> {
+        self.log.lock().unwrap().iter().find_map(|line| {
+            let event: Value = serde_json::from_str(line).ok()?;
+            let fields = event.get("fields")?;
+            (fields.get("message")?.as_str()? == message)
+                .then(|| fields.get("address")?.as_str().map(str::to_owned))
+                .flatten()
+        })
+    }
+
+    /// Every JSON log line so far.
+    pub fn log_events(&self) -> Vec<Value> {
+        self.log
+            .lock()
+            .unwrap()
+            .iter()
+            .filter_map(|line| serde_json::from_str(line).ok())
+            .collect()
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub fn stderr(&self) -> String {
         self.log.lock().unwrap().join("\n")
     }
@@ -131,6 +156,11 @@ impl Server {
         let pid = self.child.id().to_string();
         let sent = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
         assert!(sent.success(), "kill -TERM {pid} failed");
+        self.terminate_wait(within)
+    }
+
+    /// Waits (up to `within`) for the process to exit after a signal.
+    pub fn terminate_wait(&mut self, within: Duration) -> ExitStatus {
         let deadline = Instant::now() + within;
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {

@@ -364,7 +364,7 @@ pub async fn grpcurl_end_to_end(backend: Backend) {
     // once), a key-authenticated admin call hits the restriction,
     // Authenticate accepts the key, and after revocation refuses it.
     let user_auth = vec![header("authorization", &basic(username, password))];
-    let expires = chrono::Utc::now() + chrono::TimeDelta::days(30);
+    let expires = authzd::domain::Clock::default().now() + chrono::TimeDelta::days(30);
     let created_key = grpcurl
         .call(
             &user_auth,

@@ -11,5 +11,6 @@ mod binary;
 mod e2e;
 mod groups;
 mod health;
+mod ops;
 mod roles;
 mod users;

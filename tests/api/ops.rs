@@ -1,0 +1,436 @@
+//! Running authzd for real: metrics, request ids, several replicas on one
+//! database, graceful shutdown under load, TLS and mTLS.
+
+use std::time::Duration;
+
+use authzd::domain::Clock;
+use authzd::pb;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
+
+use crate::binary::{Server, authzd_command};
+use crate::support::*;
+
+async fn channel(addr: &str) -> Channel {
+    Channel::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap()
+}
+
+async fn login(
+    channel: &Channel,
+    username: &str,
+    password: &str,
+) -> Result<pb::Principal, tonic::Status> {
+    AuthServiceClient::new(channel.clone())
+        .authenticate(as_service(pb::AuthenticateRequest {
+            credentials: Some(pb::authenticate_request::Credentials::Authorization(basic(
+                username, password,
+            ))),
+        }))
+        .await
+        .map(|r| r.into_inner().principal.unwrap())
+}
+
+/// A plain HTTP/1.1 GET, as a scraper does it.
+async fn http_get(addr: &str, path: &str) -> String {
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    stream
+        .write_all(
+            format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes(),
+        )
+        .await
+        .unwrap();
+    let mut body = String::new();
+    stream.read_to_string(&mut body).await.unwrap();
+    body
+}
+
+/// The value of the first sample whose line starts with `prefix`.
+fn sample(metrics: &str, prefix: &str) -> Option<f64> {
+    metrics
+        .lines()
+        .find(|l| l.starts_with(prefix))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+async fn metrics_count_real_calls(backend: Backend) {
+    let db = TestDatabase::new(backend).await;
+    let server = Server::start_with(&db, |c| {
+        c.env("AUTHZD_METRICS_LISTEN", "127.0.0.1:0");
+    })
+    .await;
+    let metrics_addr = server
+        .logged_address("metrics listening")
+        .expect("metrics address in the log");
+    let ch = channel(&server.addr).await;
+    login(&ch, "admin", ADMIN_PASSWORD).await.unwrap();
+    login(&ch, "admin", "wrong-password").await.unwrap_err();
+    let mut accounts = AccountServiceClient::new(ch.clone());
+    accounts
+        .list_accounts(as_admin(pb::ListAccountsRequest::default()))
+        .await
+        .unwrap();
+
+    let text = http_get(&metrics_addr, "/metrics").await;
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    let ok = r#"authzd_rpc_requests_total{method="/authz.v1.AuthService/Authenticate",code="OK"}"#;
+    let refused = r#"authzd_rpc_requests_total{method="/authz.v1.AuthService/Authenticate",code="UNAUTHENTICATED"}"#;
+    assert_eq!(sample(&text, ok), Some(1.0), "{text}");
+    assert_eq!(sample(&text, refused), Some(1.0), "{text}");
+    assert!(text.contains(r#"authzd_rpc_duration_seconds_bucket{method="/authz.v1.AccountService/ListAccounts",code="OK",le="#));
+    // ListAccounts authenticated the admin too: two successful password checks.
+    let success =
+        r#"authzd_authentications_total{credential="password",outcome="success",reason="ok"}"#;
+    assert_eq!(sample(&text, success), Some(2.0), "{text}");
+    let wrong = r#"authzd_authentications_total{credential="password",outcome="failure",reason="wrong_password"}"#;
+    assert_eq!(sample(&text, wrong), Some(1.0), "{text}");
+    assert!(
+        sample(&text, "authzd_password_hash_wait_seconds_count").unwrap_or(0.0) >= 3.0,
+        "{text}"
+    );
+    assert_eq!(sample(&text, "authzd_health_serving"), Some(1.0), "{text}");
+    assert!(
+        sample(&text, r#"authzd_db_pool_connections{state="idle"}"#).is_some(),
+        "{text}"
+    );
+    server.stop();
+}
+
+async fn every_rpc_logs_one_span_with_the_callers_request_id(backend: Backend) {
+    let db = TestDatabase::new(backend).await;
+    let server = Server::start(&db).await;
+    let ch = channel(&server.addr).await;
+    let mut request = as_admin(pb::ListAccountsRequest::default());
+    request
+        .metadata_mut()
+        .insert("x-request-id", "req-0123456789".parse().unwrap());
+    let response = AccountServiceClient::new(ch.clone())
+        .list_accounts(request)
+        .await
+        .unwrap();
+    assert_eq!(
+        response.metadata().get("x-request-id").unwrap(),
+        "req-0123456789"
+    );
+    // Without one, authzd makes one up and returns it.
+    let generated = AccountServiceClient::new(ch.clone())
+        .list_accounts(as_admin(pb::ListAccountsRequest::default()))
+        .await
+        .unwrap();
+    assert!(generated.metadata().get("x-request-id").is_some());
+
+    let finished = |id: &str| {
+        server
+            .log_events()
+            .into_iter()
+            .find(|e| e["fields"]["message"] == "rpc finished" && e["span"]["request_id"] == id)
+    };
+    let mut event = None;
+    for _ in 0..50 {
+        event = finished("req-0123456789");
+        if event.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let event = event.expect("an 'rpc finished' line for the request id");
+    assert_eq!(
+        event["span"]["method"],
+        "/authz.v1.AccountService/ListAccounts"
+    );
+    assert_eq!(event["span"]["caller"], "admin");
+    assert_eq!(event["fields"]["code"], "OK");
+    assert!(event["fields"]["duration_ms"].as_f64().is_some());
+    assert!(!server.stderr().contains(ADMIN_PASSWORD));
+    server.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_replicas_start_together_on_one_empty_postgres() {
+    let db = TestDatabase::new(Backend::Postgres).await;
+    let (a, b) = tokio::join!(Server::start(&db), Server::start(&db));
+    let (ca, cb) = (channel(&a.addr).await, channel(&b.addr).await);
+    assert!(login(&ca, "admin", ADMIN_PASSWORD).await.is_ok());
+    assert!(login(&cb, "admin", ADMIN_PASSWORD).await.is_ok());
+
+    // Migrations and bootstrap ran exactly once.
+    use migration::MigratorTrait;
+    use sea_orm::{ConnectionTrait, Statement};
+    let conn = sea_orm::Database::connect(&db.url).await.unwrap();
+    let count = |sql: &'static str| {
+        let conn = &conn;
+        async move {
+            conn.query_one_raw(Statement::from_string(conn.get_database_backend(), sql))
+                .await
+                .unwrap()
+                .unwrap()
+                .try_get::<i64>("", "n")
+                .unwrap()
+        }
+    };
+    let migrations = i64::try_from(migration::Migrator::migrations().len()).unwrap();
+    assert_eq!(
+        count("SELECT COUNT(*) AS n FROM seaql_migrations").await,
+        migrations
+    );
+    assert_eq!(count("SELECT COUNT(*) AS n FROM accounts").await, 1);
+    assert_eq!(count("SELECT COUNT(*) AS n FROM users").await, 1);
+    assert_eq!(
+        count("SELECT COUNT(*) AS n FROM role_actions WHERE role = 'read-only'").await,
+        48
+    );
+    conn.close().await.unwrap();
+
+    // A change through one replica holds on the other's next check.
+    AccountServiceClient::new(ca.clone())
+        .create_account(as_admin(pb::CreateAccountRequest {
+            name: "acme".into(),
+            ..Default::default()
+        }))
+        .await
+        .unwrap();
+    UserServiceClient::new(ca.clone())
+        .create_user(as_admin(pb::CreateUserRequest {
+            account: "acme".into(),
+            username: "alice".into(),
+            password: "alice-password".into(),
+            roles: vec!["read-only".into()],
+            ..Default::default()
+        }))
+        .await
+        .unwrap();
+    assert!(login(&cb, "alice", "alice-password").await.is_ok());
+    UserServiceClient::new(ca.clone())
+        .set_user_state(as_admin(pb::SetUserStateRequest {
+            account: "acme".into(),
+            username: "alice".into(),
+            state: pb::UserState::Disabled.into(),
+        }))
+        .await
+        .unwrap();
+    assert_eq!(
+        login(&cb, "alice", "alice-password")
+            .await
+            .unwrap_err()
+            .code(),
+        tonic::Code::Unauthenticated
+    );
+    a.stop();
+    b.stop();
+}
+
+async fn sigterm_drains_in_flight_requests_and_exits_zero(backend: Backend) {
+    let db = TestDatabase::new(backend).await;
+    // One hash at a time: ten logins queue for ~200 ms, so they are in
+    // flight when the signal lands.
+    let mut server = Server::start_with(&db, |c| {
+        c.env("AUTHZD_HASH_CONCURRENCY", "1")
+            .env("AUTHZD_SHUTDOWN_GRACE_SECONDS", "15");
+    })
+    .await;
+    let ch = channel(&server.addr).await;
+    let mut health = pb_health::health_client::HealthClient::new(ch.clone());
+    let mut watch = health
+        .watch(pb_health::HealthCheckRequest {
+            service: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    // Until the first database check it may still say NOT_SERVING.
+    loop {
+        let update = tokio::time::timeout(Duration::from_secs(10), watch.message())
+            .await
+            .expect("health turns SERVING")
+            .unwrap()
+            .unwrap();
+        if update.status() == pb_health::health_check_response::ServingStatus::Serving {
+            break;
+        }
+    }
+
+    let in_flight: Vec<_> = (0..10)
+        .map(|_| {
+            let ch = ch.clone();
+            tokio::spawn(async move { login(&ch, "admin", ADMIN_PASSWORD).await })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(40)).await;
+    let pid = server.pid().to_string();
+    let sent = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+
+    // Health says NOT_SERVING to those watching.
+    let next = tokio::time::timeout(Duration::from_secs(5), watch.message())
+        .await
+        .expect("a health update after SIGTERM")
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        next.status(),
+        pb_health::health_check_response::ServingStatus::NotServing
+    );
+    drop(watch);
+
+    for call in in_flight {
+        let principal = call
+            .await
+            .unwrap()
+            .expect("an in-flight request failed during the drain");
+        assert_eq!(principal.username, "admin");
+    }
+    let status = server.terminate_wait(Duration::from_secs(15));
+    assert_eq!(status.code(), Some(0), "stderr:\n{}", server.stderr());
+    assert!(
+        TcpStream::connect(&server.addr).await.is_err(),
+        "new connections must be refused"
+    );
+}
+
+struct Pki {
+    ca: rcgen::CertifiedIssuer<'static, rcgen::KeyPair>,
+    dir: tempfile::TempDir,
+}
+
+impl Pki {
+    fn new() -> Self {
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "authzd test CA");
+        let ca = rcgen::CertifiedIssuer::self_signed(params, rcgen::KeyPair::generate().unwrap())
+            .unwrap();
+        Self {
+            ca,
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    /// (certificate PEM, key PEM) for `name`, signed by the CA.
+    fn issue(&self, name: &str) -> (String, String) {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let params = rcgen::CertificateParams::new(vec![name.to_owned()]).unwrap();
+        let cert = params.signed_by(&key, &self.ca).unwrap();
+        (cert.pem(), key.serialize_pem())
+    }
+
+    fn write(&self, file: &str, pem: &str) -> std::path::PathBuf {
+        let path = self.dir.path().join(file);
+        std::fs::write(&path, pem).unwrap();
+        path
+    }
+}
+
+async fn tls_channel(
+    addr: std::net::SocketAddr,
+    ca_pem: &str,
+    identity: Option<(String, String)>,
+) -> Result<Channel, tonic::transport::Error> {
+    let mut tls = ClientTlsConfig::new()
+        .ca_certificate(Certificate::from_pem(ca_pem))
+        .domain_name("localhost");
+    if let Some((cert, key)) = identity {
+        tls = tls.identity(Identity::from_pem(cert, key));
+    }
+    Channel::from_shared(format!("https://{addr}"))
+        .unwrap()
+        .tls_config(tls)?
+        .connect()
+        .await
+}
+
+async fn tls_and_mutual_tls(backend: Backend) {
+    let pki = Pki::new();
+    let (cert, key) = pki.issue("localhost");
+    let ca_pem = pki.ca.pem();
+    let files = authzd::config::TlsFiles {
+        cert: pki.write("server.pem", &cert),
+        key: pki.write("server.key", &key),
+        client_ca: None,
+    };
+    for mutual in [false, true] {
+        let db = TestDatabase::new(backend).await;
+        let mut config = test_config(&db.url);
+        config.tls = Some(authzd::config::TlsFiles {
+            client_ca: mutual.then(|| pki.write("ca.pem", &ca_pem)),
+            ..files.clone()
+        });
+        let (core, _) = authzd::prepare(&config, Clock::default()).await.unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(authzd::serve(
+            listener,
+            core,
+            std::sync::Arc::new(config),
+            async move {
+                let _ = stopped.await;
+            },
+        ));
+
+        // A client with a CA-signed certificate is served either way.
+        let client = tls_channel(addr, &ca_pem, Some(pki.issue("sibling-service")))
+            .await
+            .unwrap();
+        assert!(
+            login(&client, "admin", ADMIN_PASSWORD).await.is_ok(),
+            "mutual={mutual}"
+        );
+
+        // Without a certificate: fine for TLS, refused for mTLS.
+        let anonymous = match tls_channel(addr, &ca_pem, None).await {
+            Ok(ch) => login(&ch, "admin", ADMIN_PASSWORD).await.is_ok(),
+            Err(_) => false,
+        };
+        assert_eq!(anonymous, !mutual, "mutual={mutual}");
+
+        // Plaintext never is.
+        let plain = match Channel::from_shared(format!("http://{addr}"))
+            .unwrap()
+            .connect()
+            .await
+        {
+            Ok(ch) => login(&ch, "admin", ADMIN_PASSWORD).await.is_ok(),
+            Err(_) => false,
+        };
+        assert!(!plain);
+        let _ = stop.send(());
+        server.await.unwrap().unwrap();
+    }
+}
+
+#[test]
+fn tls_settings_are_checked_before_anything_binds() {
+    let output = authzd_command()
+        .args([
+            "--tls-cert-file",
+            "/nonexistent/cert.pem",
+            "--tls-key-file",
+            "/nonexistent/key.pem",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("tls_cert_file"));
+    let output = authzd_command()
+        .args(["--tls-cert-file", "/tmp/x.pem"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+}
+
+crate::dual!(
+    metrics_count_real_calls,
+    every_rpc_logs_one_span_with_the_callers_request_id,
+    sigterm_drains_in_flight_requests_and_exits_zero,
+    tls_and_mutual_tls,
+);
