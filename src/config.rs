@@ -60,6 +60,9 @@ pub struct Cli {
         hide_env_values = true
     )]
     pub caller_keys: Option<Vec<String>>,
+    /// A plaintext listener serving only grpc.health.v1, for probes that cannot speak TLS [default: off].
+    #[arg(long, env = "AUTHZD_HEALTH_LISTEN", global = true)]
+    pub health_listen: Option<String>,
     /// Prometheus `/metrics` listen address, e.g. 0.0.0.0:9090 [default: off].
     #[arg(long, env = "AUTHZD_METRICS_LISTEN", global = true)]
     pub metrics_listen: Option<String>,
@@ -147,6 +150,7 @@ pub struct TlsFiles {
 struct FileConfig {
     listen: Option<String>,
     metrics_listen: Option<String>,
+    health_listen: Option<String>,
     tls_cert_file: Option<PathBuf>,
     tls_key_file: Option<PathBuf>,
     tls_client_ca_file: Option<PathBuf>,
@@ -169,6 +173,7 @@ struct FileConfig {
 pub struct Config {
     pub listen: SocketAddr,
     pub metrics_listen: Option<SocketAddr>,
+    pub health_listen: Option<SocketAddr>,
     pub tls: Option<TlsFiles>,
     pub database_url: Secret,
     pub admin_password: Option<Secret>,
@@ -193,6 +198,7 @@ impl Default for Config {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 50051)),
             metrics_listen: None,
+            health_listen: None,
             tls: None,
             database_url: Secret::new(DEFAULT_DATABASE_URL),
             admin_password: None,
@@ -240,6 +246,13 @@ impl Config {
             config.metrics_listen = Some(listen.parse().map_err(|_| {
                 bad(format!(
                     "metrics_listen: {listen:?} is not an address such as 0.0.0.0:9090"
+                ))
+            })?);
+        }
+        if let Some(listen) = cli.health_listen.clone().or(file.health_listen) {
+            config.health_listen = Some(listen.parse().map_err(|_| {
+                bad(format!(
+                    "health_listen: {listen:?} is not an address such as 0.0.0.0:8081"
                 ))
             })?);
         }

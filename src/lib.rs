@@ -239,6 +239,33 @@ pub async fn serve(
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha);
 
+    // Probes that cannot speak TLS (the kubelet's gRPC probes) get health
+    // alone, in plaintext, on a port of its own. It outlives the drain so
+    // they see NOT_SERVING.
+    let stop_health = CancellationToken::new();
+    let health_only = match config.health_listen {
+        Some(addr) => {
+            let listener = TcpListener::bind(addr)
+                .await
+                .map_err(|e| Error::internal(format!("cannot listen for health on {addr}: {e}")))?;
+            if let Ok(local) = listener.local_addr() {
+                tracing::info!(address = %local, "health listening");
+            }
+            let service = tonic_health::pb::health_server::HealthServer::new(
+                tonic_health::server::HealthService::from_health_reporter(reporter.clone()),
+            );
+            let stop = stop_health.clone();
+            Some(tokio::spawn(
+                tonic::transport::Server::builder()
+                    .add_service(service)
+                    .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
+                        stop.cancelled().await
+                    }),
+            ))
+        }
+        None => None,
+    };
+
     let draining = CancellationToken::new();
     let on_signal = {
         let draining = draining.clone();
@@ -277,6 +304,10 @@ pub async fn serve(
     };
     stop_tasks.cancel();
     stop_flush.cancel();
+    stop_health.cancel();
+    if let Some(health_only) = health_only {
+        let _ = health_only.await;
+    }
     let _ = health_task.await;
     let _ = flush_task.await;
     if let Some(purge_task) = purge_task {

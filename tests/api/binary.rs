@@ -118,6 +118,17 @@ impl Server {
         })
     }
 
+    /// Like `logged_address`, waiting up to 10 s for the line.
+    pub async fn wait_for_address(&self, message: &str) -> String {
+        for _ in 0..200 {
+            if let Some(addr) = self.logged_address(message) {
+                return addr;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("no {message:?} line in the log:\n{}", self.stderr());
+    }
+
     /// Every JSON log line so far.
     pub fn log_events(&self) -> Vec<Value> {
         self.log

@@ -64,9 +64,7 @@ async fn metrics_count_real_calls(backend: Backend) {
         c.env("AUTHZD_METRICS_LISTEN", "127.0.0.1:0");
     })
     .await;
-    let metrics_addr = server
-        .logged_address("metrics listening")
-        .expect("metrics address in the log");
+    let metrics_addr = server.wait_for_address("metrics listening").await;
     let ch = channel(&server.addr).await;
     login(&ch, "admin", ADMIN_PASSWORD).await.unwrap();
     login(&ch, "admin", "wrong-password").await.unwrap_err();
@@ -76,6 +74,21 @@ async fn metrics_count_real_calls(backend: Backend) {
         .await
         .unwrap();
 
+    let mut health = pb_health::health_client::HealthClient::new(ch.clone());
+    for _ in 0..100 {
+        let status = health
+            .check(pb_health::HealthCheckRequest {
+                service: String::new(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .status();
+        if status == pb_health::health_check_response::ServingStatus::Serving {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let text = http_get(&metrics_addr, "/metrics").await;
     assert!(text.starts_with("HTTP/1.1 200"), "{text}");
     let ok = r#"authzd_rpc_requests_total{method="/authz.v1.AuthService/Authenticate",code="OK"}"#;
@@ -408,6 +421,53 @@ async fn tls_and_mutual_tls(backend: Backend) {
     }
 }
 
+async fn with_tls_probes_get_plaintext_health_on_its_own_port(backend: Backend) {
+    let pki = Pki::new();
+    let (cert, key) = pki.issue("localhost");
+    let ca_pem = pki.ca.pem();
+    let cert_file = pki.write("server.pem", &cert);
+    let key_file = pki.write("server.key", &key);
+    let db = TestDatabase::new(backend).await;
+    let server = Server::start_with(&db, |c| {
+        c.env("AUTHZD_TLS_CERT_FILE", &cert_file)
+            .env("AUTHZD_TLS_KEY_FILE", &key_file)
+            .env("AUTHZD_HEALTH_LISTEN", "127.0.0.1:0");
+    })
+    .await;
+    let health_addr = server.wait_for_address("health listening").await;
+    let mut health = pb_health::health_client::HealthClient::new(channel(&health_addr).await);
+    let mut serving = false;
+    for _ in 0..100 {
+        let status = health
+            .check(pb_health::HealthCheckRequest {
+                service: String::new(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .status();
+        if status == pb_health::health_check_response::ServingStatus::Serving {
+            serving = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(serving, "plaintext health never said SERVING");
+    // Only health there: the admin services are not exposed in plaintext.
+    assert_eq!(
+        AccountServiceClient::new(channel(&health_addr).await)
+            .list_accounts(as_admin(pb::ListAccountsRequest::default()))
+            .await
+            .unwrap_err()
+            .code(),
+        tonic::Code::Unimplemented
+    );
+    let addr: std::net::SocketAddr = server.addr.parse().unwrap();
+    let tls = tls_channel(addr, &ca_pem, None).await.unwrap();
+    assert!(login(&tls, "admin", ADMIN_PASSWORD).await.is_ok());
+    server.stop();
+}
+
 #[test]
 fn tls_settings_are_checked_before_anything_binds() {
     let output = authzd_command()
@@ -433,4 +493,5 @@ crate::dual!(
     every_rpc_logs_one_span_with_the_callers_request_id,
     sigterm_drains_in_flight_requests_and_exits_zero,
     tls_and_mutual_tls,
+    with_tls_probes_get_plaintext_health_on_its_own_port,
 );
