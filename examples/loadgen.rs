@@ -78,7 +78,9 @@ async fn call(client: &mut AuthServiceClient<Channel>, args: &Args) -> bool {
             .authorize(request(
                 &args.caller_key,
                 pb::AuthorizeRequest {
-                    subject: Some(pb::authorize_request::Subject::Username(args.credential.clone())),
+                    subject: Some(pb::authorize_request::Subject::Username(
+                        args.credential.clone(),
+                    )),
                     account: String::new(),
                     actions: vec!["listImages".into()],
                 },
