@@ -74,21 +74,11 @@ async fn metrics_count_real_calls(backend: Backend) {
         .await
         .unwrap();
 
-    let mut health = pb_health::health_client::HealthClient::new(ch.clone());
-    for _ in 0..100 {
-        let status = health
-            .check(pb_health::HealthCheckRequest {
-                service: String::new(),
-            })
-            .await
-            .unwrap()
-            .into_inner()
-            .status();
-        if status == pb_health::health_check_response::ServingStatus::Serving {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_for_status(
+        &ch,
+        pb_health::health_check_response::ServingStatus::Serving,
+    )
+    .await;
     let text = http_get(&metrics_addr, "/metrics").await;
     assert!(text.starts_with("HTTP/1.1 200"), "{text}");
     let ok = r#"authzd_rpc_requests_total{method="/authz.v1.AuthService/Authenticate",code="OK"}"#;
@@ -435,24 +425,12 @@ async fn with_tls_probes_get_plaintext_health_on_its_own_port(backend: Backend) 
     })
     .await;
     let health_addr = server.wait_for_address("health listening").await;
-    let mut health = pb_health::health_client::HealthClient::new(channel(&health_addr).await);
-    let mut serving = false;
-    for _ in 0..100 {
-        let status = health
-            .check(pb_health::HealthCheckRequest {
-                service: String::new(),
-            })
-            .await
-            .unwrap()
-            .into_inner()
-            .status();
-        if status == pb_health::health_check_response::ServingStatus::Serving {
-            serving = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert!(serving, "plaintext health never said SERVING");
+    // A probe's view: plaintext, health only.
+    wait_for_status(
+        &channel(&health_addr).await,
+        pb_health::health_check_response::ServingStatus::Serving,
+    )
+    .await;
     // Only health there: the admin services are not exposed in plaintext.
     assert_eq!(
         AccountServiceClient::new(channel(&health_addr).await)

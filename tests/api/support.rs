@@ -233,6 +233,28 @@ pub fn in_days(core: &Core, days: i64) -> Option<prost_types::Timestamp> {
     })
 }
 
+/// Polls grpc.health.v1 (overall) on `channel` until it reports `status`
+/// (10 s at most).
+pub async fn wait_for_status(
+    channel: &Channel,
+    status: pb_health::health_check_response::ServingStatus,
+) {
+    let mut health = pb_health::health_client::HealthClient::new(channel.clone());
+    for _ in 0..200 {
+        let now = health
+            .check(pb_health::HealthCheckRequest {
+                service: String::new(),
+            })
+            .await
+            .map(|r| r.into_inner().status());
+        if now.ok() == Some(status) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("health never became {status:?}");
+}
+
 pub fn basic(username: &str, password: &str) -> String {
     format!(
         "Basic {}",
@@ -326,31 +348,10 @@ impl TestApp {
     pub fn auth(&self) -> AuthServiceClient<Channel> {
         AuthServiceClient::new(self.channel.clone())
     }
-    pub fn health(&self) -> pb_health::health_client::HealthClient<Channel> {
-        pb_health::health_client::HealthClient::new(self.channel.clone())
-    }
-
-    pub async fn health_status(&self) -> pb_health::health_check_response::ServingStatus {
-        let response = self
-            .health()
-            .check(pb_health::HealthCheckRequest {
-                service: String::new(),
-            })
-            .await
-            .unwrap();
-        response.into_inner().status()
-    }
 
     /// Polls health until it reports `status` (10 s at most).
     pub async fn wait_for_health(&self, status: pb_health::health_check_response::ServingStatus) {
-        let target = status as i32;
-        for _ in 0..200 {
-            if self.health_status().await as i32 == target {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!("health never became {status:?}");
+        wait_for_status(&self.channel, status).await;
     }
 
     pub async fn create_account(&self, name: &str) -> pb::Account {
