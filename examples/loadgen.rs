@@ -78,6 +78,7 @@ async fn call(client: &mut AuthServiceClient<Channel>, args: &Args) -> bool {
             .authorize(request(
                 &args.caller_key,
                 pb::AuthorizeRequest {
+                    username_credential: 0,
                     subject: Some(pb::authorize_request::Subject::Username(
                         args.credential.clone(),
                     )),

@@ -175,6 +175,20 @@ async fn run_last_used_flusher(core: Core, interval: Duration, stop: Cancellatio
     }
 }
 
+/// Loads and checks the TLS material, so a bad certificate or key is a
+/// configuration error before anything binds.
+pub fn check_tls(files: &config::TlsFiles) -> std::result::Result<(), config::ConfigError> {
+    let tls = tls_config(files).map_err(|e| config::ConfigError(format!("tls: {e:?}")))?;
+    tonic::transport::Server::builder()
+        .tls_config(tls)
+        .map(|_| ())
+        .map_err(|e| {
+            config::ConfigError(format!(
+                "tls_cert_file/tls_key_file/tls_client_ca_file: not usable PEM: {e}"
+            ))
+        })
+}
+
 /// Reads the PEM files of the TLS settings.
 fn tls_config(files: &config::TlsFiles) -> Result<tonic::transport::ServerTlsConfig> {
     let read = |path: &std::path::Path| {
@@ -305,8 +319,14 @@ pub async fn serve(
     stop_tasks.cancel();
     stop_flush.cancel();
     stop_health.cancel();
-    if let Some(health_only) = health_only {
-        let _ = health_only.await;
+    if let Some(mut health_only) = health_only {
+        // A Watch stream left open there must not hold the exit.
+        if tokio::time::timeout(Duration::from_secs(1), &mut health_only)
+            .await
+            .is_err()
+        {
+            health_only.abort();
+        }
     }
     let _ = health_task.await;
     let _ = flush_task.await;

@@ -16,6 +16,12 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if let Some(tls) = &config.tls
+        && let Err(err) = authzd::check_tls(tls)
+    {
+        eprintln!("authzd: {err}");
+        return ExitCode::from(2);
+    }
     authzd::telemetry::init(&config);
     match run(cli.command.unwrap_or(Command::Serve), config).await {
         Ok(()) => ExitCode::SUCCESS,

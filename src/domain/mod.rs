@@ -160,8 +160,10 @@ impl Core {
             }
             _ => return None,
         };
-        let idle = u32::try_from(idle).unwrap_or(u32::MAX);
-        Some((size.saturating_sub(idle), idle))
+        // sqlx's idle count can briefly read past the pool size (a racy
+        // counter); never report more idle connections than exist.
+        let idle = u32::try_from(idle).unwrap_or(u32::MAX).min(size);
+        Some((size - idle, idle))
     }
 
     /// Ready to serve: the database answers, every migration is applied,

@@ -3,9 +3,10 @@
 use tonic::{Request, Response, Status};
 
 use super::caller::{ACCOUNT_HEADER, context_header};
+use super::convert::enum_field;
 use crate::domain::Core;
 use crate::domain::credentials::Credential;
-use crate::domain::model::Principal;
+use crate::domain::model::{CredentialKind, Principal};
 use crate::domain::secret::Secret;
 use crate::error::{AuthFailure, Error};
 use crate::pb::auth_service_server::AuthService;
@@ -71,7 +72,15 @@ impl AuthService for AuthApi {
             Some(Subject::ApiKey(value)) => self.authenticate_key(value).await?,
             Some(Subject::Username(username)) => {
                 crate::domain::names::required("username", &username)?;
-                self.core.principal_by_username(&username).await?
+                let mut principal = self.core.principal_by_username(&username).await?;
+                let kind = enum_field::<pb::CredentialKind>(
+                    "username_credential",
+                    req.username_credential,
+                )?;
+                if kind == Some(pb::CredentialKind::ApiKey) {
+                    principal.credential = CredentialKind::ApiKey;
+                }
+                principal
             }
             None => return Err(Error::invalid("subject", "is required").into()),
         };

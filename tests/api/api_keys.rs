@@ -825,6 +825,7 @@ async fn an_api_key_may_never_change_identities_or_credentials(backend: Backend)
     let decision = app
         .auth()
         .authorize(as_service(pb::AuthorizeRequest {
+            username_credential: 0,
             subject: Some(pb::authorize_request::Subject::ApiKey(key.clone())),
             account: "acme".into(),
             actions: vec![
@@ -850,6 +851,32 @@ async fn an_api_key_may_never_change_identities_or_credentials(backend: Backend)
         decision.principal.unwrap().credential_kind(),
         pb::CredentialKind::ApiKey
     );
+
+    // A service that authenticated the key itself and passes the username
+    // says how; the restriction then holds too.
+    let by_username = |kind: pb::CredentialKind| pb::AuthorizeRequest {
+        subject: Some(pb::authorize_request::Subject::Username("admin".into())),
+        account: "acme".into(),
+        actions: vec!["createUser".into()],
+        username_credential: kind.into(),
+    };
+    let via_key = app
+        .auth()
+        .authorize(as_service(by_username(pb::CredentialKind::ApiKey)))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        via_key.decisions[0].reason(),
+        pb::DecisionReason::ApiKeyRestricted
+    );
+    let via_password = app
+        .auth()
+        .authorize(as_service(by_username(pb::CredentialKind::Unspecified)))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(via_password.allowed);
 }
 
 async fn last_use_is_recorded_without_a_write_per_check(backend: Backend) {

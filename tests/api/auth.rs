@@ -254,6 +254,7 @@ async fn authorize_takes_the_account_context_from_metadata_or_field(backend: Bac
         .await
         .unwrap();
     let request = |account: &str| pb::AuthorizeRequest {
+        username_credential: 0,
         subject: Some(Subject::Authorization(basic("bob", "bob-password"))),
         account: account.into(),
         actions: vec!["listImages".into()],
@@ -302,6 +303,7 @@ async fn authorize_refuses_bad_subjects_and_unknown_actions(backend: Backend) {
         .await;
     let mut auth = app.auth();
     let with = |subject: Subject, actions: &[&str]| pb::AuthorizeRequest {
+        username_credential: 0,
         subject: Some(subject),
         account: String::new(),
         actions: actions.iter().map(|a| a.to_string()).collect(),
@@ -348,6 +350,7 @@ async fn authorize_refuses_bad_subjects_and_unknown_actions(backend: Backend) {
     );
     assert_invalid(
         auth.authorize(as_service(pb::AuthorizeRequest {
+            username_credential: 0,
             subject: None,
             account: String::new(),
             actions: vec!["listImages".into()],

@@ -459,6 +459,19 @@ fn tls_settings_are_checked_before_anything_binds() {
         .unwrap();
     assert_eq!(output.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&output.stderr).contains("tls_cert_file"));
+    // Files that exist but hold no usable PEM.
+    let dir = tempfile::tempdir().unwrap();
+    let garbage = dir.path().join("garbage.pem");
+    std::fs::write(&garbage, "not a certificate").unwrap();
+    let output = authzd_command()
+        .arg("--tls-cert-file")
+        .arg(&garbage)
+        .arg("--tls-key-file")
+        .arg(&garbage)
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("not usable PEM"));
     let output = authzd_command()
         .args(["--tls-cert-file", "/tmp/x.pem"])
         .output()

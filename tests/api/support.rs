@@ -417,6 +417,7 @@ impl TestApp {
     ) -> pb::AuthorizeResponse {
         self.auth()
             .authorize(as_service(pb::AuthorizeRequest {
+                username_credential: 0,
                 subject: Some(pb::authorize_request::Subject::Username(username.into())),
                 account: account.into(),
                 actions: actions.iter().map(|a| a.to_string()).collect(),
