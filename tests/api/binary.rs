@@ -9,10 +9,9 @@ use std::time::{Duration, Instant};
 use authzd::pb;
 use serde_json::Value;
 use tokio::sync::mpsc;
-use tonic::transport::Channel;
 
 use crate::dual;
-use crate::support::{ADMIN_PASSWORD, Backend, CALLER_KEY, TestDatabase, basic};
+use crate::support::{ADMIN_PASSWORD, Backend, CALLER_KEY, TestDatabase, connect, login_on};
 
 /// The binary with an environment free of the caller's authzd settings.
 pub fn authzd_command() -> Command {
@@ -297,24 +296,7 @@ fn generated_password(stderr: &str) -> Option<String> {
 }
 
 async fn admin_login(addr: &str, password: &str) -> Result<pb::Principal, tonic::Status> {
-    let channel = Channel::from_shared(format!("http://{addr}"))
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
-    let mut request = tonic::Request::new(pb::AuthenticateRequest {
-        credentials: Some(pb::authenticate_request::Credentials::Authorization(basic(
-            "admin", password,
-        ))),
-    });
-    request.metadata_mut().insert(
-        "authorization",
-        format!("Bearer {CALLER_KEY}").parse().unwrap(),
-    );
-    pb::auth_service_client::AuthServiceClient::new(channel)
-        .authenticate(request)
-        .await
-        .map(|r| r.into_inner().principal.unwrap())
+    login_on(&connect(addr).await, "admin", password).await
 }
 
 async fn first_start_prints_a_generated_password_once_and_sigterm_exits_zero(backend: Backend) {

@@ -12,29 +12,6 @@ use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
 use crate::binary::{Server, authzd_command};
 use crate::support::*;
 
-async fn channel(addr: &str) -> Channel {
-    Channel::from_shared(format!("http://{addr}"))
-        .unwrap()
-        .connect()
-        .await
-        .unwrap()
-}
-
-async fn login(
-    channel: &Channel,
-    username: &str,
-    password: &str,
-) -> Result<pb::Principal, tonic::Status> {
-    AuthServiceClient::new(channel.clone())
-        .authenticate(as_service(pb::AuthenticateRequest {
-            credentials: Some(pb::authenticate_request::Credentials::Authorization(basic(
-                username, password,
-            ))),
-        }))
-        .await
-        .map(|r| r.into_inner().principal.unwrap())
-}
-
 /// A plain HTTP/1.1 GET, as a scraper does it.
 async fn http_get(addr: &str, path: &str) -> String {
     let mut stream = TcpStream::connect(addr).await.unwrap();
@@ -65,9 +42,9 @@ async fn metrics_count_real_calls(backend: Backend) {
     })
     .await;
     let metrics_addr = server.wait_for_address("metrics listening").await;
-    let ch = channel(&server.addr).await;
-    login(&ch, "admin", ADMIN_PASSWORD).await.unwrap();
-    login(&ch, "admin", "wrong-password").await.unwrap_err();
+    let ch = connect(&server.addr).await;
+    login_on(&ch, "admin", ADMIN_PASSWORD).await.unwrap();
+    login_on(&ch, "admin", "wrong-password").await.unwrap_err();
     let mut accounts = AccountServiceClient::new(ch.clone());
     accounts
         .list_accounts(as_admin(pb::ListAccountsRequest::default()))
@@ -107,7 +84,7 @@ async fn metrics_count_real_calls(backend: Backend) {
 async fn every_rpc_logs_one_span_with_the_callers_request_id(backend: Backend) {
     let db = TestDatabase::new(backend).await;
     let server = Server::start(&db).await;
-    let ch = channel(&server.addr).await;
+    let ch = connect(&server.addr).await;
     let mut request = as_admin(pb::ListAccountsRequest::default());
     request
         .metadata_mut()
@@ -157,9 +134,9 @@ async fn every_rpc_logs_one_span_with_the_callers_request_id(backend: Backend) {
 async fn two_replicas_start_together_on_one_empty_postgres() {
     let db = TestDatabase::new(Backend::Postgres).await;
     let (a, b) = tokio::join!(Server::start(&db), Server::start(&db));
-    let (ca, cb) = (channel(&a.addr).await, channel(&b.addr).await);
-    assert!(login(&ca, "admin", ADMIN_PASSWORD).await.is_ok());
-    assert!(login(&cb, "admin", ADMIN_PASSWORD).await.is_ok());
+    let (ca, cb) = (connect(&a.addr).await, connect(&b.addr).await);
+    assert!(login_on(&ca, "admin", ADMIN_PASSWORD).await.is_ok());
+    assert!(login_on(&cb, "admin", ADMIN_PASSWORD).await.is_ok());
 
     // Migrations and bootstrap ran exactly once.
     use migration::MigratorTrait;
@@ -207,7 +184,7 @@ async fn two_replicas_start_together_on_one_empty_postgres() {
         }))
         .await
         .unwrap();
-    assert!(login(&cb, "alice", "alice-password").await.is_ok());
+    assert!(login_on(&cb, "alice", "alice-password").await.is_ok());
     UserServiceClient::new(ca.clone())
         .set_user_state(as_admin(pb::SetUserStateRequest {
             account: "acme".into(),
@@ -217,7 +194,7 @@ async fn two_replicas_start_together_on_one_empty_postgres() {
         .await
         .unwrap();
     assert_eq!(
-        login(&cb, "alice", "alice-password")
+        login_on(&cb, "alice", "alice-password")
             .await
             .unwrap_err()
             .code(),
@@ -236,7 +213,7 @@ async fn sigterm_drains_in_flight_requests_and_exits_zero(backend: Backend) {
             .env("AUTHZD_SHUTDOWN_GRACE_SECONDS", "15");
     })
     .await;
-    let ch = channel(&server.addr).await;
+    let ch = connect(&server.addr).await;
     let mut health = pb_health::health_client::HealthClient::new(ch.clone());
     let mut watch = health
         .watch(pb_health::HealthCheckRequest {
@@ -260,7 +237,7 @@ async fn sigterm_drains_in_flight_requests_and_exits_zero(backend: Backend) {
     let in_flight: Vec<_> = (0..10)
         .map(|_| {
             let ch = ch.clone();
-            tokio::spawn(async move { login(&ch, "admin", ADMIN_PASSWORD).await })
+            tokio::spawn(async move { login_on(&ch, "admin", ADMIN_PASSWORD).await })
         })
         .collect();
     tokio::time::sleep(Duration::from_millis(40)).await;
@@ -385,13 +362,13 @@ async fn tls_and_mutual_tls(backend: Backend) {
             .await
             .unwrap();
         assert!(
-            login(&client, "admin", ADMIN_PASSWORD).await.is_ok(),
+            login_on(&client, "admin", ADMIN_PASSWORD).await.is_ok(),
             "mutual={mutual}"
         );
 
         // Without a certificate: fine for TLS, refused for mTLS.
         let anonymous = match tls_channel(addr, &ca_pem, None).await {
-            Ok(ch) => login(&ch, "admin", ADMIN_PASSWORD).await.is_ok(),
+            Ok(ch) => login_on(&ch, "admin", ADMIN_PASSWORD).await.is_ok(),
             Err(_) => false,
         };
         assert_eq!(anonymous, !mutual, "mutual={mutual}");
@@ -402,7 +379,7 @@ async fn tls_and_mutual_tls(backend: Backend) {
             .connect()
             .await
         {
-            Ok(ch) => login(&ch, "admin", ADMIN_PASSWORD).await.is_ok(),
+            Ok(ch) => login_on(&ch, "admin", ADMIN_PASSWORD).await.is_ok(),
             Err(_) => false,
         };
         assert!(!plain);
@@ -427,13 +404,13 @@ async fn with_tls_probes_get_plaintext_health_on_its_own_port(backend: Backend) 
     let health_addr = server.wait_for_address("health listening").await;
     // A probe's view: plaintext, health only.
     wait_for_status(
-        &channel(&health_addr).await,
+        &connect(&health_addr).await,
         pb_health::health_check_response::ServingStatus::Serving,
     )
     .await;
     // Only health there: the admin services are not exposed in plaintext.
     assert_eq!(
-        AccountServiceClient::new(channel(&health_addr).await)
+        AccountServiceClient::new(connect(&health_addr).await)
             .list_accounts(as_admin(pb::ListAccountsRequest::default()))
             .await
             .unwrap_err()
@@ -442,7 +419,7 @@ async fn with_tls_probes_get_plaintext_health_on_its_own_port(backend: Backend) 
     );
     let addr: std::net::SocketAddr = server.addr.parse().unwrap();
     let tls = tls_channel(addr, &ca_pem, None).await.unwrap();
-    assert!(login(&tls, "admin", ADMIN_PASSWORD).await.is_ok());
+    assert!(login_on(&tls, "admin", ADMIN_PASSWORD).await.is_ok());
     server.stop();
 }
 

@@ -255,6 +255,31 @@ pub async fn wait_for_status(
     panic!("health never became {status:?}");
 }
 
+/// A plaintext channel to `addr` (host:port).
+pub async fn connect(addr: &str) -> Channel {
+    Channel::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap()
+}
+
+/// Authenticate with a Basic header, as a sibling service (with the caller key).
+pub async fn login_on(
+    channel: &Channel,
+    username: &str,
+    password: &str,
+) -> Result<pb::Principal, Status> {
+    AuthServiceClient::new(channel.clone())
+        .authenticate(as_service(pb::AuthenticateRequest {
+            credentials: Some(pb::authenticate_request::Credentials::Authorization(basic(
+                username, password,
+            ))),
+        }))
+        .await
+        .map(|r| r.into_inner().principal.unwrap())
+}
+
 pub fn basic(username: &str, password: &str) -> String {
     format!(
         "Basic {}",
@@ -398,14 +423,7 @@ impl TestApp {
 
     /// Authenticates with a password; the result as a status code.
     pub async fn login(&self, username: &str, password: &str) -> Result<pb::Principal, Status> {
-        self.auth()
-            .authenticate(as_service(pb::AuthenticateRequest {
-                credentials: Some(pb::authenticate_request::Credentials::Authorization(basic(
-                    username, password,
-                ))),
-            }))
-            .await
-            .map(|r| r.into_inner().principal.unwrap())
+        login_on(&self.channel, username, password).await
     }
 
     /// Decisions for a trusted username in an account context.
