@@ -133,8 +133,9 @@ impl Core {
         let own =
             username.is_empty() || (username == caller.username() && account == caller.account());
         if own {
-            self.require(caller, actions.own, Some(caller.account()))
-                .await?;
+            // self* actions are decided before any target account matters:
+            // no account read is needed.
+            self.require(caller, actions.own, None).await?;
             return Ok(caller.user.clone());
         }
         self.require(caller, actions.other, Some(account)).await?;
