@@ -1,29 +1,47 @@
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use authzd::config::{Cli, Command, Config};
+use authzd::config::{Command, Config, Invocation, Loaded};
 use authzd::domain::Clock;
 use authzd::domain::bootstrap::Bootstrap;
-use clap::Parser;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let cli = Cli::parse();
-    let config = match Config::load(&cli) {
-        Ok(config) => config,
+    let invocation =
+        match authzd::config::cli::parse(std::env::args_os(), &|name| std::env::var(name).ok()) {
+            Ok(invocation) => invocation,
+            // Help and version print and exit 0; usage errors exit 2.
+            Err(err) => err.exit(),
+        };
+    if invocation.command == Command::ConfigReference {
+        print!("{}", authzd::config::reference());
+        return ExitCode::SUCCESS;
+    }
+    let loaded = match Config::load_from_process(&invocation) {
+        Ok(loaded) => loaded,
         Err(err) => {
             eprintln!("authzd: {err}");
             return ExitCode::from(2);
         }
     };
-    if let Some(tls) = &config.tls
-        && let Err(err) = authzd::check_tls(tls)
+    if invocation.command == Command::ConfigPrint {
+        for warning in &loaded.warnings {
+            eprintln!("authzd: warning: {warning}");
+        }
+        print!("{}", loaded.print());
+        return ExitCode::SUCCESS;
+    }
+    if let Ok(Some(tls)) = loaded.config.tls_files()
+        && let Err(err) = authzd::check_tls(&tls)
     {
         eprintln!("authzd: {err}");
         return ExitCode::from(2);
     }
-    authzd::telemetry::init(&config);
-    match run(cli.command.unwrap_or(Command::Serve), config).await {
+    authzd::telemetry::init(&loaded.config);
+    for warning in &loaded.warnings {
+        tracing::warn!(warning = warning.as_str(), "deprecated setting");
+    }
+    match run(invocation, loaded).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {
             eprintln!("authzd: {message}");
@@ -32,8 +50,9 @@ async fn main() -> ExitCode {
     }
 }
 
-async fn run(command: Command, config: Config) -> Result<(), String> {
-    if command == Command::Migrate {
+async fn run(invocation: Invocation, loaded: Loaded) -> Result<(), String> {
+    let config = loaded.config;
+    if invocation.command == Command::Migrate {
         authzd::migrate(&config)
             .await
             .map_err(|e| format!("migration failed: {e}"))?;
@@ -41,14 +60,14 @@ async fn run(command: Command, config: Config) -> Result<(), String> {
         return Ok(());
     }
     // Bind before the database work so a taken port fails fast.
-    let listener = tokio::net::TcpListener::bind(config.listen)
+    let listener = tokio::net::TcpListener::bind(config.server.listen)
         .await
-        .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
-    if config.metrics_listen.is_some() {
+        .map_err(|e| format!("cannot listen on {}: {e}", config.server.listen))?;
+    if config.server.metrics_listen.is_some() {
         // Installed before any work, so no early measurement is lost.
         authzd::telemetry::metrics_handle();
     }
-    let metrics_listener = match config.metrics_listen {
+    let metrics_listener = match config.server.metrics_listen {
         Some(addr) => Some(
             tokio::net::TcpListener::bind(addr)
                 .await
@@ -89,14 +108,50 @@ async fn run(command: Command, config: Config) -> Result<(), String> {
             stop.cancel();
         }
     };
-    let served = authzd::serve(listener, core, Arc::new(config), signalled)
-        .await
-        .map_err(|e| format!("server failed: {e}"));
+    let served = authzd::serve_with_reloads(
+        listener,
+        core,
+        Arc::new(config),
+        reloads(invocation),
+        signalled,
+    )
+    .await
+    .map_err(|e| format!("server failed: {e}"));
     stop.cancel();
     if let Some(metrics) = metrics {
         let _ = metrics.await;
     }
     served
+}
+
+/// On each SIGHUP, the configuration loaded again the way it was at start.
+fn reloads(invocation: Invocation) -> impl tokio_stream::Stream<Item = Config> + Send + 'static {
+    let (tx, rx) = tokio::sync::mpsc::channel(1);
+    #[cfg(unix)]
+    tokio::spawn(async move {
+        use tokio::signal::unix::{SignalKind, signal};
+        let Ok(mut hangups) = signal(SignalKind::hangup()) else {
+            tracing::warn!("cannot listen for SIGHUP: reloading is off");
+            return;
+        };
+        while hangups.recv().await.is_some() {
+            tracing::info!("SIGHUP: reloading caller keys and TLS material");
+            match Config::load_from_process(&invocation) {
+                Ok(loaded) => {
+                    if tx.send(loaded.config).await.is_err() {
+                        return;
+                    }
+                }
+                Err(err) => tracing::error!(
+                    error = %err,
+                    "reload refused; still serving with the previous caller keys and TLS material"
+                ),
+            }
+        }
+    });
+    #[cfg(not(unix))]
+    drop((invocation, tx));
+    tokio_stream::wrappers::ReceiverStream::new(rx)
 }
 
 /// SIGTERM or SIGINT.

@@ -10,6 +10,9 @@ pub mod roles;
 pub mod status;
 pub mod users;
 
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
 use tonic::server::NamedService;
 use tonic::service::Routes;
 
@@ -33,9 +36,9 @@ pub const SERVICE_NAMES: [&str; 6] = [
 
 /// The authzd services. Authenticate/Authorize sit behind the caller-key
 /// check; admin RPCs authenticate their caller themselves.
-pub fn routes(core: &Core, caller_keys: caller::CallerKeys) -> Routes {
+pub fn routes(core: &Core, caller_keys: Arc<ArcSwap<caller::CallerKeys>>) -> Routes {
     let auth = AuthServiceServer::with_interceptor(auth::AuthApi::new(core.clone()), move |req| {
-        caller_keys.check(req)
+        caller_keys.load().check(req)
     });
     Routes::new(auth)
         .add_service(AccountServiceServer::new(accounts::AccountApi::new(

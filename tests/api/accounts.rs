@@ -393,8 +393,8 @@ async fn deletion_follows_the_state_machine_and_frees_the_name_after_purge(backe
 async fn the_background_purge_runs_when_a_deletion_starts(backend: Backend) {
     // A long interval: only the wake-up from DeleteAccount can purge in time.
     let app = spawn_app_with(backend, |config| {
-        config.background_purge = true;
-        config.purge_interval = std::time::Duration::from_secs(3600);
+        config.server.background_purge = true;
+        config.server.purge_interval_seconds = 3600;
     })
     .await;
     app.create_account("doomed").await;

@@ -362,7 +362,7 @@ async fn authorize_refuses_bad_subjects_and_unknown_actions(backend: Backend) {
 
 async fn check_rpcs_need_a_configured_caller_key(backend: Backend) {
     let app = spawn_app_with(backend, |config| {
-        config.caller_keys = vec![
+        config.server.caller_keys = vec![
             authzd::domain::secret::Secret::new(CALLER_KEY),
             authzd::domain::secret::Secret::new("next-caller-key-abcdefgh"),
         ];
@@ -397,7 +397,7 @@ async fn check_rpcs_need_a_configured_caller_key(backend: Backend) {
 }
 
 async fn without_caller_keys_the_checks_are_open_on_loopback(backend: Backend) {
-    let app = spawn_app_with(backend, |config| config.caller_keys.clear()).await;
+    let app = spawn_app_with(backend, |config| config.server.caller_keys.clear()).await;
     let header = basic("admin", ADMIN_PASSWORD);
     assert_code(
         app.auth()

@@ -44,13 +44,13 @@ impl Server {
     pub async fn start_with(db: &TestDatabase, adjust: impl FnOnce(&mut Command)) -> Self {
         let mut command = authzd_command();
         command
-            .args(["--listen", "127.0.0.1:0"])
+            .args(["--server-listen", "127.0.0.1:0"])
             .env("DATABASE_URL", &db.url)
             .env("AUTHZD_ADMIN_PASSWORD", ADMIN_PASSWORD)
-            .env("AUTHZD_CALLER_KEYS", CALLER_KEY)
+            .env("AUTHZD_SERVER_CALLER_KEYS", CALLER_KEY)
             .env("AUTHZD_LOG_FORMAT", "json")
-            .env("AUTHZD_LOG", "info")
-            .env("AUTHZD_HEALTH_CHECK_INTERVAL_MS", "100");
+            .env("AUTHZD_LOG_LEVEL", "info")
+            .env("AUTHZD_SERVER_HEALTH_CHECK_INTERVAL_MS", "100");
         adjust(&mut command);
         let mut child = command
             .stdin(Stdio::null())
@@ -126,6 +126,38 @@ impl Server {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         panic!("no {message:?} line in the log:\n{}", self.stderr());
+    }
+
+    /// How many JSON log lines so far carry this message.
+    pub fn count_logged(&self, message: &str) -> usize {
+        self.log_events()
+            .iter()
+            .filter(|e| e["fields"]["message"] == message)
+            .count()
+    }
+
+    /// Waits up to 10 s until `count` lines carry this message.
+    pub async fn wait_for_logged(&self, message: &str, count: usize) {
+        for _ in 0..200 {
+            if self.count_logged(message) >= count {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!(
+            "fewer than {count} {message:?} lines in the log:\n{}",
+            self.stderr()
+        );
+    }
+
+    /// Sends a signal by name (e.g. "HUP").
+    pub fn signal(&self, name: &str) {
+        let pid = self.child.id().to_string();
+        let sent = Command::new("kill")
+            .args([&format!("-{name}"), &pid])
+            .status()
+            .unwrap();
+        assert!(sent.success(), "kill -{name} {pid} failed");
     }
 
     /// Every JSON log line so far.
@@ -211,10 +243,13 @@ fn listening_address(line: &str) -> Option<String> {
 #[test]
 fn bad_configuration_exits_with_one_clear_line() {
     let cases: &[(&[&str], &str)] = &[
-        (&["--listen", "0.0.0.0:0"], "caller_keys"),
-        (&["--listen", "not-an-address"], "listen"),
-        (&["--database-url", "mysql://localhost/x"], "database_url"),
-        (&["--caller-keys", "short"], "caller_keys[0]"),
+        (&["--server-listen", "0.0.0.0:0"], "server.caller_keys"),
+        (&["--server-listen", "not-an-address"], "server.listen"),
+        (&["--database-url", "mysql://localhost/x"], "database.url"),
+        (
+            &["--server-caller-keys", "short"],
+            "server.caller_keys: [0]",
+        ),
     ];
     for (args, names) in cases {
         let output = authzd_command()
@@ -234,17 +269,17 @@ fn help_documents_every_setting() {
     let output = authzd_command().arg("--help").output().unwrap();
     assert!(output.status.success());
     let help = String::from_utf8_lossy(&output.stdout);
-    for name in [
-        "AUTHZD_CONFIG",
-        "AUTHZD_LISTEN",
-        "DATABASE_URL",
-        "AUTHZD_ADMIN_PASSWORD",
-        "AUTHZD_CALLER_KEYS",
-        "AUTHZD_LOG_FORMAT",
-        "AUTHZD_SHUTDOWN_GRACE_SECONDS",
-        "migrate",
-    ] {
+    for name in ["AUTHZD_CONFIG", "migrate", "config"] {
         assert!(help.contains(name), "--help does not mention {name}");
+    }
+    // Every declared setting has its flag and environment variable there.
+    for def in authzd::config::SETTINGS {
+        assert!(
+            help.contains(&format!("--{}", def.flag())),
+            "--help lacks --{}",
+            def.flag()
+        );
+        assert!(help.contains(&def.env()), "--help lacks {}", def.env());
     }
 }
 

@@ -1,5 +1,6 @@
 use std::sync::Arc;
 
+use authzd::config::DatabaseUrl;
 use authzd::domain::Clock;
 use authzd::domain::bootstrap::Bootstrap;
 use authzd::domain::secret::Secret;
@@ -97,7 +98,7 @@ async fn health_follows_the_database(backend: Backend) {
             let name = db.postgres_name().unwrap().to_owned();
             let mut relay = Relay::start(host).await;
             let relayed = format!("{prefix}{}/{name}", relay.addr);
-            let app = spawn_on(db, |config| config.database_url = Secret::new(relayed)).await;
+            let app = spawn_on(db, |config| config.database.url = DatabaseUrl::new(relayed)).await;
             app.create_account("acme").await;
 
             relay.cut();
@@ -134,7 +135,7 @@ async fn health_follows_the_database(backend: Backend) {
 async fn bootstrap_runs_once_and_never_changes_the_admin(backend: Backend) {
     let db = TestDatabase::new(backend).await;
     let mut config = test_config(&db.url);
-    config.admin_password = None;
+    config.admin.password = None;
     let (core, first) = authzd::prepare(&config, Clock::default()).await.unwrap();
     let generated = match first {
         Bootstrap::CreatedWithGeneratedPassword(password) => password,
@@ -148,7 +149,7 @@ async fn bootstrap_runs_once_and_never_changes_the_admin(backend: Backend) {
     assert!(core.authenticate(&credential).await.is_ok());
 
     // A later start with a configured password leaves the admin alone.
-    config.admin_password = Some(Secret::new("a-different-password"));
+    config.admin.password = Some(Secret::new("a-different-password"));
     let (core, second) = authzd::prepare(&config, Clock::default()).await.unwrap();
     assert!(matches!(second, Bootstrap::AlreadyDone));
     assert!(core.authenticate(&credential).await.is_ok());

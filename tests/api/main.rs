@@ -8,6 +8,7 @@ mod accounts;
 mod api_keys;
 mod auth;
 mod binary;
+mod config;
 mod e2e;
 mod groups;
 mod health;

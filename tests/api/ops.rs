@@ -38,7 +38,7 @@ fn sample(metrics: &str, prefix: &str) -> Option<f64> {
 async fn metrics_count_real_calls(backend: Backend) {
     let db = TestDatabase::new(backend).await;
     let server = Server::start_with(&db, |c| {
-        c.env("AUTHZD_METRICS_LISTEN", "127.0.0.1:0");
+        c.env("AUTHZD_SERVER_METRICS_LISTEN", "127.0.0.1:0");
     })
     .await;
     let metrics_addr = server.wait_for_address("metrics listening").await;
@@ -209,8 +209,8 @@ async fn sigterm_drains_in_flight_requests_and_exits_zero(backend: Backend) {
     // One hash at a time: ten logins queue for ~200 ms, so they are in
     // flight when the signal lands.
     let mut server = Server::start_with(&db, |c| {
-        c.env("AUTHZD_HASH_CONCURRENCY", "1")
-            .env("AUTHZD_SHUTDOWN_GRACE_SECONDS", "15");
+        c.env("AUTHZD_SERVER_HASH_CONCURRENCY", "1")
+            .env("AUTHZD_SERVER_SHUTDOWN_GRACE_SECONDS", "15");
     })
     .await;
     let ch = connect(&server.addr).await;
@@ -275,13 +275,13 @@ async fn sigterm_drains_in_flight_requests_and_exits_zero(backend: Backend) {
     );
 }
 
-struct Pki {
-    ca: rcgen::CertifiedIssuer<'static, rcgen::KeyPair>,
+pub struct Pki {
+    pub ca: rcgen::CertifiedIssuer<'static, rcgen::KeyPair>,
     dir: tempfile::TempDir,
 }
 
 impl Pki {
-    fn new() -> Self {
+    pub fn new() -> Self {
         let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
         params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
         params
@@ -296,21 +296,21 @@ impl Pki {
     }
 
     /// (certificate PEM, key PEM) for `name`, signed by the CA.
-    fn issue(&self, name: &str) -> (String, String) {
+    pub fn issue(&self, name: &str) -> (String, String) {
         let key = rcgen::KeyPair::generate().unwrap();
         let params = rcgen::CertificateParams::new(vec![name.to_owned()]).unwrap();
         let cert = params.signed_by(&key, &self.ca).unwrap();
         (cert.pem(), key.serialize_pem())
     }
 
-    fn write(&self, file: &str, pem: &str) -> std::path::PathBuf {
+    pub fn write(&self, file: &str, pem: &str) -> std::path::PathBuf {
         let path = self.dir.path().join(file);
         std::fs::write(&path, pem).unwrap();
         path
     }
 }
 
-async fn tls_channel(
+pub async fn tls_channel(
     addr: std::net::SocketAddr,
     ca_pem: &str,
     identity: Option<(String, String)>,
@@ -332,18 +332,14 @@ async fn tls_and_mutual_tls(backend: Backend) {
     let pki = Pki::new();
     let (cert, key) = pki.issue("localhost");
     let ca_pem = pki.ca.pem();
-    let files = authzd::config::TlsFiles {
-        cert: pki.write("server.pem", &cert),
-        key: pki.write("server.key", &key),
-        client_ca: None,
-    };
+    let cert_file = pki.write("server.pem", &cert);
+    let key_file = pki.write("server.key", &key);
     for mutual in [false, true] {
         let db = TestDatabase::new(backend).await;
         let mut config = test_config(&db.url);
-        config.tls = Some(authzd::config::TlsFiles {
-            client_ca: mutual.then(|| pki.write("ca.pem", &ca_pem)),
-            ..files.clone()
-        });
+        config.tls.cert_file = Some(cert_file.clone());
+        config.tls.key_file = Some(key_file.clone());
+        config.tls.client_ca_file = mutual.then(|| pki.write("ca.pem", &ca_pem));
         let (core, _) = authzd::prepare(&config, Clock::default()).await.unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -398,7 +394,7 @@ async fn with_tls_probes_get_plaintext_health_on_its_own_port(backend: Backend) 
     let server = Server::start_with(&db, |c| {
         c.env("AUTHZD_TLS_CERT_FILE", &cert_file)
             .env("AUTHZD_TLS_KEY_FILE", &key_file)
-            .env("AUTHZD_HEALTH_LISTEN", "127.0.0.1:0");
+            .env("AUTHZD_SERVER_HEALTH_LISTEN", "127.0.0.1:0");
     })
     .await;
     let health_addr = server.wait_for_address("health listening").await;
@@ -435,7 +431,7 @@ fn tls_settings_are_checked_before_anything_binds() {
         .output()
         .unwrap();
     assert_eq!(output.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&output.stderr).contains("tls_cert_file"));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("tls.cert_file"));
     // Files that exist but hold no usable PEM.
     let dir = tempfile::tempdir().unwrap();
     let garbage = dir.path().join("garbage.pem");
@@ -448,7 +444,7 @@ fn tls_settings_are_checked_before_anything_binds() {
         .output()
         .unwrap();
     assert_eq!(output.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&output.stderr).contains("not usable PEM"));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("tls.cert_file"));
     let output = authzd_command()
         .args(["--tls-cert-file", "/tmp/x.pem"])
         .output()

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use authzd::config::Config;
+use authzd::config::{Config, DatabaseUrl};
 use authzd::domain::secret::Secret;
 use authzd::domain::{Clock, Core};
 use authzd::pb;
@@ -158,17 +158,16 @@ impl Drop for TestDatabase {
 }
 
 pub fn test_config(url: &str) -> Config {
-    Config {
-        listen: SocketAddr::from(([127, 0, 0, 1], 0)),
-        database_url: Secret::new(url),
-        admin_password: Some(Secret::new(ADMIN_PASSWORD)),
-        caller_keys: vec![Secret::new(CALLER_KEY)],
-        health_check_interval: Duration::from_millis(100),
-        // Tests purge explicitly (TestApp::purge) so timing is theirs.
-        background_purge: false,
-        api_key_last_used_flush: Duration::from_millis(100),
-        ..Config::default()
-    }
+    let mut config = Config::default();
+    config.server.listen = SocketAddr::from(([127, 0, 0, 1], 0));
+    config.database.url = DatabaseUrl::new(url);
+    config.admin.password = Some(Secret::new(ADMIN_PASSWORD));
+    config.server.caller_keys = vec![Secret::new(CALLER_KEY)];
+    config.server.health_check_interval_ms = 100;
+    // Tests purge explicitly (TestApp::purge) so timing is theirs.
+    config.server.background_purge = false;
+    config.user_authentication.api_key_last_used_flush_ms = 100;
+    config
 }
 
 pub struct TestApp {
@@ -193,7 +192,7 @@ pub async fn spawn_on(db: TestDatabase, adjust: impl FnOnce(&mut Config)) -> Tes
     let mut config = test_config(&db.url);
     adjust(&mut config);
     let (core, _) = authzd::prepare(&config, Clock::default()).await.unwrap();
-    let listener = TcpListener::bind(config.listen).await.unwrap();
+    let listener = TcpListener::bind(config.server.listen).await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (tx, rx) = oneshot::channel::<()>();
     let server = tokio::spawn(authzd::serve(

@@ -1,0 +1,327 @@
+//! Every setting, declared once (name, type, default, check, doc line), read
+//! from a YAML file, `AUTHZD_*` environment variables and flags — flags win
+//! over the environment, which wins over the file — and validated before
+//! anything binds. `authzd config reference` prints the declaration as
+//! `docs/configuration.md`; `authzd config print` shows the effective values.
+
+pub mod cli;
+pub(crate) mod declare;
+mod reference;
+pub mod value;
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub use self::cli::{Command, Invocation};
+use self::declare::{Layers, Source, settings};
+pub use self::reference::reference;
+pub use self::value::{DatabaseUrl, LogFormat};
+use crate::domain::secret::Secret;
+
+/// Caller keys shorter than this are refused: they are bearer secrets.
+pub const MIN_CALLER_KEY_CHARS: usize = 16;
+pub const DEFAULT_DATABASE_URL: &str = "sqlite://authzd.db?mode=rwc";
+
+const fn loopback(port: u16) -> SocketAddr {
+    SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port)
+}
+
+fn at_least<T: PartialOrd + std::fmt::Display + Copy>(min: T) -> impl Fn(&T) -> Result<(), String> {
+    move |v| {
+        if *v < min {
+            Err(format!("must be at least {min}"))
+        } else {
+            Ok(())
+        }
+    }
+}
+
+// The declaration checks a setting through `fn(&T)`, and T is a Vec here.
+#[allow(clippy::ptr_arg)]
+fn caller_keys_long_enough(keys: &Vec<Secret>) -> Result<(), String> {
+    match keys
+        .iter()
+        .position(|k| k.expose().chars().count() < MIN_CALLER_KEY_CHARS)
+    {
+        Some(i) => Err(format!(
+            "[{i}]: must be at least {MIN_CALLER_KEY_CHARS} characters"
+        )),
+        None => Ok(()),
+    }
+}
+
+settings! {
+    /// The gRPC server, its side ports and its background work.
+    server: Server {
+        /// gRPC listen address.
+        listen: SocketAddr = loopback(50051), old = ["listen"];
+        /// A plaintext listener serving only grpc.health.v1, for probes that cannot speak TLS (unset: off).
+        health_listen: Option<SocketAddr> = None, old = ["health_listen"];
+        /// Prometheus `GET /metrics` listen address, e.g. 0.0.0.0:9090 (unset: off).
+        metrics_listen: Option<SocketAddr> = None, old = ["metrics_listen"];
+        /// Keys sibling services send as `authorization: Bearer <key>` to Authenticate/Authorize; list several to rotate. Required unless listening on loopback.
+        caller_keys: Vec<Secret> = Vec::new(), old = ["caller_keys"], check = caller_keys_long_enough, reload = true;
+        /// A file of further caller keys, one per line (`#` starts a comment), e.g. a mounted Kubernetes Secret.
+        caller_keys_file: Option<PathBuf> = None, reload = true;
+        /// Seconds in-flight requests get to finish after SIGTERM.
+        shutdown_grace_seconds: u64 = 20, old = ["shutdown_grace_seconds"];
+        /// Milliseconds between database health checks.
+        health_check_interval_ms: u64 = 2000, old = ["health_check_interval_ms"], check = |v| at_least(50)(v);
+        /// Run the background purge of deleting accounts and of deleted users' API keys on this replica.
+        background_purge: bool = true;
+        /// Seconds between purges (a deletion also wakes the purge).
+        purge_interval_seconds: u64 = 60, old = ["purge_interval_seconds"], check = |v| at_least(1)(v);
+        /// Password hashes computed at once, each holding 19 MiB (unset: the number of CPUs).
+        hash_concurrency: Option<usize> = None, old = ["hash_concurrency"], check = |v| v.map_or(Ok(()), |n| at_least(1)(&n));
+    }
+
+    /// Logs, on standard error.
+    log: Log {
+        /// `text`, or `json` for log collectors.
+        format: LogFormat = LogFormat::Text, old = ["log_format"];
+        /// A tracing filter, e.g. `info` or `info,authzd=debug`.
+        level: String = "info".to_owned(), old = ["log_level"], old_env = ["AUTHZD_LOG"], check = |v| tracing_subscriber::EnvFilter::try_new(v).map(|_| ()).map_err(|_| format!("{v:?} is not a log filter"));
+    }
+
+    /// The database: embedded SQLite by default, PostgreSQL for production.
+    database: Database {
+        /// `postgres://user:pass@host:5432/db` or `sqlite://path?mode=rwc`.
+        url: DatabaseUrl = DatabaseUrl::new(DEFAULT_DATABASE_URL), env = ["DATABASE_URL"], old = ["database_url"];
+        /// PostgreSQL pool size (SQLite always uses one connection).
+        max_connections: u32 = 10, old = ["db_max_connections"], check = |v| at_least(1)(v);
+    }
+
+    /// TLS on the gRPC port (rustls). Certificate, key and client CA are re-read on SIGHUP.
+    tls: Tls {
+        /// PEM certificate chain; with `tls.key_file`, turns TLS on.
+        cert_file: Option<PathBuf> = None, old = ["tls_cert_file"], reload = true;
+        /// PEM private key.
+        key_file: Option<PathBuf> = None, old = ["tls_key_file"], reload = true;
+        /// PEM CA bundle: when set, clients must present a certificate it signed (mTLS).
+        client_ca_file: Option<PathBuf> = None, old = ["tls_client_ca_file"], reload = true;
+    }
+
+    /// The bootstrap administrator.
+    admin: Admin {
+        /// Password of the `admin` user, used at the first start only (unset: generated and printed once).
+        password: Option<Secret> = None, old = ["admin_password"];
+    }
+
+    /// API keys (Anchore's `user_authentication` names where Anchore has the setting).
+    user_authentication: UserAuthentication {
+        /// Whether SAML users may create and use API keys.
+        allow_api_keys_for_saml_users: bool = false;
+        /// The furthest an API key's expiry may be set ahead, in days.
+        max_api_key_age_days: u32 = 365, check = |v| at_least(1)(v);
+        /// Active API keys a user may hold.
+        max_api_keys_per_user: u32 = 100, check = |v| at_least(1)(v);
+        /// Days to keep deleted users' API keys before purging them; -1 keeps them forever.
+        remove_deleted_user_api_keys_older_than_days: i64 = 365, check = |v| at_least(-1)(v);
+        /// Prefix of new API key values: 2 to 16 lowercase letters and digits, starting with a letter.
+        api_key_prefix: String = crate::domain::key_format::DEFAULT_PREFIX.to_owned(), old = ["api_key_prefix"], check = |v| if crate::domain::key_format::valid_prefix(v) { Ok(()) } else { Err("must be 2 to 16 lowercase letters and digits, starting with a letter".to_owned()) };
+        /// Milliseconds between writes of API keys' last use.
+        api_key_last_used_flush_ms: u64 = 5000, old = ["api_key_last_used_flush_ms"], check = |v| at_least(50)(v);
+    }
+}
+
+/// A configuration problem, reported as one line before anything binds.
+#[derive(Debug, thiserror::Error)]
+#[error("configuration error: {0}")]
+pub struct ConfigError(pub String);
+
+fn bad(message: impl Into<String>) -> ConfigError {
+    ConfigError(message.into())
+}
+
+/// Server TLS material; `client_ca` turns on client-certificate checks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub client_ca: Option<PathBuf>,
+}
+
+/// A loaded configuration, with where each value came from and the
+/// deprecation warnings to log once logging is up.
+#[derive(Debug)]
+pub struct Loaded {
+    pub config: Config,
+    pub sources: Vec<(&'static str, Source)>,
+    pub warnings: Vec<String>,
+}
+
+impl Config {
+    /// Reads the file the invocation names, the environment and the flags.
+    pub fn load(
+        invocation: &Invocation,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Loaded, ConfigError> {
+        let file = match &invocation.config_file {
+            Some(path) => Some((path.as_path(), read_yaml(path)?)),
+            None => None,
+        };
+        let mut layers = Layers::gather(SETTINGS, file, env, invocation.flags())?;
+        let config = Self::resolve(&mut layers)?;
+        config.validate()?;
+        Ok(Loaded {
+            config,
+            sources: layers.sources,
+            warnings: layers.warnings,
+        })
+    }
+
+    /// Loads from the process's own environment.
+    pub fn load_from_process(invocation: &Invocation) -> Result<Loaded, ConfigError> {
+        Self::load(invocation, &|name| std::env::var(name).ok())
+    }
+
+    /// What one setting alone cannot check.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let keys = self.caller_keys()?;
+        if keys.is_empty() && !self.server.listen.ip().is_loopback() {
+            return Err(bad(format!(
+                "server.caller_keys: none configured, so Authenticate/Authorize would be open to anyone; \
+                 that is allowed only on a loopback address, not {} (set AUTHZD_SERVER_CALLER_KEYS)",
+                self.server.listen
+            )));
+        }
+        if let Some(password) = &self.admin.password
+            && crate::domain::users::check_password("admin.password", password).is_err()
+        {
+            return Err(bad("admin.password: must be 6 to 128 characters"));
+        }
+        if let Some(tls) = self.tls_files()? {
+            for (name, path) in [
+                ("tls.cert_file", Some(&tls.cert)),
+                ("tls.key_file", Some(&tls.key)),
+                ("tls.client_ca_file", tls.client_ca.as_ref()),
+            ] {
+                if let Some(path) = path {
+                    std::fs::metadata(path)
+                        .map_err(|e| bad(format!("{name}: cannot read {}: {e}", path.display())))?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The caller keys: the listed ones and those of `caller_keys_file`.
+    pub fn caller_keys(&self) -> Result<Vec<Secret>, ConfigError> {
+        let mut keys = self.server.caller_keys.clone();
+        if let Some(path) = &self.server.caller_keys_file {
+            let text = std::fs::read_to_string(path).map_err(|e| {
+                bad(format!(
+                    "server.caller_keys_file: cannot read {}: {e}",
+                    path.display()
+                ))
+            })?;
+            let from_file: Vec<Secret> = text
+                .lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty() && !l.starts_with('#'))
+                .map(Secret::new)
+                .collect();
+            caller_keys_long_enough(&from_file)
+                .map_err(|e| bad(format!("server.caller_keys_file: line {e}")))?;
+            keys.extend(from_file);
+        }
+        Ok(keys)
+    }
+
+    /// The TLS files, when TLS is on.
+    pub fn tls_files(&self) -> Result<Option<TlsFiles>, ConfigError> {
+        let tls = &self.tls;
+        match (&tls.cert_file, &tls.key_file) {
+            (Some(cert), Some(key)) => Ok(Some(TlsFiles {
+                cert: cert.clone(),
+                key: key.clone(),
+                client_ca: tls.client_ca_file.clone(),
+            })),
+            (None, None) if tls.client_ca_file.is_some() => Err(bad(
+                "tls.client_ca_file: needs tls.cert_file and tls.key_file",
+            )),
+            (None, None) => Ok(None),
+            _ => Err(bad("tls.cert_file and tls.key_file: set both or neither")),
+        }
+    }
+
+    pub fn hash_concurrency(&self) -> usize {
+        self.server
+            .hash_concurrency
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()))
+    }
+
+    pub fn shutdown_grace(&self) -> Duration {
+        Duration::from_secs(self.server.shutdown_grace_seconds)
+    }
+
+    pub fn health_check_interval(&self) -> Duration {
+        Duration::from_millis(self.server.health_check_interval_ms)
+    }
+
+    pub fn purge_interval(&self) -> Duration {
+        Duration::from_secs(self.server.purge_interval_seconds)
+    }
+
+    pub fn api_key_settings(&self) -> crate::domain::api_keys::ApiKeySettings {
+        let ua = &self.user_authentication;
+        crate::domain::api_keys::ApiKeySettings {
+            prefix: ua.api_key_prefix.clone(),
+            max_age_days: ua.max_api_key_age_days,
+            max_per_user: ua.max_api_keys_per_user,
+            remove_deleted_user_keys_older_than_days: ua
+                .remove_deleted_user_api_keys_older_than_days,
+            allow_for_saml_users: ua.allow_api_keys_for_saml_users,
+            last_used_flush: Duration::from_millis(ua.api_key_last_used_flush_ms),
+        }
+    }
+
+    /// The SQLite file the URL names, if it names one.
+    pub fn sqlite_path(&self) -> Option<PathBuf> {
+        let url = self.database.url.expose();
+        let rest = url
+            .strip_prefix("sqlite://")
+            .or_else(|| url.strip_prefix("sqlite:"))?;
+        let path = rest.split('?').next().unwrap_or_default();
+        (!path.is_empty() && !path.contains(":memory:")).then(|| PathBuf::from(path))
+    }
+}
+
+impl Loaded {
+    /// `authzd config print`: every setting, its value (secrets redacted)
+    /// and where it came from, as YAML with comments.
+    pub fn print(&self) -> String {
+        let mut out = String::new();
+        let mut section = "";
+        for (key, value) in self.config.shown() {
+            let (sect, name) = key.split_once('.').unwrap_or(("", key));
+            if sect != section {
+                out.push_str(sect);
+                out.push_str(":\n");
+                section = sect;
+            }
+            let source = self
+                .sources
+                .iter()
+                .find(|(k, _)| *k == key)
+                .map_or_else(|| Source::Default.to_string(), |(_, s)| s.to_string());
+            let value = if value.is_empty() {
+                "~".to_owned()
+            } else {
+                value
+            };
+            out.push_str(&format!("  {name}: {value}  # {source}\n"));
+        }
+        out
+    }
+}
+
+fn read_yaml(path: &Path) -> Result<serde_yaml_ng::Value, ConfigError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| bad(format!("cannot read {}: {e}", path.display())))?;
+    serde_yaml_ng::from_str(&text).map_err(|e| bad(format!("{}: {e}", path.display())))
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,246 @@
+//! Server assembly: the gRPC services with health and reflection, the
+//! optional plaintext health port, background tasks, graceful shutdown, and
+//! the settings SIGHUP replaces while serving.
+
+pub mod tls;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use tokio::net::TcpListener;
+use tokio_stream::{Stream, StreamExt};
+use tokio_util::sync::CancellationToken;
+use tonic_health::ServingStatus;
+
+use crate::config::{Config, ConfigError, TlsFiles};
+use crate::domain::Core;
+use crate::error::{Error, Result};
+use crate::grpc::caller::CallerKeys;
+use crate::tasks::{run_last_used_flusher, run_purger, set_health, watch_health};
+use crate::{grpc, pb, telemetry};
+
+/// Loads and checks the TLS material, so a bad certificate or key is a
+/// configuration error before anything binds.
+pub fn check_tls(files: &TlsFiles) -> std::result::Result<(), ConfigError> {
+    tls::server_config(files).map(|_| ()).map_err(ConfigError)
+}
+
+/// What SIGHUP may replace while serving: the caller keys and the TLS
+/// material. Everything else needs a restart.
+#[derive(Clone)]
+pub struct Live {
+    caller_keys: Arc<ArcSwap<CallerKeys>>,
+    tls: Option<tls::LiveTls>,
+}
+
+impl Live {
+    pub fn new(config: &Config) -> std::result::Result<Self, ConfigError> {
+        let keys = config.caller_keys()?;
+        let tls = match config.tls_files()? {
+            Some(files) => Some(Arc::new(ArcSwap::new(
+                tls::server_config(&files).map_err(ConfigError)?,
+            ))),
+            None => None,
+        };
+        Ok(Self {
+            caller_keys: Arc::new(ArcSwap::from_pointee(CallerKeys::new(
+                keys.iter().map(|k| k.expose()),
+            ))),
+            tls,
+        })
+    }
+
+    /// Applies a newly loaded configuration, all or nothing: if anything in
+    /// it is unusable, the old keys and certificates stay.
+    pub fn reload(&self, config: &Config) -> std::result::Result<(), String> {
+        let keys = config.caller_keys().map_err(|e| e.0)?;
+        let tls = match (config.tls_files().map_err(|e| e.0)?, &self.tls) {
+            (Some(files), Some(_)) => Some(tls::server_config(&files)?),
+            (None, None) => None,
+            _ => return Err("turning TLS on or off needs a restart".to_owned()),
+        };
+        if let (Some(live), Some(new)) = (&self.tls, tls) {
+            live.store(new);
+        }
+        self.caller_keys
+            .store(Arc::new(CallerKeys::new(keys.iter().map(|k| k.expose()))));
+        Ok(())
+    }
+}
+
+/// Serves gRPC on `listener` until `shutdown` completes; then health goes
+/// NOT_SERVING, new connections are refused, in-flight RPCs get up to the
+/// grace period to finish, and background tasks stop.
+pub async fn serve(
+    listener: TcpListener,
+    core: Core,
+    config: Arc<Config>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<()> {
+    serve_with_reloads(listener, core, config, tokio_stream::pending(), shutdown).await
+}
+
+/// `serve`, applying each configuration `reloads` yields (SIGHUP).
+pub async fn serve_with_reloads(
+    listener: TcpListener,
+    core: Core,
+    config: Arc<Config>,
+    reloads: impl Stream<Item = Config> + Send + 'static,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<()> {
+    let live = Live::new(&config).map_err(|e| Error::internal(e.0))?;
+    let (reporter, health_service) = tonic_health::server::health_reporter();
+    set_health(&reporter, ServingStatus::NotServing).await;
+    let reflection_v1 = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .map_err(|e| Error::internal(format!("reflection: {e}")))?;
+    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1alpha()
+        .map_err(|e| Error::internal(format!("reflection: {e}")))?;
+
+    let stop_tasks = CancellationToken::new();
+    let health_task = tokio::spawn(watch_health(
+        core.clone(),
+        reporter.clone(),
+        config.health_check_interval(),
+        stop_tasks.clone(),
+    ));
+    let purge_task = config.server.background_purge.then(|| {
+        tokio::spawn(run_purger(
+            core.clone(),
+            config.purge_interval(),
+            stop_tasks.clone(),
+        ))
+    });
+    let reload_task = {
+        let live = live.clone();
+        let stop = stop_tasks.clone();
+        let mut reloads = Box::pin(reloads);
+        tokio::spawn(async move {
+            loop {
+                let next = tokio::select! {
+                    _ = stop.cancelled() => return,
+                    next = reloads.next() => next,
+                };
+                let Some(config) = next else { return };
+                match live.reload(&config) {
+                    Ok(()) => tracing::info!("reloaded caller keys and TLS material"),
+                    Err(why) => tracing::error!(
+                        error = why.as_str(),
+                        "reload refused; still serving with the previous caller keys and TLS material"
+                    ),
+                }
+            }
+        })
+    };
+
+    // Stops only after the drain, so the last requests' uses are written.
+    let stop_flush = CancellationToken::new();
+    let flush_task = tokio::spawn(run_last_used_flusher(
+        core.clone(),
+        core.settings().api_keys.last_used_flush,
+        stop_flush.clone(),
+    ));
+
+    let routes = grpc::routes(&core, live.caller_keys.clone())
+        .add_service(health_service)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha);
+
+    // Probes that cannot speak TLS (the kubelet's gRPC probes) get health
+    // alone, in plaintext, on a port of its own. It outlives the drain so
+    // they see NOT_SERVING.
+    let stop_health = CancellationToken::new();
+    let health_only = match config.server.health_listen {
+        Some(addr) => {
+            let listener = TcpListener::bind(addr)
+                .await
+                .map_err(|e| Error::internal(format!("cannot listen for health on {addr}: {e}")))?;
+            if let Ok(local) = listener.local_addr() {
+                tracing::info!(address = %local, "health listening");
+            }
+            let service = tonic_health::pb::health_server::HealthServer::new(
+                tonic_health::server::HealthService::from_health_reporter(reporter.clone()),
+            );
+            let stop = stop_health.clone();
+            Some(tokio::spawn(
+                tonic::transport::Server::builder()
+                    .add_service(service)
+                    .serve_with_incoming_shutdown(tls::plain(listener), async move {
+                        stop.cancelled().await
+                    }),
+            ))
+        }
+        None => None,
+    };
+
+    let draining = CancellationToken::new();
+    let on_signal = {
+        let draining = draining.clone();
+        let stop_tasks = stop_tasks.clone();
+        let reporter = reporter.clone();
+        async move {
+            shutdown.await;
+            tracing::info!("shutting down: NOT_SERVING, draining in-flight requests");
+            stop_tasks.cancel();
+            set_health(&reporter, ServingStatus::NotServing).await;
+            metrics::gauge!("authzd_health_serving").set(0.0);
+            draining.cancel();
+        }
+    };
+    if live.tls.is_none() && !config.server.listen.ip().is_loopback() {
+        tracing::warn!(
+            "serving plaintext gRPC on a non-loopback address; configure TLS unless a mesh terminates it"
+        );
+    }
+    let router = tonic::transport::Server::builder()
+        .layer(telemetry::RpcLayer)
+        .add_routes(routes);
+    let server = async move {
+        match &live.tls {
+            Some(config) => {
+                router
+                    .serve_with_incoming_shutdown(tls::tls(listener, config.clone()), on_signal)
+                    .await
+            }
+            None => {
+                router
+                    .serve_with_incoming_shutdown(tls::plain(listener), on_signal)
+                    .await
+            }
+        }
+    };
+    let grace = config.shutdown_grace();
+    let outcome = tokio::select! {
+        result = server => result.map_err(|e| Error::internal(format!("transport: {e}"))),
+        _ = async { draining.cancelled().await; tokio::time::sleep(grace).await } => {
+            tracing::warn!(grace_seconds = grace.as_secs(), "grace period over; exiting with requests in flight");
+            Ok(())
+        }
+    };
+    stop_tasks.cancel();
+    stop_flush.cancel();
+    stop_health.cancel();
+    if let Some(mut health_only) = health_only {
+        // A Watch stream left open there must not hold the exit.
+        if tokio::time::timeout(Duration::from_secs(1), &mut health_only)
+            .await
+            .is_err()
+        {
+            health_only.abort();
+        }
+    }
+    let _ = health_task.await;
+    let _ = reload_task.await;
+    let _ = flush_task.await;
+    if let Some(purge_task) = purge_task {
+        let _ = purge_task.await;
+    }
+    outcome
+}

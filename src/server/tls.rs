@@ -1,0 +1,108 @@
+//! TLS that can be replaced while serving: connections are accepted here
+//! (not by tonic) so that SIGHUP can swap the certificate, key and client CA
+//! for new connections, and so every accepted socket gets `TCP_NODELAY`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use rustls::RootCertStore;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::WebPkiClientVerifier;
+use tokio::net::{TcpListener, TcpStream};
+use tokio_rustls::server::TlsStream;
+use tokio_stream::StreamExt;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::transport::server::TcpIncoming;
+
+use crate::config::TlsFiles;
+
+/// A client that has not finished its handshake by then is dropped.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Reads and checks the PEM files into a rustls configuration.
+pub fn server_config(files: &TlsFiles) -> Result<Arc<rustls::ServerConfig>, String> {
+    let read_certs = |name: &str, path: &std::path::Path| {
+        let certs = CertificateDer::pem_file_iter(path)
+            .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+            .map_err(|e| format!("{name}: {}: {e}", path.display()))?;
+        if certs.is_empty() {
+            return Err(format!("{name}: {}: no certificate in it", path.display()));
+        }
+        Ok(certs)
+    };
+    let certs = read_certs("tls.cert_file", &files.cert)?;
+    let key = PrivateKeyDer::from_pem_file(&files.key)
+        .map_err(|e| format!("tls.key_file: {}: {e}", files.key.display()))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("tls: {e}"))?;
+    let builder = match &files.client_ca {
+        Some(ca) => {
+            let mut roots = RootCertStore::empty();
+            for cert in read_certs("tls.client_ca_file", ca)? {
+                roots
+                    .add(cert)
+                    .map_err(|e| format!("tls.client_ca_file: {}: {e}", ca.display()))?;
+            }
+            let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
+                .build()
+                .map_err(|e| format!("tls.client_ca_file: {}: {e}", ca.display()))?;
+            builder.with_client_cert_verifier(verifier)
+        }
+        None => builder.with_no_client_auth(),
+    };
+    let mut config = builder
+        .with_single_cert(certs, key)
+        .map_err(|e| format!("tls.cert_file/tls.key_file: {e}"))?;
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    Ok(Arc::new(config))
+}
+
+/// The TLS configuration new connections get; replaced on reload.
+pub type LiveTls = Arc<ArcSwap<rustls::ServerConfig>>;
+
+/// Accepted plaintext connections, with `TCP_NODELAY`: a response written
+/// in two pieces (body, trailers) must not wait for the peer's delayed ACK.
+pub fn plain(listener: TcpListener) -> TcpIncoming {
+    TcpIncoming::from(listener).with_nodelay(Some(true))
+}
+
+/// Accepted TLS connections. Handshakes run concurrently, each in its own
+/// task, so one slow client cannot hold up the others.
+pub fn tls(
+    listener: TcpListener,
+    config: LiveTls,
+) -> ReceiverStream<Result<TlsStream<TcpStream>, std::io::Error>> {
+    let (tx, rx) = tokio::sync::mpsc::channel(64);
+    tokio::spawn(async move {
+        let mut accepted = plain(listener);
+        loop {
+            let stream = tokio::select! {
+                _ = tx.closed() => return,
+                next = accepted.next() => match next {
+                    Some(Ok(stream)) => stream,
+                    Some(Err(err)) => {
+                        tracing::debug!(error = %err, "accept failed");
+                        continue;
+                    }
+                    None => return,
+                },
+            };
+            let acceptor = tokio_rustls::TlsAcceptor::from(config.load_full());
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                    Ok(Ok(tls)) => {
+                        let _ = tx.send(Ok(tls)).await;
+                    }
+                    Ok(Err(err)) => tracing::debug!(error = %err, "TLS handshake failed"),
+                    Err(_) => tracing::debug!("TLS handshake timed out"),
+                }
+            });
+        }
+    });
+    ReceiverStream::new(rx)
+}

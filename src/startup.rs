@@ -1,0 +1,68 @@
+//! Start-up: opening and migrating the database, and assembling the domain.
+
+use migration::MigratorTrait;
+
+use crate::config::Config;
+use crate::domain::bootstrap::Bootstrap;
+use crate::domain::passwords::PasswordHasher;
+use crate::domain::{Clock, Core, Settings};
+use crate::error::{Error, Result};
+use crate::store;
+
+/// Any constant: the Postgres advisory lock all replicas migrate under.
+const MIGRATION_LOCK: i64 = 0x0061_7574_687a_6400;
+
+/// Applies pending migrations, once, however many replicas start together:
+/// on Postgres they queue on an advisory lock held by the migrating
+/// transaction (Postgres DDL is transactional), and the later ones find
+/// nothing pending.
+async fn migrate_locked(db: &sea_orm::DatabaseConnection) -> Result<()> {
+    use sea_orm::{ConnectionTrait, TransactionTrait};
+    if db.get_database_backend() != sea_orm::DbBackend::Postgres {
+        return migration::Migrator::up(db, None)
+            .await
+            .map_err(store::classify);
+    }
+    let txn = db.begin().await.map_err(store::classify)?;
+    txn.execute_unprepared(&format!("SELECT pg_advisory_xact_lock({MIGRATION_LOCK})"))
+        .await
+        .map_err(store::classify)?;
+    migration::Migrator::up(&txn, None)
+        .await
+        .map_err(store::classify)?;
+    txn.commit().await.map_err(store::classify)
+}
+
+/// Applies pending migrations.
+pub async fn migrate(config: &Config) -> Result<()> {
+    let db = store::connect(
+        config.database.url.expose(),
+        config.database.max_connections,
+    )
+    .await?;
+    migrate_locked(&db).await?;
+    db.close().await.map_err(store::classify)?;
+    Ok(())
+}
+
+/// Connects, migrates, loads the catalog and bootstraps the admin account.
+pub async fn prepare(config: &Config, clock: Clock) -> Result<(Core, Bootstrap)> {
+    let db = store::connect(
+        config.database.url.expose(),
+        config.database.max_connections,
+    )
+    .await?;
+    migrate_locked(&db).await?;
+    // Computing the dummy hash is argon2 work: keep it off the async workers.
+    let concurrency = config.hash_concurrency();
+    let hasher = tokio::task::spawn_blocking(move || PasswordHasher::new(concurrency))
+        .await
+        .map_err(|e| Error::internal(format!("hasher start-up: {e}")))??;
+    let settings = Settings {
+        sqlite_path: config.sqlite_path(),
+        api_keys: config.api_key_settings(),
+    };
+    let core = Core::new(db, hasher, clock, settings).await?;
+    let bootstrap = core.bootstrap(config.admin.password.as_ref()).await?;
+    Ok((core, bootstrap))
+}

@@ -1,0 +1,101 @@
+//! Background work beside the server: health that follows the database,
+//! the purge, and the API-key last-use flush.
+
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+use tonic_health::ServingStatus;
+use tonic_health::server::HealthReporter;
+
+use crate::domain::Core;
+use crate::error::Error;
+use crate::grpc;
+
+pub async fn set_health(reporter: &HealthReporter, status: ServingStatus) {
+    reporter.set_service_status("", status).await;
+    for name in grpc::SERVICE_NAMES {
+        reporter.set_service_status(name, status).await;
+    }
+}
+
+/// Follows the database: SERVING while it answers and is migrated.
+pub async fn watch_health(
+    core: Core,
+    reporter: HealthReporter,
+    interval: Duration,
+    stop: CancellationToken,
+) {
+    let mut serving = None;
+    loop {
+        let ready = core.is_ready().await;
+        metrics::gauge!("authzd_health_serving").set(if ready { 1.0 } else { 0.0 });
+        if let Some((in_use, idle)) = core.pool_usage() {
+            metrics::gauge!("authzd_db_pool_connections", "state" => "in_use")
+                .set(f64::from(in_use));
+            metrics::gauge!("authzd_db_pool_connections", "state" => "idle").set(f64::from(idle));
+        }
+        if serving != Some(ready) {
+            if ready {
+                tracing::info!("database ready: SERVING");
+            } else {
+                tracing::warn!("database not ready: NOT_SERVING");
+            }
+            let status = if ready {
+                ServingStatus::Serving
+            } else {
+                ServingStatus::NotServing
+            };
+            // A shutdown may have begun while we checked: it has the last word.
+            if stop.is_cancelled() {
+                return;
+            }
+            set_health(&reporter, status).await;
+            serving = Some(ready);
+        }
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(interval) => {}
+        }
+    }
+}
+
+fn log_background_error(task: &'static str, err: Error) {
+    match err {
+        Error::Unavailable => tracing::warn!(task, "postponed: database unavailable"),
+        other => tracing::error!(task, error = %other, "background task failed"),
+    }
+}
+
+/// Purges deleting accounts, and deleted users' API keys past their
+/// retention, on a timer and whenever a deletion starts.
+pub async fn run_purger(core: Core, interval: Duration, stop: CancellationToken) {
+    loop {
+        if let Err(err) = core.purge_deleting_accounts().await {
+            log_background_error("account purge", err);
+        }
+        if let Err(err) = core.purge_deleted_users_keys().await {
+            log_background_error("API key purge", err);
+        }
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = core.purge_wakeup() => {}
+            _ = tokio::time::sleep(interval) => {}
+        }
+    }
+}
+
+/// Writes API keys' last use every `interval`, and once more at the end.
+pub async fn run_last_used_flusher(core: Core, interval: Duration, stop: CancellationToken) {
+    loop {
+        let stopping = tokio::select! {
+            _ = stop.cancelled() => true,
+            _ = tokio::time::sleep(interval) => false,
+        };
+        if let Err(err) = core.flush_last_used().await {
+            log_background_error("API key last-use flush", err);
+        }
+        if stopping {
+            return;
+        }
+    }
+}
