@@ -119,7 +119,7 @@ settings! {
         /// Days to keep deleted users' API keys before purging them; -1 keeps them forever.
         remove_deleted_user_api_keys_older_than_days: i64 = 365, check = |v| at_least(-1)(v);
         /// Prefix of new API key values: 2 to 16 lowercase letters and digits, starting with a letter.
-        api_key_prefix: String = crate::domain::key_format::DEFAULT_PREFIX.to_owned(), old = ["api_key_prefix"], check = |v| if crate::domain::key_format::valid_prefix(v) { Ok(()) } else { Err("must be 2 to 16 lowercase letters and digits, starting with a letter".to_owned()) };
+        api_key_prefix: String = "azk".to_owned(), old = ["api_key_prefix"], check = |v| if crate::domain::key_format::valid_prefix(v) { Ok(()) } else { Err("must be 2 to 16 lowercase letters and digits, starting with a letter".to_owned()) };
         /// Milliseconds between writes of API keys' last use.
         api_key_last_used_flush_ms: u64 = 5000, old = ["api_key_last_used_flush_ms"], check = |v| at_least(50)(v);
     }

@@ -23,7 +23,7 @@ use crate::error::{AuthFailure, Error, Result};
 use crate::store;
 use crate::store::users::UserRecord;
 
-/// The API-key settings (Anchore's `user_authentication` names).
+/// The API-key settings; declared, with their defaults, in `config`.
 #[derive(Debug, Clone)]
 pub struct ApiKeySettings {
     pub prefix: String,
@@ -33,19 +33,6 @@ pub struct ApiKeySettings {
     pub remove_deleted_user_keys_older_than_days: i64,
     pub allow_for_saml_users: bool,
     pub last_used_flush: Duration,
-}
-
-impl Default for ApiKeySettings {
-    fn default() -> Self {
-        Self {
-            prefix: key_format::DEFAULT_PREFIX.to_owned(),
-            max_age_days: 365,
-            max_per_user: 100,
-            remove_deleted_user_keys_older_than_days: 365,
-            allow_for_saml_users: false,
-            last_used_flush: Duration::from_secs(5),
-        }
-    }
 }
 
 /// Last uses waiting to be written: at most one row update per key per
@@ -205,7 +192,7 @@ impl Core {
         let active = store::api_keys::count_active(&txn, owner.id, now).await?;
         if active >= u64::from(settings.max_per_user) {
             return Err(Error::LimitReached(format!(
-                "{:?} already has {active} active API keys (max_api_keys_per_user)",
+                "{:?} already has {active} active API keys (user_authentication.max_api_keys_per_user)",
                 owner.username
             )));
         }

@@ -19,7 +19,6 @@ use crate::error::{AuthFailure, Error, Result};
 pub const ID_CHARS: usize = 12;
 pub const SECRET_CHARS: usize = 43;
 pub const CHECKSUM_CHARS: usize = 6;
-pub const DEFAULT_PREFIX: &str = "azk";
 const BASE62: &[u8; 62] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
 /// Domain separation for the stored hash; not a secret.
 const HASH_KEY: &[u8] = b"authzd/api-key/v1";

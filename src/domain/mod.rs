@@ -58,7 +58,7 @@ impl Clock {
 }
 
 /// Settings the rules depend on.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Settings {
     /// The SQLite file, when that is the database: readiness also requires
     /// that it still exists.

@@ -307,10 +307,9 @@ async fn the_per_user_limit_counts_active_keys(backend: Backend) {
         .await
         .unwrap_err();
     assert_eq!(status.code(), Code::ResourceExhausted);
-    assert!(
-        status.message().contains("max_api_keys_per_user"),
-        "{}",
-        status.message()
+    assert_eq!(
+        status.message(),
+        "\"admin\" already has 2 active API keys (user_authentication.max_api_keys_per_user)"
     );
     app.keys()
         .update_api_key(as_admin(pb::UpdateApiKeyRequest {

@@ -113,6 +113,7 @@ async fn health_follows_the_database(backend: Backend) {
                 .await
                 .unwrap_err();
             assert_eq!(status.code(), Code::Unavailable, "{}", status.message());
+            assert_eq!(status.message(), "the database is unavailable; retry later");
             let status = app.login("admin", ADMIN_PASSWORD).await.unwrap_err();
             assert_eq!(status.code(), Code::Unavailable);
 

@@ -9,6 +9,7 @@ mod api_keys;
 mod auth;
 mod binary;
 mod config;
+mod cookbook;
 mod e2e;
 mod groups;
 mod health;
