@@ -4,6 +4,7 @@
 //! runs the gRPC server on a bound listener until a shutdown future
 //! completes. Tests assemble the server in-process with these two.
 
+pub mod cache;
 pub mod config;
 pub mod domain;
 pub mod error;

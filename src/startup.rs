@@ -3,8 +3,8 @@
 use migration::MigratorTrait;
 
 use crate::config::Config;
+use crate::domain::authn::passwords::PasswordHasher;
 use crate::domain::bootstrap::Bootstrap;
-use crate::domain::passwords::PasswordHasher;
 use crate::domain::{Clock, Core, Settings};
 use crate::error::{Error, Result};
 use crate::store;
@@ -61,6 +61,7 @@ pub async fn prepare(config: &Config, clock: Clock) -> Result<(Core, Bootstrap)>
     let settings = Settings {
         sqlite_path: config.sqlite_path(),
         api_keys: config.api_key_settings(),
+        cache: config.cache_settings(),
     };
     let core = Core::new(db, hasher, clock, settings).await?;
     let bootstrap = core.bootstrap(config.admin.password.as_ref()).await?;

@@ -22,6 +22,19 @@ use crate::config::{Config, LogFormat};
 
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
 
+/// The request id of an RPC: the caller's `x-request-id` when it is a
+/// plain token, else a new one. Handlers find it in the request extensions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestId(pub String);
+
+/// Ids are logged and echoed: only `[A-Za-z0-9._:-]{1,128}` is taken as is.
+fn acceptable_request_id(id: &str) -> bool {
+    (1..=128).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'))
+}
+
 pub fn init(config: &Config) {
     let filter = EnvFilter::try_new(&config.log.level).unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
@@ -123,7 +136,7 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, request: Request<B>) -> Self::Future {
+    fn call(&mut self, mut request: Request<B>) -> Self::Future {
         // The clone is ready only if polled; the polled one goes to this call.
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
@@ -132,8 +145,11 @@ where
             .headers()
             .get(REQUEST_ID_HEADER)
             .and_then(|v| v.to_str().ok())
-            .filter(|v| !v.is_empty() && v.len() <= 128)
+            .filter(|v| acceptable_request_id(v))
             .map_or_else(|| uuid::Uuid::new_v4().to_string(), str::to_owned);
+        request
+            .extensions_mut()
+            .insert(RequestId(request_id.clone()));
         let span = tracing::info_span!(
             "rpc",
             method = %method,

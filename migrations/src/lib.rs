@@ -6,6 +6,7 @@ pub use sea_orm_migration::prelude::*;
 mod m20261122_000001_identity;
 mod m20261122_000002_predefined_roles;
 mod m20261122_000003_api_keys;
+mod m20261129_000004_change_records;
 
 pub struct Migrator;
 
@@ -16,6 +17,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261122_000001_identity::Migration),
             Box::new(m20261122_000002_predefined_roles::Migration),
             Box::new(m20261122_000003_api_keys::Migration),
+            Box::new(m20261129_000004_change_records::Migration),
         ]
     }
 }

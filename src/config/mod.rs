@@ -108,6 +108,27 @@ settings! {
         password: Option<Secret> = None, old = ["admin_password"];
     }
 
+    /// Checks from memory: what a check needs is cached and kept right by the
+    /// change records every write leaves (NOTIFY on Postgres, with polling as the backstop).
+    cache: CacheSection {
+        /// Answer checks from memory. Off: every check reads the database.
+        enabled: bool = true;
+        /// Entries held per kind (API keys, users, accounts).
+        max_entries: u64 = 100_000, check = |v| at_least(1)(v);
+        /// Seconds an entry lives after it was read from the database; reads never extend it.
+        ttl_seconds: u64 = 60, check = |v| at_least(1)(v);
+        /// Seconds a "no such user or account" answer is kept (a creation evicts it at once).
+        negative_ttl_seconds: u64 = 5;
+        /// Postgres: LISTEN for change notifications. Off: follow by polling alone (e.g. behind PgBouncer in transaction mode).
+        notify: bool = true;
+        /// Milliseconds between reads of the change records (the backstop for lost notifications).
+        poll_interval_ms: u64 = 1000, check = |v| at_least(50)(v);
+        /// Milliseconds without following the change records after which checks stop answering from memory and read through (so with the database down they fail closed).
+        max_staleness_ms: u64 = 5000, check = |v| at_least(100)(v);
+        /// Seconds change records are kept; a replica that falls further behind clears its cache.
+        change_retention_seconds: u64 = 86_400, check = |v| at_least(60)(v);
+    }
+
     /// API keys (Anchore's `user_authentication` names where Anchore has the setting).
     user_authentication: UserAuthentication {
         /// Whether SAML users may create and use API keys.
@@ -119,7 +140,7 @@ settings! {
         /// Days to keep deleted users' API keys before purging them; -1 keeps them forever.
         remove_deleted_user_api_keys_older_than_days: i64 = 365, check = |v| at_least(-1)(v);
         /// Prefix of new API key values: 2 to 16 lowercase letters and digits, starting with a letter.
-        api_key_prefix: String = "azk".to_owned(), old = ["api_key_prefix"], check = |v| if crate::domain::key_format::valid_prefix(v) { Ok(()) } else { Err("must be 2 to 16 lowercase letters and digits, starting with a letter".to_owned()) };
+        api_key_prefix: String = "azk".to_owned(), old = ["api_key_prefix"], check = |v| if crate::domain::authn::key_format::valid_prefix(v) { Ok(()) } else { Err("must be 2 to 16 lowercase letters and digits, starting with a letter".to_owned()) };
         /// Milliseconds between writes of API keys' last use.
         api_key_last_used_flush_ms: u64 = 5000, old = ["api_key_last_used_flush_ms"], check = |v| at_least(50)(v);
     }
@@ -186,6 +207,11 @@ impl Config {
                 self.server.listen
             )));
         }
+        if self.cache.max_staleness_ms <= self.cache.poll_interval_ms {
+            return Err(bad(
+                "cache.max_staleness_ms: must be greater than cache.poll_interval_ms",
+            ));
+        }
         if let Some(password) = &self.admin.password
             && crate::domain::users::check_password("admin.password", password).is_err()
         {
@@ -250,6 +276,20 @@ impl Config {
         self.server
             .hash_concurrency
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()))
+    }
+
+    pub fn cache_settings(&self) -> crate::cache::CacheSettings {
+        let c = &self.cache;
+        crate::cache::CacheSettings {
+            enabled: c.enabled,
+            max_entries: c.max_entries,
+            ttl: Duration::from_secs(c.ttl_seconds),
+            negative_ttl: Duration::from_secs(c.negative_ttl_seconds),
+            poll_interval: Duration::from_millis(c.poll_interval_ms),
+            max_staleness: Duration::from_millis(c.max_staleness_ms),
+            notify: c.notify,
+            change_retention: Duration::from_secs(c.change_retention_seconds),
+        }
     }
 
     pub fn shutdown_grace(&self) -> Duration {

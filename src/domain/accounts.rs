@@ -1,10 +1,11 @@
 //! Accounts and their state machine: enabled <-> disabled -> deleting -> gone.
 
+use super::Core;
 use super::actions::{CREATE_ACCOUNT, DELETE_ACCOUNT, GET_ACCOUNT, LIST_ACCOUNTS, UPDATE_ACCOUNT};
-use super::model::{ADMIN_ACCOUNT, Account, AccountState, AccountType, Principal};
+use super::caller::Caller;
+use super::model::{ADMIN_ACCOUNT, Account, AccountState, AccountType};
 use super::names::{AccountName, Email};
 use super::page::{Page, PageRequest};
-use super::{Core, commit};
 use crate::error::{Error, Result};
 use crate::store;
 
@@ -15,7 +16,7 @@ fn not_found(name: &str) -> Error {
 impl Core {
     pub async fn create_account(
         &self,
-        caller: &Principal,
+        caller: &Caller,
         name: AccountName,
         email: Option<Email>,
         account_type: AccountType,
@@ -33,7 +34,8 @@ impl Core {
             created_at: now,
             updated_at: now,
         };
-        store::accounts::create_account(self.db(), &account).await?;
+        self.write_with(async |db| store::accounts::create_account(db, &account).await)
+            .await?;
         tracing::info!(
             caller = caller.username(),
             account = account.name,
@@ -42,7 +44,7 @@ impl Core {
         Ok(account)
     }
 
-    pub async fn get_account(&self, caller: &Principal, name: &str) -> Result<Account> {
+    pub async fn get_account(&self, caller: &Caller, name: &str) -> Result<Account> {
         // Anyone may read their own account.
         if name != caller.account() {
             self.require(caller, GET_ACCOUNT, Some(name)).await?;
@@ -58,7 +60,7 @@ impl Core {
 
     pub async fn list_accounts(
         &self,
-        caller: &Principal,
+        caller: &Caller,
         state: Option<AccountState>,
         page: &PageRequest,
     ) -> Result<Page<Account>> {
@@ -68,7 +70,7 @@ impl Core {
 
     pub async fn update_account_email(
         &self,
-        caller: &Principal,
+        caller: &Caller,
         name: &str,
         email: Option<Email>,
     ) -> Result<Account> {
@@ -78,7 +80,12 @@ impl Core {
             return Err(Error::precondition("the account is being deleted"));
         }
         let email = email.map(Email::into_string);
-        if !store::accounts::update_email(self.db(), name, email.as_deref(), self.now()).await? {
+        if !self
+            .write_with(async |db| {
+                store::accounts::update_email(db, name, email.as_deref(), self.now()).await
+            })
+            .await?
+        {
             return Err(not_found(name));
         }
         self.account(name).await
@@ -87,7 +94,7 @@ impl Core {
     /// Enables or disables an account (a system-domain action).
     pub async fn set_account_state(
         &self,
-        caller: &Principal,
+        caller: &Caller,
         name: &str,
         state: AccountState,
     ) -> Result<Account> {
@@ -106,7 +113,12 @@ impl Core {
             return Err(Error::precondition("the account is being deleted"));
         }
         let from = [AccountState::Enabled, AccountState::Disabled];
-        if !store::accounts::transition_state(self.db(), name, &from, state, self.now()).await? {
+        if !self
+            .write_with(async |db| {
+                store::accounts::transition_state(db, name, &from, state, self.now()).await
+            })
+            .await?
+        {
             return Err(Error::precondition("the account is being deleted"));
         }
         tracing::info!(
@@ -120,7 +132,7 @@ impl Core {
 
     /// Starts deleting a disabled account: its users lose access at once,
     /// and the purge removes them and then the account, freeing the name.
-    pub async fn delete_account(&self, caller: &Principal, name: &str) -> Result<Account> {
+    pub async fn delete_account(&self, caller: &Caller, name: &str) -> Result<Account> {
         self.require(caller, DELETE_ACCOUNT, None).await?;
         let account = self.account(name).await?;
         if account.account_type == AccountType::Admin || name == ADMIN_ACCOUNT {
@@ -135,14 +147,18 @@ impl Core {
             AccountState::Deleting => return Ok(account),
             AccountState::Disabled => {}
         }
-        let moved = store::accounts::transition_state(
-            self.db(),
-            name,
-            &[AccountState::Disabled],
-            AccountState::Deleting,
-            self.now(),
-        )
-        .await?;
+        let moved = self
+            .write_with(async |db| {
+                store::accounts::transition_state(
+                    db,
+                    name,
+                    &[AccountState::Disabled],
+                    AccountState::Deleting,
+                    self.now(),
+                )
+                .await
+            })
+            .await?;
         if !moved {
             return Err(Error::precondition(
                 "the account changed state concurrently; read it and retry",
@@ -162,10 +178,10 @@ impl Core {
     pub async fn purge_deleting_accounts(&self) -> Result<usize> {
         let mut purged = 0;
         for name in store::accounts::list_deleting(self.db()).await? {
-            let txn = self.begin().await?;
-            let users = store::users::delete_users_of_account(&txn, &name, self.now()).await?;
-            let removed = store::accounts::delete_deleting_account(&txn, &name).await?;
-            commit(txn).await?;
+            let txn = self.write().await?;
+            let users = store::users::delete_users_of_account(txn.db(), &name, self.now()).await?;
+            let removed = store::accounts::delete_deleting_account(txn.db(), &name).await?;
+            txn.commit().await?;
             if removed {
                 purged += 1;
                 tracing::info!(account = name, users, "account purged");

@@ -9,19 +9,18 @@ use chrono::{DateTime, TimeDelta, Utc};
 use sea_orm::{ConnectionTrait, DbBackend, EntityTrait, QuerySelect};
 use uuid::Uuid;
 
+use super::Core;
 use super::actions::{
     CREATE_API_KEY, DELETE_API_KEY, GET_API_KEY, LIST_API_KEYS, SELF_CREATE_API_KEY,
     SELF_DELETE_API_KEY, SELF_GET_API_KEY, SELF_LIST_API_KEYS, SELF_UPDATE_API_KEY, UPDATE_API_KEY,
 };
-use super::auth::check_active;
-use super::key_format;
-use super::model::{ApiKey, ApiKeyRef, ApiKeyStatus, CredentialKind, Principal, User, UserType};
+use super::authn::key_format;
+use super::caller::Caller;
+use super::model::{ApiKey, ApiKeyStatus, User, UserType};
 use super::page::{Page, PageRequest};
 use super::secret::Secret;
-use super::{Core, commit};
-use crate::error::{AuthFailure, Error, Result};
+use crate::error::{Error, Result};
 use crate::store;
-use crate::store::users::UserRecord;
 
 /// The API-key settings; declared, with their defaults, in `config`.
 #[derive(Debug, Clone)]
@@ -43,7 +42,7 @@ pub struct LastUsed {
 }
 
 impl LastUsed {
-    fn record(&self, key: Uuid, at: DateTime<Utc>) {
+    pub(crate) fn record(&self, key: Uuid, at: DateTime<Utc>) {
         if let Ok(mut pending) = self.pending.lock() {
             let latest = pending.entry(key).or_insert(at);
             *latest = (*latest).max(at);
@@ -112,7 +111,7 @@ impl Core {
     /// the caller (`username` empty or their own), or a user of `account`.
     async fn key_owner(
         &self,
-        caller: &Principal,
+        caller: &Caller,
         account: &str,
         username: &str,
         actions: Actions,
@@ -138,7 +137,7 @@ impl Core {
     /// Creates a key; the returned value is shown once and never stored.
     pub async fn create_api_key(
         &self,
-        caller: &Principal,
+        caller: &Caller,
         account: &str,
         username: &str,
         name: String,
@@ -179,25 +178,25 @@ impl Core {
             last_used_at: None,
             owner_deleted_at: None,
         };
-        let txn = self.begin().await?;
+        let txn = self.write().await?;
         // Concurrent creates for one owner queue on the owner's row, so the
         // count below cannot be overtaken (SQLite has one writer anyway).
-        if txn.get_database_backend() == DbBackend::Postgres {
+        if txn.db().get_database_backend() == DbBackend::Postgres {
             store::entity::users::Entity::find_by_id(owner.id)
                 .lock_exclusive()
-                .one(&txn)
+                .one(txn.db())
                 .await
                 .map_err(store::classify)?;
         }
-        let active = store::api_keys::count_active(&txn, owner.id, now).await?;
+        let active = store::api_keys::count_active(txn.db(), owner.id, now).await?;
         if active >= u64::from(settings.max_per_user) {
             return Err(Error::LimitReached(format!(
                 "{:?} already has {active} active API keys (user_authentication.max_api_keys_per_user)",
                 owner.username
             )));
         }
-        store::api_keys::create_api_key(&txn, &key, minted.secret_hash).await?;
-        commit(txn).await?;
+        store::api_keys::create_api_key(txn.db(), &key, minted.secret_hash).await?;
+        txn.commit().await?;
         tracing::info!(
             caller = caller.username(),
             owner = owner.username,
@@ -209,7 +208,7 @@ impl Core {
 
     pub async fn list_api_keys(
         &self,
-        caller: &Principal,
+        caller: &Caller,
         account: &str,
         username: &str,
         include_expired: bool,
@@ -238,7 +237,7 @@ impl Core {
 
     pub async fn get_api_key(
         &self,
-        caller: &Principal,
+        caller: &Caller,
         account: &str,
         username: &str,
         name: &str,
@@ -250,7 +249,7 @@ impl Core {
     /// Renames, re-describes or revokes. Revocation is one-way.
     pub async fn update_api_key(
         &self,
-        caller: &Principal,
+        caller: &Caller,
         account: &str,
         username: &str,
         name: &str,
@@ -272,15 +271,19 @@ impl Core {
                 return Err(Error::invalid("status", "only REVOKED can be set"));
             }
         };
-        let updated = store::api_keys::update_api_key(
-            self.db(),
-            key.id,
-            update.new_name.as_deref(),
-            update.description.as_deref(),
-            revoke_at,
-            now,
-        )
-        .await?;
+        let updated = self
+            .write_with(async |db| {
+                store::api_keys::update_api_key(
+                    db,
+                    key.id,
+                    update.new_name.as_deref(),
+                    update.description.as_deref(),
+                    revoke_at,
+                    now,
+                )
+                .await
+            })
+            .await?;
         if !updated {
             return Err(not_found(name));
         }
@@ -297,14 +300,17 @@ impl Core {
 
     pub async fn delete_api_key(
         &self,
-        caller: &Principal,
+        caller: &Caller,
         account: &str,
         username: &str,
         name: &str,
     ) -> Result<()> {
         let owner = self.key_owner(caller, account, username, DELETE).await?;
         let key = self.key_named(&owner, name).await?;
-        if !store::api_keys::delete_api_key(self.db(), key.id).await? {
+        if !self
+            .write_with(async |db| store::api_keys::delete_api_key(db, key.id).await)
+            .await?
+        {
             return Err(not_found(name));
         }
         tracing::info!(
@@ -313,46 +319,6 @@ impl Core {
             "API key deleted"
         );
         Ok(())
-    }
-
-    /// One indexed lookup and one HMAC; the checksum refuses garbage before
-    /// the lookup.
-    pub(crate) async fn authenticate_api_key(&self, value: &Secret) -> Result<Principal> {
-        let fail = |reason| Error::Unauthenticated(reason);
-        let parsed = key_format::parse(value.expose())?;
-        let record = store::api_keys::find_for_authentication(self.db(), parsed.key_id)
-            .await?
-            .ok_or(fail(AuthFailure::UnknownKey))?;
-        if !parsed.matches(&record.secret_hash) {
-            return Err(fail(AuthFailure::WrongSecret));
-        }
-        let key = record.key;
-        let (user, account) = match record.owner {
-            Some(owner) if key.owner_deleted_at.is_none() => owner,
-            _ => return Err(fail(AuthFailure::OwnerDeleted)),
-        };
-        let now = self.now();
-        match key.status(now) {
-            ApiKeyStatus::Active => {}
-            ApiKeyStatus::Expired => return Err(fail(AuthFailure::KeyExpired)),
-            ApiKeyStatus::Revoked => return Err(fail(AuthFailure::KeyRevoked)),
-        }
-        if user.user_type == UserType::Saml && !self.key_settings().allow_for_saml_users {
-            return Err(fail(AuthFailure::SamlKeysDisallowed));
-        }
-        let record = UserRecord {
-            user,
-            account,
-            password_hash: None,
-        };
-        check_active(&record)?;
-        self.last_used().record(key.id, now);
-        let mut principal = self.principal(record, CredentialKind::ApiKey).await?;
-        principal.api_key = Some(ApiKeyRef {
-            key_id: key.key_id,
-            name: key.name,
-        });
-        Ok(principal)
     }
 
     /// A last use not yet written shows anyway.
@@ -367,19 +333,23 @@ impl Core {
 
     /// Writes the coalesced last uses. Returns how many keys were written.
     pub async fn flush_last_used(&self) -> Result<usize> {
-        let pending = self.last_used().take();
-        let mut written = 0;
-        for (key, at) in &pending {
-            if let Err(err) = store::api_keys::set_last_used(self.db(), *key, *at).await {
-                // Keep them for the next flush; rewriting one is harmless.
-                for (key, at) in &pending {
-                    self.last_used().record(*key, *at);
-                }
-                return Err(err);
-            }
-            written += 1;
+        let pending: Vec<(Uuid, DateTime<Utc>)> = self.last_used().take().into_iter().collect();
+        if pending.is_empty() {
+            return Ok(0);
         }
-        Ok(written)
+        // One statement per flush (per 500 keys), and no change record:
+        // a last use cannot change a check's answer.
+        let written = self
+            .write_with(async |db| store::api_keys::set_last_used(db, &pending).await)
+            .await;
+        if let Err(err) = written {
+            // Keep them for the next flush; rewriting one is harmless.
+            for (key, at) in &pending {
+                self.last_used().record(*key, *at);
+            }
+            return Err(err);
+        }
+        Ok(pending.len())
     }
 
     /// Purges the keys of users deleted longer ago than the retention.
@@ -389,6 +359,7 @@ impl Core {
             return Ok(0);
         }
         let cutoff = self.now() - TimeDelta::days(days);
-        store::api_keys::purge_owner_deleted_before(self.db(), cutoff).await
+        self.write_with(async |db| store::api_keys::purge_owner_deleted_before(db, cutoff).await)
+            .await
     }
 }

@@ -3,12 +3,12 @@
 use rand::distr::{Alphanumeric, SampleString};
 use uuid::Uuid;
 
+use super::Core;
 use super::model::{
     ADMIN_ACCOUNT, ADMIN_USER, Account, AccountState, AccountType, User, UserState, UserType,
 };
 use super::secret::Secret;
 use super::users::check_password;
-use super::{Core, commit};
 use crate::error::Result;
 use crate::store;
 
@@ -68,12 +68,12 @@ impl Core {
             created_at: now,
             updated_at: now,
         };
-        let txn = self.begin().await?;
-        if !store::accounts::create_account_if_absent(&txn, &account).await? {
+        let txn = self.write().await?;
+        if !store::accounts::create_account_if_absent(txn.db(), &account).await? {
             return Ok(Bootstrap::AlreadyDone);
         }
-        store::users::create_user(&txn, &user, Some(hash)).await?;
-        commit(txn).await?;
+        store::users::create_user(txn.db(), &user, Some(hash)).await?;
+        txn.commit().await?;
         tracing::info!("bootstrap created the admin account and user");
         Ok(match generated {
             Some(secret) => Bootstrap::CreatedWithGeneratedPassword(secret),

@@ -3,15 +3,16 @@
 
 use uuid::Uuid;
 
+use super::Core;
 use super::actions::{
     ADD_USER_GROUP_ROLE, ADD_USER_GROUP_USER, CREATE_USER_GROUP, DELETE_USER_GROUP,
     DELETE_USER_GROUP_ROLE, DELETE_USER_GROUP_USER, GET_USER_GROUP, LIST_USER_GROUPS,
     UPDATE_USER_GROUP,
 };
-use super::model::{AccountState, Group, Principal};
+use super::caller::Caller;
+use super::model::{AccountState, Group};
 use super::names::GroupName;
 use super::page::{Page, PageRequest};
-use super::{Core, commit};
 use crate::error::{Error, Result};
 use crate::store;
 
@@ -22,7 +23,7 @@ fn not_found(name: &str) -> Error {
 impl Core {
     pub async fn create_group(
         &self,
-        caller: &Principal,
+        caller: &Caller,
         name: GroupName,
         description: String,
     ) -> Result<Group> {
@@ -37,7 +38,8 @@ impl Core {
             members: Vec::new(),
             grants: Vec::new(),
         };
-        store::groups::create_group(self.db(), &group).await?;
+        self.write_with(async |db| store::groups::create_group(db, &group).await)
+            .await?;
         tracing::info!(
             caller = caller.username(),
             group = group.name,
@@ -59,36 +61,41 @@ impl Core {
             .ok_or_else(|| not_found(name))
     }
 
-    pub async fn get_group(&self, caller: &Principal, name: &str) -> Result<Group> {
+    pub async fn get_group(&self, caller: &Caller, name: &str) -> Result<Group> {
         self.require(caller, GET_USER_GROUP, None).await?;
         self.group_detail(name).await
     }
 
-    pub async fn list_groups(&self, caller: &Principal, page: &PageRequest) -> Result<Page<Group>> {
+    pub async fn list_groups(&self, caller: &Caller, page: &PageRequest) -> Result<Page<Group>> {
         self.require(caller, LIST_USER_GROUPS, None).await?;
         store::groups::list_groups(self.db(), page).await
     }
 
     pub async fn update_group(
         &self,
-        caller: &Principal,
+        caller: &Caller,
         name: &str,
         description: String,
     ) -> Result<Group> {
         self.require(caller, UPDATE_USER_GROUP, None).await?;
         let id = self.group_id(name).await?;
-        if !store::groups::update_description(self.db(), id, &description, self.now()).await? {
+        if !self
+            .write_with(async |db| {
+                store::groups::update_description(db, id, &description, self.now()).await
+            })
+            .await?
+        {
             return Err(not_found(name));
         }
         self.group_detail(name).await
     }
 
-    pub async fn delete_group(&self, caller: &Principal, name: &str) -> Result<()> {
+    pub async fn delete_group(&self, caller: &Caller, name: &str) -> Result<()> {
         self.require(caller, DELETE_USER_GROUP, None).await?;
         let id = self.group_id(name).await?;
-        let txn = self.begin().await?;
-        let deleted = store::groups::delete_group(&txn, id).await?;
-        commit(txn).await?;
+        let txn = self.write().await?;
+        let deleted = store::groups::delete_group(txn.db(), id).await?;
+        txn.commit().await?;
         if !deleted {
             return Err(not_found(name));
         }
@@ -110,7 +117,7 @@ impl Core {
 
     pub async fn add_group_members(
         &self,
-        caller: &Principal,
+        caller: &Caller,
         name: &str,
         usernames: &[String],
     ) -> Result<Group> {
@@ -118,16 +125,16 @@ impl Core {
         let id = self.group_id(name).await?;
         let user_ids = self.user_ids(usernames).await?;
         let now = self.now();
-        let txn = self.begin().await?;
-        store::groups::add_members(&txn, id, &user_ids, now).await?;
-        store::groups::touch(&txn, id, now).await?;
-        commit(txn).await?;
+        let txn = self.write().await?;
+        store::groups::add_members(txn.db(), id, &user_ids, now).await?;
+        store::groups::touch(txn.db(), id, now).await?;
+        txn.commit().await?;
         self.group_detail(name).await
     }
 
     pub async fn remove_group_members(
         &self,
-        caller: &Principal,
+        caller: &Caller,
         name: &str,
         usernames: &[String],
     ) -> Result<Group> {
@@ -135,10 +142,10 @@ impl Core {
         let id = self.group_id(name).await?;
         let user_ids = self.user_ids(usernames).await?;
         let now = self.now();
-        let txn = self.begin().await?;
-        store::groups::remove_members(&txn, id, &user_ids).await?;
-        store::groups::touch(&txn, id, now).await?;
-        commit(txn).await?;
+        let txn = self.write().await?;
+        store::groups::remove_members(txn.db(), id, &user_ids).await?;
+        store::groups::touch(txn.db(), id, now).await?;
+        txn.commit().await?;
         self.group_detail(name).await
     }
 
@@ -146,7 +153,7 @@ impl Core {
     /// has checked against the catalog.
     pub async fn add_group_grants(
         &self,
-        caller: &Principal,
+        caller: &Caller,
         name: &str,
         grants: &[(String, String)],
     ) -> Result<Group> {
@@ -163,26 +170,26 @@ impl Core {
             }
         }
         let now = self.now();
-        let txn = self.begin().await?;
-        store::groups::add_grants(&txn, id, grants, now).await?;
-        store::groups::touch(&txn, id, now).await?;
-        commit(txn).await?;
+        let txn = self.write().await?;
+        store::groups::add_grants(txn.db(), id, grants, now).await?;
+        store::groups::touch(txn.db(), id, now).await?;
+        txn.commit().await?;
         self.group_detail(name).await
     }
 
     pub async fn remove_group_grants(
         &self,
-        caller: &Principal,
+        caller: &Caller,
         name: &str,
         grants: &[(String, String)],
     ) -> Result<Group> {
         self.require(caller, DELETE_USER_GROUP_ROLE, None).await?;
         let id = self.group_id(name).await?;
         let now = self.now();
-        let txn = self.begin().await?;
-        store::groups::remove_grants(&txn, id, grants).await?;
-        store::groups::touch(&txn, id, now).await?;
-        commit(txn).await?;
+        let txn = self.write().await?;
+        store::groups::remove_grants(txn.db(), id, grants).await?;
+        store::groups::touch(txn.db(), id, now).await?;
+        txn.commit().await?;
         self.group_detail(name).await
     }
 }

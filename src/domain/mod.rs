@@ -4,17 +4,16 @@
 pub mod accounts;
 pub mod actions;
 pub mod api_keys;
-pub mod auth;
+pub mod authn;
+pub mod authz;
 pub mod bootstrap;
+pub mod caller;
 pub mod catalog;
-pub mod credentials;
 pub mod decision;
 pub mod groups;
-pub mod key_format;
 pub mod model;
 pub mod names;
 pub mod page;
-pub mod passwords;
 pub mod roles;
 pub mod secret;
 pub mod users;
@@ -29,10 +28,12 @@ use sea_orm::{DatabaseConnection, DatabaseTransaction, TransactionTrait};
 use tokio::sync::Notify;
 
 use self::api_keys::{ApiKeySettings, LastUsed};
+use self::authn::passwords::PasswordHasher;
 use self::catalog::Catalog;
-use self::passwords::PasswordHasher;
+use crate::cache::{Cache, CacheSettings, Follower};
 use crate::error::Result;
 use crate::store;
+use crate::store::principals::Queries;
 
 /// The only reader of the system time. Tests move it forward instead of
 /// sleeping.
@@ -64,6 +65,7 @@ pub struct Settings {
     /// that it still exists.
     pub sqlite_path: Option<PathBuf>,
     pub api_keys: ApiKeySettings,
+    pub cache: CacheSettings,
 }
 
 struct Inner {
@@ -74,6 +76,8 @@ struct Inner {
     settings: Settings,
     purge_wakeup: Notify,
     last_used: LastUsed,
+    queries: Queries,
+    follower: Arc<Follower>,
 }
 
 /// Shared state of the domain: cheap to clone, one per process.
@@ -91,8 +95,11 @@ impl Core {
         settings: Settings,
     ) -> Result<Self> {
         let catalog = store::roles::load_catalog(&db).await?;
+        let cache = Arc::new(Cache::new(settings.cache, clock.clone()));
+        let follower = Follower::start(cache, db.clone()).await?;
         Ok(Self {
             inner: Arc::new(Inner {
+                queries: Queries::new(db.get_database_backend()),
                 db,
                 hasher,
                 catalog,
@@ -100,6 +107,7 @@ impl Core {
                 settings,
                 purge_wakeup: Notify::new(),
                 last_used: LastUsed::default(),
+                follower,
             }),
         })
     }
@@ -132,8 +140,41 @@ impl Core {
         &self.inner.hasher
     }
 
-    pub(crate) async fn begin(&self) -> Result<DatabaseTransaction> {
-        self.inner.db.begin().await.map_err(store::classify)
+    pub fn cache(&self) -> &Cache {
+        self.inner.follower.cache()
+    }
+
+    /// What follows the change records: run by the server as a task.
+    pub fn follower(&self) -> &Arc<Follower> {
+        &self.inner.follower
+    }
+
+    /// Principal lookups this process has made in the database.
+    pub fn lookups(&self) -> u64 {
+        self.inner.queries.lookups()
+    }
+
+    pub(crate) fn queries(&self) -> &Queries {
+        &self.inner.queries
+    }
+
+    /// A unit of work around one operation on the transaction.
+    pub(crate) async fn write_with<T>(
+        &self,
+        operation: impl AsyncFnOnce(&DatabaseTransaction) -> Result<T>,
+    ) -> Result<T> {
+        let write = self.write().await?;
+        let value = operation(write.db()).await?;
+        write.commit().await?;
+        Ok(value)
+    }
+
+    /// Opens a unit of work: every write goes through one.
+    pub(crate) async fn write(&self) -> Result<Write> {
+        Ok(Write {
+            txn: self.inner.db.begin().await.map_err(store::classify)?,
+            core: self.clone(),
+        })
     }
 
     /// Wakes the background purge of deleting accounts.
@@ -184,6 +225,28 @@ impl Core {
     }
 }
 
-pub(crate) async fn commit(txn: DatabaseTransaction) -> Result<()> {
-    txn.commit().await.map_err(store::classify)
+/// One unit of work: the writes of one operation in one transaction. The
+/// triggers add the change records to it; on commit this replica follows
+/// them at once, so its very next check sees the change. Dropping it
+/// without committing rolls everything back.
+pub(crate) struct Write {
+    txn: DatabaseTransaction,
+    core: Core,
+}
+
+impl Write {
+    pub fn db(&self) -> &DatabaseTransaction {
+        &self.txn
+    }
+
+    pub async fn commit(self) -> Result<()> {
+        self.txn.commit().await.map_err(store::classify)?;
+        if let Err(err) = self.core.follower().catch_up().await {
+            // The change is committed but not yet applied here: forget
+            // everything rather than answer from before it.
+            tracing::warn!(error = %err, "cannot follow a change just made: clearing the cache");
+            self.core.cache().clear();
+        }
+        Ok(())
+    }
 }

@@ -4,19 +4,20 @@ use super::Core;
 use super::actions::{
     CREATE_ROLE_MEMBER, DELETE_ROLE_MEMBER, GET_ROLE, LIST_ROLE_MEMBERS, LIST_ROLES,
 };
+use super::caller::Caller;
 use super::catalog::Role;
-use super::model::{AccountState, Principal, RoleMember};
+use super::model::{AccountState, RoleMember};
 use super::page::{Page, PageRequest};
 use crate::error::{Error, Result};
 use crate::store;
 
 impl Core {
-    pub async fn list_roles(&self, caller: &Principal, context: &str) -> Result<Vec<Role>> {
+    pub async fn list_roles(&self, caller: &Caller, context: &str) -> Result<Vec<Role>> {
         self.require(caller, LIST_ROLES, Some(context)).await?;
         Ok(self.catalog().roles().cloned().collect())
     }
 
-    pub async fn get_role(&self, caller: &Principal, context: &str, name: &str) -> Result<Role> {
+    pub async fn get_role(&self, caller: &Caller, context: &str, name: &str) -> Result<Role> {
         self.require(caller, GET_ROLE, Some(context)).await?;
         self.known_role(name).cloned()
     }
@@ -31,7 +32,7 @@ impl Core {
     /// see every account and everyone else their context account.
     pub async fn list_role_members(
         &self,
-        caller: &Principal,
+        caller: &Caller,
         role: &str,
         account: Option<&str>,
         context: &str,
@@ -49,7 +50,7 @@ impl Core {
 
     pub async fn add_role_member(
         &self,
-        caller: &Principal,
+        caller: &Caller,
         role: &str,
         username: &str,
         account: &str,
@@ -67,14 +68,16 @@ impl Core {
             .await?
             .ok_or_else(|| Error::not_found(format!("user {username:?}")))?;
         let now = self.now();
-        store::users::create_binding(self.db(), record.user.id, role, account, now)
-            .await
-            .map_err(|e| match e {
-                Error::AlreadyExists(_) => Error::exists(format!(
-                    "role {role:?} for {username:?} in account {account:?}"
-                )),
-                other => other,
-            })?;
+        self.write_with(async |db| {
+            store::users::create_binding(db, record.user.id, role, account, now).await
+        })
+        .await
+        .map_err(|e| match e {
+            Error::AlreadyExists(_) => Error::exists(format!(
+                "role {role:?} for {username:?} in account {account:?}"
+            )),
+            other => other,
+        })?;
         tracing::info!(
             caller = caller.username(),
             role,
@@ -93,7 +96,7 @@ impl Core {
 
     pub async fn remove_role_member(
         &self,
-        caller: &Principal,
+        caller: &Caller,
         role: &str,
         username: &str,
         account: &str,
@@ -109,7 +112,12 @@ impl Core {
         let record = store::users::find_user_record(self.db(), username)
             .await?
             .ok_or_else(missing)?;
-        if !store::users::delete_binding(self.db(), record.user.id, role, account).await? {
+        if !self
+            .write_with(async |db| {
+                store::users::delete_binding(db, record.user.id, role, account).await
+            })
+            .await?
+        {
             return Err(missing());
         }
         tracing::info!(

@@ -2,14 +2,15 @@
 
 use uuid::Uuid;
 
+use super::Core;
 use super::actions::{CREATE_USER, DELETE_USER, GET_USER, LIST_ALL_USERS, LIST_USERS, UPDATE_USER};
+use super::caller::Caller;
 use super::model::{
-    ADMIN_USER, AccountState, CredentialKind, Principal, User, UserState, UserType, UserWithGrants,
+    ADMIN_USER, AccountState, CredentialKind, User, UserState, UserType, UserWithGrants,
 };
 use super::names::Username;
 use super::page::{Page, PageRequest};
 use super::secret::Secret;
-use super::{Core, commit};
 use crate::error::{Error, Result};
 use crate::store;
 
@@ -46,7 +47,7 @@ fn not_found(account: &str, username: &str) -> Error {
 }
 
 impl Core {
-    pub async fn create_user(&self, caller: &Principal, new: NewUser) -> Result<UserWithGrants> {
+    pub async fn create_user(&self, caller: &Caller, new: NewUser) -> Result<UserWithGrants> {
         self.require(caller, CREATE_USER, Some(&new.account))
             .await?;
         for (i, role) in new.roles.iter().enumerate() {
@@ -75,15 +76,15 @@ impl Core {
             created_at: now,
             updated_at: now,
         };
-        let txn = self.begin().await?;
-        store::users::create_user(&txn, &user, password_hash).await?;
+        let txn = self.write().await?;
+        store::users::create_user(txn.db(), &user, password_hash).await?;
         let mut roles = new.roles;
         roles.sort();
         roles.dedup();
         for role in &roles {
-            store::users::create_binding(&txn, user.id, role, &user.account, now).await?;
+            store::users::create_binding(txn.db(), user.id, role, &user.account, now).await?;
         }
-        commit(txn).await?;
+        txn.commit().await?;
         tracing::info!(
             caller = caller.username(),
             user = user.username,
@@ -126,7 +127,7 @@ impl Core {
 
     pub async fn get_user(
         &self,
-        caller: &Principal,
+        caller: &Caller,
         account: &str,
         username: &str,
     ) -> Result<UserWithGrants> {
@@ -139,7 +140,7 @@ impl Core {
 
     pub async fn list_users(
         &self,
-        caller: &Principal,
+        caller: &Caller,
         account: &str,
         page: &PageRequest,
     ) -> Result<Page<UserWithGrants>> {
@@ -150,7 +151,7 @@ impl Core {
 
     pub async fn list_all_users(
         &self,
-        caller: &Principal,
+        caller: &Caller,
         page: &PageRequest,
     ) -> Result<Page<UserWithGrants>> {
         self.require(caller, LIST_ALL_USERS, None).await?;
@@ -158,12 +159,7 @@ impl Core {
         self.with_grants_page(users).await
     }
 
-    pub async fn delete_user(
-        &self,
-        caller: &Principal,
-        account: &str,
-        username: &str,
-    ) -> Result<()> {
+    pub async fn delete_user(&self, caller: &Caller, account: &str, username: &str) -> Result<()> {
         self.require(caller, DELETE_USER, Some(account)).await?;
         let user = self.user_in(account, username).await?;
         if user.id == caller.user.id {
@@ -175,10 +171,10 @@ impl Core {
         if user.user_type == UserType::Service {
             return Err(Error::precondition("service users cannot be deleted"));
         }
-        let txn = self.begin().await?;
-        store::api_keys::mark_owner_deleted(&txn, &[user.id], self.now()).await?;
-        let deleted = store::users::delete_user(&txn, user.id).await?;
-        commit(txn).await?;
+        let txn = self.write().await?;
+        store::api_keys::mark_owner_deleted(txn.db(), &[user.id], self.now()).await?;
+        let deleted = store::users::delete_user(txn.db(), user.id).await?;
+        txn.commit().await?;
         if !deleted {
             return Err(not_found(account, username));
         }
@@ -193,7 +189,7 @@ impl Core {
 
     pub async fn set_password(
         &self,
-        caller: &Principal,
+        caller: &Caller,
         account: &str,
         username: &str,
         password: &Secret,
@@ -214,7 +210,10 @@ impl Core {
         }
         let hash = self.hasher().hash(password).await?;
         let now = self.now();
-        if !store::users::set_password_hash(self.db(), user.id, hash, now).await? {
+        if !self
+            .write_with(async |db| store::users::set_password_hash(db, user.id, hash, now).await)
+            .await?
+        {
             return Err(not_found(account, username));
         }
         tracing::info!(
@@ -228,7 +227,7 @@ impl Core {
 
     pub async fn set_user_state(
         &self,
-        caller: &Principal,
+        caller: &Caller,
         account: &str,
         username: &str,
         state: UserState,
@@ -243,7 +242,12 @@ impl Core {
                 return Err(Error::precondition("the admin user cannot be disabled"));
             }
         }
-        if !store::users::set_user_state(self.db(), user.id, state, self.now()).await? {
+        if !self
+            .write_with(async |db| {
+                store::users::set_user_state(db, user.id, state, self.now()).await
+            })
+            .await?
+        {
             return Err(not_found(account, username));
         }
         tracing::info!(
@@ -258,6 +262,6 @@ impl Core {
     }
 }
 
-fn is_self(caller: &Principal, account: &str, username: &str) -> bool {
+fn is_self(caller: &Caller, account: &str, username: &str) -> bool {
     caller.account() == account && caller.username() == username
 }

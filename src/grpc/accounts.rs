@@ -1,6 +1,6 @@
 use tonic::{Request, Response, Status};
 
-use super::caller::{admin_caller, target_account};
+use super::context::authenticated;
 use super::convert::{account_state_in, account_type_in};
 use crate::domain::Core;
 use crate::domain::model::{AccountState, AccountType};
@@ -26,8 +26,7 @@ impl AccountService for AccountApi {
         &self,
         request: Request<pb::CreateAccountRequest>,
     ) -> Result<Response<pb::Account>, Status> {
-        let caller = admin_caller(&self.core, request.metadata()).await?;
-        let req = request.into_inner();
+        let (caller, req) = authenticated(&self.core, request).await?;
         let name = AccountName::parse_new("name", &req.name)?;
         let email = Email::parse_optional("email", &req.email)?;
         let account_type = account_type_in("type", req.r#type)?.unwrap_or(AccountType::User);
@@ -42,8 +41,8 @@ impl AccountService for AccountApi {
         &self,
         request: Request<pb::GetAccountRequest>,
     ) -> Result<Response<pb::Account>, Status> {
-        let caller = admin_caller(&self.core, request.metadata()).await?;
-        let name = target_account("name", &request.get_ref().name, request.metadata(), &caller)?;
+        let (caller, req) = authenticated(&self.core, request).await?;
+        let name = caller.target_account("name", &req.name)?;
         let account = self.core.get_account(&caller, &name).await?;
         Ok(Response::new(account.into()))
     }
@@ -52,8 +51,7 @@ impl AccountService for AccountApi {
         &self,
         request: Request<pb::ListAccountsRequest>,
     ) -> Result<Response<pb::ListAccountsResponse>, Status> {
-        let caller = admin_caller(&self.core, request.metadata()).await?;
-        let req = request.into_inner();
+        let (caller, req) = authenticated(&self.core, request).await?;
         let state = account_state_in("state", req.state)?;
         let page = PageRequest::parse(req.page_size, &req.page_token, 1)?;
         let page = self.core.list_accounts(&caller, state, &page).await?;
@@ -67,9 +65,9 @@ impl AccountService for AccountApi {
         &self,
         request: Request<pb::UpdateAccountRequest>,
     ) -> Result<Response<pb::Account>, Status> {
-        let caller = admin_caller(&self.core, request.metadata()).await?;
-        let name = target_account("name", &request.get_ref().name, request.metadata(), &caller)?;
-        let email = Email::parse_optional("email", &request.get_ref().email)?;
+        let (caller, req) = authenticated(&self.core, request).await?;
+        let name = caller.target_account("name", &req.name)?;
+        let email = Email::parse_optional("email", &req.email)?;
         let account = self
             .core
             .update_account_email(&caller, &name, email)
@@ -81,8 +79,7 @@ impl AccountService for AccountApi {
         &self,
         request: Request<pb::SetAccountStateRequest>,
     ) -> Result<Response<pb::Account>, Status> {
-        let caller = admin_caller(&self.core, request.metadata()).await?;
-        let req = request.into_inner();
+        let (caller, req) = authenticated(&self.core, request).await?;
         let name = names::required("name", &req.name)?;
         let state = match account_state_in("state", req.state)? {
             Some(state @ (AccountState::Enabled | AccountState::Disabled)) => state,
@@ -101,8 +98,8 @@ impl AccountService for AccountApi {
         &self,
         request: Request<pb::DeleteAccountRequest>,
     ) -> Result<Response<pb::Account>, Status> {
-        let caller = admin_caller(&self.core, request.metadata()).await?;
-        let name = names::required("name", &request.get_ref().name)?;
+        let (caller, req) = authenticated(&self.core, request).await?;
+        let name = names::required("name", &req.name)?;
         let account = self.core.delete_account(&caller, name).await?;
         Ok(Response::new(account.into()))
     }

@@ -1,10 +1,10 @@
 use tonic::{Request, Response, Status};
 
-use super::caller::{admin_caller, target_account};
+use super::context::authenticated;
 use super::convert::{api_key, api_key_status_in, timestamp_in};
 use crate::domain::Core;
 use crate::domain::api_keys::KeyUpdate;
-use crate::domain::model::Principal;
+use crate::domain::caller::Caller;
 use crate::domain::names;
 use crate::domain::page::PageRequest;
 use crate::error::{Error, Result};
@@ -36,24 +36,18 @@ fn key_name(field: &str, value: &str) -> Result<String> {
 }
 
 /// The owner's account: for one's own keys, the caller's account.
-fn owner_account<T>(
-    request: &Request<T>,
-    account: &str,
-    username: &str,
-    caller: &Principal,
-) -> std::result::Result<String, Status> {
+fn owner_account(caller: &Caller, account: &str, username: &str) -> Result<String> {
     // One's own keys: usernames are global, so the account adds nothing.
     if username.is_empty() || username == caller.username() {
         if !account.is_empty() && account != caller.account() {
             return Err(Error::invalid(
                 "username",
                 "is required to manage keys of another account's user",
-            )
-            .into());
+            ));
         }
         return Ok(caller.account().to_owned());
     }
-    target_account("account", account, request.metadata(), caller)
+    caller.target_account("account", account)
 }
 
 #[tonic::async_trait]
@@ -62,9 +56,9 @@ impl ApiKeyService for ApiKeyApi {
         &self,
         request: Request<pb::CreateApiKeyRequest>,
     ) -> std::result::Result<Response<pb::CreateApiKeyResponse>, Status> {
-        let caller = admin_caller(&self.core, request.metadata()).await?;
-        let r = request.get_ref();
-        let account = owner_account(&request, &r.account, &r.username, &caller)?;
+        let (caller, req) = authenticated(&self.core, request).await?;
+        let r = &req;
+        let account = owner_account(&caller, &r.account, &r.username)?;
         let name = key_name("name", &r.name)?;
         let description = names::description("description", &r.description, DESCRIPTION_MAX_CHARS)?;
         let expires_at = timestamp_in("expires_at", r.expires_at)?;
@@ -89,9 +83,9 @@ impl ApiKeyService for ApiKeyApi {
         &self,
         request: Request<pb::ListApiKeysRequest>,
     ) -> std::result::Result<Response<pb::ListApiKeysResponse>, Status> {
-        let caller = admin_caller(&self.core, request.metadata()).await?;
-        let r = request.get_ref();
-        let account = owner_account(&request, &r.account, &r.username, &caller)?;
+        let (caller, req) = authenticated(&self.core, request).await?;
+        let r = &req;
+        let account = owner_account(&caller, &r.account, &r.username)?;
         let page = PageRequest::parse(r.page_size, &r.page_token, 1)?;
         let keys = self
             .core
@@ -115,9 +109,9 @@ impl ApiKeyService for ApiKeyApi {
         &self,
         request: Request<pb::GetApiKeyRequest>,
     ) -> std::result::Result<Response<pb::ApiKey>, Status> {
-        let caller = admin_caller(&self.core, request.metadata()).await?;
-        let r = request.get_ref();
-        let account = owner_account(&request, &r.account, &r.username, &caller)?;
+        let (caller, req) = authenticated(&self.core, request).await?;
+        let r = &req;
+        let account = owner_account(&caller, &r.account, &r.username)?;
         let name = key_name("name", &r.name)?;
         let key = self
             .core
@@ -130,9 +124,9 @@ impl ApiKeyService for ApiKeyApi {
         &self,
         request: Request<pb::UpdateApiKeyRequest>,
     ) -> std::result::Result<Response<pb::ApiKey>, Status> {
-        let caller = admin_caller(&self.core, request.metadata()).await?;
-        let r = request.get_ref();
-        let account = owner_account(&request, &r.account, &r.username, &caller)?;
+        let (caller, req) = authenticated(&self.core, request).await?;
+        let r = &req;
+        let account = owner_account(&caller, &r.account, &r.username)?;
         let name = key_name("name", &r.name)?;
         let update = KeyUpdate {
             new_name: r
@@ -158,9 +152,9 @@ impl ApiKeyService for ApiKeyApi {
         &self,
         request: Request<pb::DeleteApiKeyRequest>,
     ) -> std::result::Result<Response<pb::DeleteApiKeyResponse>, Status> {
-        let caller = admin_caller(&self.core, request.metadata()).await?;
-        let r = request.get_ref();
-        let account = owner_account(&request, &r.account, &r.username, &caller)?;
+        let (caller, req) = authenticated(&self.core, request).await?;
+        let r = &req;
+        let account = owner_account(&caller, &r.account, &r.username)?;
         let name = key_name("name", &r.name)?;
         self.core
             .delete_api_key(&caller, &account, &r.username, &name)

@@ -2,10 +2,11 @@
 
 use tonic::{Request, Response, Status};
 
-use super::caller::{ACCOUNT_HEADER, context_header};
+use super::context::context;
 use super::convert::enum_field;
 use crate::domain::Core;
-use crate::domain::credentials::Credential;
+use crate::domain::authn::credentials::Credential;
+use crate::domain::caller::resolve_account;
 use crate::domain::model::{CredentialKind, Principal};
 use crate::domain::secret::Secret;
 use crate::error::{AuthFailure, Error};
@@ -64,7 +65,7 @@ impl AuthService for AuthApi {
         request: Request<pb::AuthorizeRequest>,
     ) -> Result<Response<pb::AuthorizeResponse>, Status> {
         use authorize_request::Subject;
-        let header = context_header(request.metadata())?;
+        let header = context(&request)?.account;
         let req = request.into_inner();
         let principal = match req.subject {
             Some(Subject::Authorization(header)) => self.authenticate_header(&header).await?,
@@ -84,20 +85,7 @@ impl AuthService for AuthApi {
             }
             None => return Err(Error::invalid("subject", "is required").into()),
         };
-        let context = match (header, req.account.is_empty()) {
-            (header, true) => header,
-            (Some(header), false) if header != req.account => {
-                return Err(Error::invalid(
-                    "account",
-                    format!("conflicts with the {ACCOUNT_HEADER} metadata"),
-                )
-                .into());
-            }
-            (_, false) => Some(req.account),
-        };
-        if let Some(account) = &context {
-            crate::domain::names::required("account", account)?;
-        }
+        let context = resolve_account("account", &req.account, header.as_deref())?;
         let (account, decisions) = self
             .core
             .authorize(&principal, context.as_deref(), &req.actions)

@@ -1,73 +1,10 @@
-//! Who is calling: Basic credentials on admin RPCs, a caller key on the
-//! check RPCs, and the `x-anchore-account` context.
+//! The caller keys sibling services present on the check RPCs.
 
 use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
-use tonic::metadata::MetadataMap;
 use tonic::{Request, Status};
-
-use crate::domain::Core;
-use crate::domain::credentials::Credential;
-use crate::domain::model::Principal;
-use crate::domain::names;
-use crate::error::{AuthFailure, Error};
-
-pub const ACCOUNT_HEADER: &str = "x-anchore-account";
-
-fn ascii_header<'a>(metadata: &'a MetadataMap, name: &str) -> Result<Option<&'a str>, Status> {
-    match metadata.get(name) {
-        None => Ok(None),
-        Some(value) => value
-            .to_str()
-            .map(Some)
-            .map_err(|_| Status::invalid_argument(format!("{name}: must be ASCII"))),
-    }
-}
-
-/// Authenticates the caller of an admin RPC from `authorization: Basic …`.
-pub async fn admin_caller(core: &Core, metadata: &MetadataMap) -> Result<Principal, Status> {
-    let header = ascii_header(metadata, "authorization")
-        .map_err(|_| Error::Unauthenticated(AuthFailure::Malformed))?
-        .ok_or(Error::Unauthenticated(AuthFailure::MissingCredentials))?;
-    let credential = Credential::from_authorization(header)?;
-    let principal = core.authenticate(&credential).await?;
-    crate::telemetry::record_caller(principal.username());
-    Ok(principal)
-}
-
-/// The `x-anchore-account` value, if any.
-pub fn context_header(metadata: &MetadataMap) -> Result<Option<String>, Status> {
-    Ok(ascii_header(metadata, ACCOUNT_HEADER)?
-        .filter(|v| !v.is_empty())
-        .map(|v| names::required(ACCOUNT_HEADER, v).map(str::to_owned))
-        .transpose()?)
-}
-
-/// The account an admin RPC acts on: the request's field, else the
-/// `x-anchore-account` context, else the caller's own account. A field that
-/// contradicts the header is refused rather than silently preferred.
-pub fn target_account(
-    field: &str,
-    value: &str,
-    metadata: &MetadataMap,
-    caller: &Principal,
-) -> Result<String, Status> {
-    let header = context_header(metadata)?;
-    if value.is_empty() {
-        return Ok(header.unwrap_or_else(|| caller.account().to_owned()));
-    }
-    names::required(field, value)?;
-    match header {
-        Some(h) if h != value => Err(Error::invalid(
-            field,
-            format!("conflicts with the {ACCOUNT_HEADER} metadata"),
-        )
-        .into()),
-        _ => Ok(value.to_owned()),
-    }
-}
 
 /// Checks `authorization: Bearer <caller key>` on the check RPCs. With no
 /// keys configured (allowed only on loopback) every caller passes.

@@ -1,6 +1,6 @@
 use tonic::{Request, Response, Status};
 
-use super::caller::admin_caller;
+use super::context::authenticated;
 use crate::domain::Core;
 use crate::domain::names::{self, GroupName};
 use crate::domain::page::PageRequest;
@@ -79,8 +79,7 @@ impl GroupService for GroupApi {
         &self,
         request: Request<pb::CreateGroupRequest>,
     ) -> Result<Response<pb::Group>, Status> {
-        let caller = admin_caller(&self.core, request.metadata()).await?;
-        let req = request.into_inner();
+        let (caller, req) = authenticated(&self.core, request).await?;
         let name = GroupName::parse("name", &req.name)?;
         let description =
             names::description("description", &req.description, DESCRIPTION_MAX_CHARS)?;
@@ -92,8 +91,8 @@ impl GroupService for GroupApi {
         &self,
         request: Request<pb::GetGroupRequest>,
     ) -> Result<Response<pb::Group>, Status> {
-        let caller = admin_caller(&self.core, request.metadata()).await?;
-        let name = names::required("name", &request.get_ref().name)?;
+        let (caller, req) = authenticated(&self.core, request).await?;
+        let name = names::required("name", &req.name)?;
         let group = self.core.get_group(&caller, name).await?;
         Ok(Response::new(group.into()))
     }
@@ -102,8 +101,7 @@ impl GroupService for GroupApi {
         &self,
         request: Request<pb::ListGroupsRequest>,
     ) -> Result<Response<pb::ListGroupsResponse>, Status> {
-        let caller = admin_caller(&self.core, request.metadata()).await?;
-        let req = request.into_inner();
+        let (caller, req) = authenticated(&self.core, request).await?;
         let page = PageRequest::parse(req.page_size, &req.page_token, 1)?;
         let page = self.core.list_groups(&caller, &page).await?;
         Ok(Response::new(pb::ListGroupsResponse {
@@ -116,8 +114,7 @@ impl GroupService for GroupApi {
         &self,
         request: Request<pb::UpdateGroupRequest>,
     ) -> Result<Response<pb::Group>, Status> {
-        let caller = admin_caller(&self.core, request.metadata()).await?;
-        let req = request.into_inner();
+        let (caller, req) = authenticated(&self.core, request).await?;
         let name = names::required("name", &req.name)?;
         let description =
             names::description("description", &req.description, DESCRIPTION_MAX_CHARS)?;
@@ -129,8 +126,8 @@ impl GroupService for GroupApi {
         &self,
         request: Request<pb::DeleteGroupRequest>,
     ) -> Result<Response<pb::DeleteGroupResponse>, Status> {
-        let caller = admin_caller(&self.core, request.metadata()).await?;
-        let name = names::required("name", &request.get_ref().name)?;
+        let (caller, req) = authenticated(&self.core, request).await?;
+        let name = names::required("name", &req.name)?;
         self.core.delete_group(&caller, name).await?;
         Ok(Response::new(pb::DeleteGroupResponse {}))
     }
@@ -139,9 +136,9 @@ impl GroupService for GroupApi {
         &self,
         request: Request<pb::GroupMembersRequest>,
     ) -> Result<Response<pb::Group>, Status> {
-        let caller = admin_caller(&self.core, request.metadata()).await?;
-        let name = names::required("name", &request.get_ref().name)?;
-        let usernames = Self::usernames(request.get_ref())?;
+        let (caller, req) = authenticated(&self.core, request).await?;
+        let name = names::required("name", &req.name)?;
+        let usernames = Self::usernames(&req)?;
         let group = self
             .core
             .add_group_members(&caller, name, &usernames)
@@ -153,9 +150,9 @@ impl GroupService for GroupApi {
         &self,
         request: Request<pb::GroupMembersRequest>,
     ) -> Result<Response<pb::Group>, Status> {
-        let caller = admin_caller(&self.core, request.metadata()).await?;
-        let name = names::required("name", &request.get_ref().name)?;
-        let usernames = Self::usernames(request.get_ref())?;
+        let (caller, req) = authenticated(&self.core, request).await?;
+        let name = names::required("name", &req.name)?;
+        let usernames = Self::usernames(&req)?;
         let group = self
             .core
             .remove_group_members(&caller, name, &usernames)
@@ -167,9 +164,9 @@ impl GroupService for GroupApi {
         &self,
         request: Request<pb::GroupGrantsRequest>,
     ) -> Result<Response<pb::Group>, Status> {
-        let caller = admin_caller(&self.core, request.metadata()).await?;
-        let name = names::required("name", &request.get_ref().name)?;
-        let grants = self.grants(request.get_ref())?;
+        let (caller, req) = authenticated(&self.core, request).await?;
+        let name = names::required("name", &req.name)?;
+        let grants = self.grants(&req)?;
         let group = self.core.add_group_grants(&caller, name, &grants).await?;
         Ok(Response::new(group.into()))
     }
@@ -178,9 +175,9 @@ impl GroupService for GroupApi {
         &self,
         request: Request<pb::GroupGrantsRequest>,
     ) -> Result<Response<pb::Group>, Status> {
-        let caller = admin_caller(&self.core, request.metadata()).await?;
-        let name = names::required("name", &request.get_ref().name)?;
-        let grants = self.grants(request.get_ref())?;
+        let (caller, req) = authenticated(&self.core, request).await?;
+        let name = names::required("name", &req.name)?;
+        let grants = self.grants(&req)?;
         let group = self
             .core
             .remove_group_grants(&caller, name, &grants)

@@ -4,6 +4,7 @@ pub mod accounts;
 pub mod api_keys;
 pub mod auth;
 pub mod caller;
+pub mod context;
 pub mod convert;
 pub mod groups;
 pub mod roles;
@@ -34,20 +35,32 @@ pub const SERVICE_NAMES: [&str; 6] = [
     <ApiKeyServiceServer<api_keys::ApiKeyApi> as NamedService>::NAME,
 ];
 
-/// The authzd services. Authenticate/Authorize sit behind the caller-key
-/// check; admin RPCs authenticate their caller themselves.
+/// The authzd services, each behind the interceptor that builds its
+/// `CallContext`: the check RPCs take a caller key, the admin RPCs their
+/// caller's own credentials.
 pub fn routes(core: &Core, caller_keys: Arc<ArcSwap<caller::CallerKeys>>) -> Routes {
     let auth = AuthServiceServer::with_interceptor(auth::AuthApi::new(core.clone()), move |req| {
-        caller_keys.load().check(req)
+        context::check(&caller_keys, req)
     });
     Routes::new(auth)
-        .add_service(AccountServiceServer::new(accounts::AccountApi::new(
-            core.clone(),
-        )))
-        .add_service(UserServiceServer::new(users::UserApi::new(core.clone())))
-        .add_service(RoleServiceServer::new(roles::RoleApi::new(core.clone())))
-        .add_service(GroupServiceServer::new(groups::GroupApi::new(core.clone())))
-        .add_service(ApiKeyServiceServer::new(api_keys::ApiKeyApi::new(
-            core.clone(),
-        )))
+        .add_service(AccountServiceServer::with_interceptor(
+            accounts::AccountApi::new(core.clone()),
+            context::admin,
+        ))
+        .add_service(UserServiceServer::with_interceptor(
+            users::UserApi::new(core.clone()),
+            context::admin,
+        ))
+        .add_service(RoleServiceServer::with_interceptor(
+            roles::RoleApi::new(core.clone()),
+            context::admin,
+        ))
+        .add_service(GroupServiceServer::with_interceptor(
+            groups::GroupApi::new(core.clone()),
+            context::admin,
+        ))
+        .add_service(ApiKeyServiceServer::with_interceptor(
+            api_keys::ApiKeyApi::new(core.clone()),
+            context::admin,
+        ))
 }

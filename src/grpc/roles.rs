@@ -1,6 +1,6 @@
 use tonic::{Request, Response, Status};
 
-use super::caller::{admin_caller, context_header, target_account};
+use super::context::authenticated;
 use crate::domain::Core;
 use crate::domain::names;
 use crate::domain::page::PageRequest;
@@ -23,8 +23,8 @@ impl RoleService for RoleApi {
         &self,
         request: Request<pb::ListRolesRequest>,
     ) -> Result<Response<pb::ListRolesResponse>, Status> {
-        let caller = admin_caller(&self.core, request.metadata()).await?;
-        let context = target_account("account", "", request.metadata(), &caller)?;
+        let (caller, _) = authenticated(&self.core, request).await?;
+        let context = caller.target_account("account", "")?;
         let roles = self.core.list_roles(&caller, &context).await?;
         Ok(Response::new(pb::ListRolesResponse {
             // The listing names the roles; GetRole gives their actions.
@@ -42,9 +42,9 @@ impl RoleService for RoleApi {
         &self,
         request: Request<pb::GetRoleRequest>,
     ) -> Result<Response<pb::Role>, Status> {
-        let caller = admin_caller(&self.core, request.metadata()).await?;
-        let context = target_account("account", "", request.metadata(), &caller)?;
-        let name = names::required("name", &request.get_ref().name)?;
+        let (caller, req) = authenticated(&self.core, request).await?;
+        let context = caller.target_account("account", "")?;
+        let name = names::required("name", &req.name)?;
         let role = self.core.get_role(&caller, &context, name).await?;
         Ok(Response::new(role.into()))
     }
@@ -53,10 +53,8 @@ impl RoleService for RoleApi {
         &self,
         request: Request<pb::ListRoleMembersRequest>,
     ) -> Result<Response<pb::ListRoleMembersResponse>, Status> {
-        let caller = admin_caller(&self.core, request.metadata()).await?;
-        let context =
-            context_header(request.metadata())?.unwrap_or_else(|| caller.account().to_owned());
-        let req = request.into_inner();
+        let (caller, req) = authenticated(&self.core, request).await?;
+        let context = caller.target_account("account", "")?;
         let role = names::required("role", &req.role)?;
         let filter = if req.account.is_empty() {
             None
@@ -78,14 +76,8 @@ impl RoleService for RoleApi {
         &self,
         request: Request<pb::AddRoleMemberRequest>,
     ) -> Result<Response<pb::RoleMember>, Status> {
-        let caller = admin_caller(&self.core, request.metadata()).await?;
-        let account = target_account(
-            "account",
-            &request.get_ref().account,
-            request.metadata(),
-            &caller,
-        )?;
-        let req = request.into_inner();
+        let (caller, req) = authenticated(&self.core, request).await?;
+        let account = caller.target_account("account", &req.account)?;
         let role = names::required("role", &req.role)?;
         let username = names::required("username", &req.username)?;
         let member = self
@@ -99,14 +91,8 @@ impl RoleService for RoleApi {
         &self,
         request: Request<pb::RemoveRoleMemberRequest>,
     ) -> Result<Response<pb::RemoveRoleMemberResponse>, Status> {
-        let caller = admin_caller(&self.core, request.metadata()).await?;
-        let account = target_account(
-            "account",
-            &request.get_ref().account,
-            request.metadata(),
-            &caller,
-        )?;
-        let req = request.into_inner();
+        let (caller, req) = authenticated(&self.core, request).await?;
+        let account = caller.target_account("account", &req.account)?;
         let role = names::required("role", &req.role)?;
         let username = names::required("username", &req.username)?;
         self.core

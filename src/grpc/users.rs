@@ -1,6 +1,6 @@
 use tonic::{Request, Response, Status};
 
-use super::caller::{admin_caller, target_account};
+use super::context::authenticated;
 use super::convert::{timestamp, user_state_in, user_type_in};
 use crate::domain::Core;
 use crate::domain::model::UserType;
@@ -37,14 +37,8 @@ impl UserService for UserApi {
         &self,
         request: Request<pb::CreateUserRequest>,
     ) -> Result<Response<pb::User>, Status> {
-        let caller = admin_caller(&self.core, request.metadata()).await?;
-        let account = target_account(
-            "account",
-            &request.get_ref().account,
-            request.metadata(),
-            &caller,
-        )?;
-        let req = request.into_inner();
+        let (caller, req) = authenticated(&self.core, request).await?;
+        let account = caller.target_account("account", &req.account)?;
         let user_type = user_type_in("type", req.r#type)?.unwrap_or(UserType::Native);
         let password = Secret::new(req.password);
         let (username, password, idp_name) = match user_type {
@@ -86,14 +80,9 @@ impl UserService for UserApi {
         &self,
         request: Request<pb::GetUserRequest>,
     ) -> Result<Response<pb::User>, Status> {
-        let caller = admin_caller(&self.core, request.metadata()).await?;
-        let account = target_account(
-            "account",
-            &request.get_ref().account,
-            request.metadata(),
-            &caller,
-        )?;
-        let username = names::required("username", &request.get_ref().username)?;
+        let (caller, req) = authenticated(&self.core, request).await?;
+        let account = caller.target_account("account", &req.account)?;
+        let username = names::required("username", &req.username)?;
         let user = self.core.get_user(&caller, &account, username).await?;
         Ok(Response::new(user.into()))
     }
@@ -102,14 +91,8 @@ impl UserService for UserApi {
         &self,
         request: Request<pb::ListUsersRequest>,
     ) -> Result<Response<pb::ListUsersResponse>, Status> {
-        let caller = admin_caller(&self.core, request.metadata()).await?;
-        let account = target_account(
-            "account",
-            &request.get_ref().account,
-            request.metadata(),
-            &caller,
-        )?;
-        let req = request.into_inner();
+        let (caller, req) = authenticated(&self.core, request).await?;
+        let account = caller.target_account("account", &req.account)?;
         let page = PageRequest::parse(req.page_size, &req.page_token, 1)?;
         let page = self.core.list_users(&caller, &account, &page).await?;
         Ok(Response::new(users_response(page)))
@@ -119,8 +102,7 @@ impl UserService for UserApi {
         &self,
         request: Request<pb::ListAllUsersRequest>,
     ) -> Result<Response<pb::ListUsersResponse>, Status> {
-        let caller = admin_caller(&self.core, request.metadata()).await?;
-        let req = request.into_inner();
+        let (caller, req) = authenticated(&self.core, request).await?;
         let page = PageRequest::parse(req.page_size, &req.page_token, 1)?;
         let page = self.core.list_all_users(&caller, &page).await?;
         Ok(Response::new(users_response(page)))
@@ -130,14 +112,9 @@ impl UserService for UserApi {
         &self,
         request: Request<pb::DeleteUserRequest>,
     ) -> Result<Response<pb::DeleteUserResponse>, Status> {
-        let caller = admin_caller(&self.core, request.metadata()).await?;
-        let account = target_account(
-            "account",
-            &request.get_ref().account,
-            request.metadata(),
-            &caller,
-        )?;
-        let username = names::required("username", &request.get_ref().username)?;
+        let (caller, req) = authenticated(&self.core, request).await?;
+        let account = caller.target_account("account", &req.account)?;
+        let username = names::required("username", &req.username)?;
         self.core.delete_user(&caller, &account, username).await?;
         Ok(Response::new(pb::DeleteUserResponse {}))
     }
@@ -146,14 +123,8 @@ impl UserService for UserApi {
         &self,
         request: Request<pb::SetPasswordRequest>,
     ) -> Result<Response<pb::SetPasswordResponse>, Status> {
-        let caller = admin_caller(&self.core, request.metadata()).await?;
-        let account = target_account(
-            "account",
-            &request.get_ref().account,
-            request.metadata(),
-            &caller,
-        )?;
-        let req = request.into_inner();
+        let (caller, req) = authenticated(&self.core, request).await?;
+        let account = caller.target_account("account", &req.account)?;
         let username = names::required("username", &req.username)?;
         let password = Secret::new(req.password);
         check_password("password", &password)?;
@@ -170,14 +141,8 @@ impl UserService for UserApi {
         &self,
         request: Request<pb::SetUserStateRequest>,
     ) -> Result<Response<pb::User>, Status> {
-        let caller = admin_caller(&self.core, request.metadata()).await?;
-        let account = target_account(
-            "account",
-            &request.get_ref().account,
-            request.metadata(),
-            &caller,
-        )?;
-        let req = request.into_inner();
+        let (caller, req) = authenticated(&self.core, request).await?;
+        let account = caller.target_account("account", &req.account)?;
         let username = names::required("username", &req.username)?;
         let state = user_state_in("state", req.state)?
             .ok_or_else(|| Error::invalid("state", "must be ENABLED or DISABLED"))?;

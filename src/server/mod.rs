@@ -118,6 +118,16 @@ pub async fn serve_with_reloads(
             stop_tasks.clone(),
         ))
     });
+    let follow_task = {
+        let url = config.database.url.expose();
+        let listen_url = (url.starts_with("postgres://") || url.starts_with("postgresql://"))
+            .then(|| url.to_owned());
+        tokio::spawn(crate::cache::run_follower(
+            core.follower().clone(),
+            listen_url,
+            stop_tasks.clone(),
+        ))
+    };
     let reload_task = {
         let live = live.clone();
         let stop = stop_tasks.clone();
@@ -238,6 +248,7 @@ pub async fn serve_with_reloads(
     }
     let _ = health_task.await;
     let _ = reload_task.await;
+    let _ = follow_task.await;
     let _ = flush_task.await;
     if let Some(purge_task) = purge_task {
         let _ = purge_task.await;

@@ -243,16 +243,37 @@ pub async fn count_owner_deleted(db: &impl ConnectionTrait) -> StoreResult<u64> 
         .db()
 }
 
+/// Writes many keys' last use, one statement per 500 keys.
 pub async fn set_last_used(
     db: &impl ConnectionTrait,
-    id: Uuid,
-    at: DateTime<Utc>,
+    uses: &[(Uuid, DateTime<Utc>)],
 ) -> StoreResult<()> {
-    api_keys::Entity::update_many()
-        .col_expr(api_keys::Column::LastUsedAt, Expr::value(Some(at)))
-        .filter(api_keys::Column::Id.eq(id))
-        .exec(db)
+    let backend = db.get_database_backend();
+    for chunk in uses.chunks(500) {
+        let mut values = Vec::with_capacity(chunk.len() * 2);
+        let rows: Vec<String> = chunk
+            .iter()
+            .enumerate()
+            .map(|(i, (id, at))| {
+                values.push(sea_orm::Value::from(*id));
+                values.push(sea_orm::Value::from(*at));
+                match backend {
+                    sea_orm::DbBackend::Postgres => format!("(${}, ${})", 2 * i + 1, 2 * i + 2),
+                    _ => "(?, ?)".to_owned(),
+                }
+            })
+            .collect();
+        let sql = format!(
+            "WITH v(id, at) AS (VALUES {}) \
+             UPDATE api_keys SET last_used_at = (SELECT v.at FROM v WHERE v.id = api_keys.id) \
+             WHERE id IN (SELECT v.id FROM v)",
+            rows.join(", ")
+        );
+        db.execute_raw(sea_orm::Statement::from_sql_and_values(
+            backend, sql, values,
+        ))
         .await
         .db()?;
+    }
     Ok(())
 }

@@ -4,8 +4,10 @@
 
 pub mod accounts;
 pub mod api_keys;
+pub mod changes;
 pub mod entity;
 pub mod groups;
+pub mod principals;
 pub mod roles;
 pub mod users;
 

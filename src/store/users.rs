@@ -330,14 +330,19 @@ pub async fn grants_of(
         });
     }
     for list in grants.values_mut() {
-        list.sort_by(|a, b| {
-            (a.group.is_some(), &a.account, &a.role, &a.group).cmp(&(
-                b.group.is_some(),
-                &b.account,
-                &b.role,
-                &b.group,
-            ))
-        });
+        sort_grants(list);
     }
     Ok(grants)
+}
+
+/// Direct grants first, then by account, role and group.
+pub fn sort_grants(grants: &mut [Grant]) {
+    grants.sort_by(|a, b| {
+        (a.group.is_some(), &a.account, &a.role, &a.group).cmp(&(
+            b.group.is_some(),
+            &b.account,
+            &b.role,
+            &b.group,
+        ))
+    });
 }

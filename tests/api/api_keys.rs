@@ -1,4 +1,4 @@
-use authzd::domain::key_format;
+use authzd::domain::authn::key_format;
 use authzd::pb;
 use chrono::TimeDelta;
 use tonic::Code;

@@ -14,14 +14,14 @@ use crate::support::*;
 
 /// A TCP relay in front of Postgres that the test can cut and restore, as
 /// a database going away and coming back.
-struct Relay {
-    addr: std::net::SocketAddr,
+pub struct Relay {
+    pub addr: std::net::SocketAddr,
     upstream: String,
     tasks: Option<JoinSet<()>>,
 }
 
 impl Relay {
-    async fn start(upstream: String) -> Self {
+    pub async fn start(upstream: String) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let mut relay = Self {
@@ -57,13 +57,13 @@ impl Relay {
     }
 
     /// Refuses new connections and breaks the open ones.
-    fn cut(&mut self) {
+    pub fn cut(&mut self) {
         if let Some(mut tasks) = self.tasks.take() {
             tasks.abort_all();
         }
     }
 
-    async fn restore(&mut self) {
+    pub async fn restore(&mut self) {
         let mut listener = None;
         for _ in 0..50 {
             match TcpListener::bind(self.addr).await {
@@ -143,7 +143,7 @@ async fn bootstrap_runs_once_and_never_changes_the_admin(backend: Backend) {
         other => panic!("expected a generated password, got {other:?}"),
     };
     assert!(generated.expose().len() >= 24);
-    let credential = authzd::domain::credentials::Credential::Password {
+    let credential = authzd::domain::authn::credentials::Credential::Password {
         username: "admin".into(),
         password: generated.clone(),
     };

@@ -10,7 +10,7 @@ use argon2::password_hash::{PasswordHasher as _, PasswordVerifier as _};
 use argon2::{Algorithm, Argon2, Params, Version};
 use tokio::sync::Semaphore;
 
-use super::secret::Secret;
+use crate::domain::secret::Secret;
 use crate::error::{Error, Result};
 
 /// OWASP's minimum for argon2id: m=19 MiB, t=2, p=1.

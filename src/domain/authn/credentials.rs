@@ -4,7 +4,7 @@
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 
-use super::secret::Secret;
+use crate::domain::secret::Secret;
 use crate::error::{AuthFailure, Error, Result};
 
 /// Basic-auth username that marks the password as an API key (Anchore's convention).

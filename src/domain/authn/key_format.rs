@@ -13,7 +13,7 @@ use rand::distr::{Alphanumeric, SampleString};
 use sha2::Sha256;
 use subtle::ConstantTimeEq;
 
-use super::secret::Secret;
+use crate::domain::secret::Secret;
 use crate::error::{AuthFailure, Error, Result};
 
 pub const ID_CHARS: usize = 12;

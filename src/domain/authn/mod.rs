@@ -1,0 +1,155 @@
+//! Authentication: credentials and their parsing, the API-key format,
+//! password hashing, and the principal source — what a check needs, from
+//! memory when the cache holds it, else in one statement.
+
+pub mod credentials;
+pub mod key_format;
+pub mod passwords;
+mod source;
+
+use self::credentials::Credential;
+use super::Core;
+use super::model::{
+    Account, AccountState, ApiKeyRef, CredentialKind, Principal, UserState, UserType,
+};
+use super::secret::Secret;
+use crate::cache::UserEntry;
+use crate::error::{AuthFailure, Error, Result};
+
+fn fail(reason: AuthFailure) -> Error {
+    Error::Unauthenticated(reason)
+}
+
+/// The principal of a user, as a check answers it.
+fn principal(user: &UserEntry, account: &Account, credential: CredentialKind) -> Principal {
+    Principal {
+        user: user.user.clone(),
+        account_type: account.account_type,
+        account_state: account.state,
+        credential,
+        api_key: None,
+        grants: user.grants.clone(),
+    }
+}
+
+/// A user and their account may authenticate.
+fn check_active(user: &UserEntry, account: &Account) -> Result<()> {
+    if user.user.state != UserState::Enabled {
+        return Err(fail(AuthFailure::UserDisabled));
+    }
+    match account.state {
+        AccountState::Enabled => Ok(()),
+        AccountState::Disabled => Err(fail(AuthFailure::AccountDisabled)),
+        AccountState::Deleting => Err(fail(AuthFailure::AccountDeleting)),
+    }
+}
+
+impl Core {
+    /// Verifies a credential. Every failure is `Unauthenticated`; the reason
+    /// inside is for the log and the metrics, never for the caller.
+    pub async fn authenticate(&self, credential: &Credential) -> Result<Principal> {
+        let (kind, result) = match credential {
+            Credential::Password { username, password } => (
+                "password",
+                self.authenticate_password(username, password).await,
+            ),
+            Credential::ApiKey(value) => ("api_key", self.authenticate_api_key(value).await),
+        };
+        match &result {
+            Ok(_) => {
+                metrics::counter!("authzd_authentications_total", "credential" => kind, "outcome" => "success", "reason" => "ok")
+                    .increment(1);
+            }
+            Err(Error::Unauthenticated(reason)) => {
+                tracing::info!(
+                    credential = kind,
+                    reason = reason.as_str(),
+                    "authentication failed"
+                );
+                metrics::counter!("authzd_authentications_total", "credential" => kind, "outcome" => "failure", "reason" => reason.as_str())
+                    .increment(1);
+            }
+            Err(_) => {
+                metrics::counter!("authzd_authentications_total", "credential" => kind, "outcome" => "error", "reason" => "error")
+                    .increment(1);
+            }
+        }
+        result
+    }
+
+    /// Passwords are never cached: the hash is read and verified every time.
+    async fn authenticate_password(&self, username: &str, password: &Secret) -> Result<Principal> {
+        let loaded = self.load_user_for_password(username).await?;
+        // The hash is verified before any state is looked at, and a dummy
+        // hash stands in for a missing one, so the time taken does not tell
+        // which check failed.
+        let hash = loaded.as_ref().and_then(|(_, _, hash)| hash.as_deref());
+        let verified = self.hasher().verify(password, hash).await?;
+        let Some((user, account, hash)) = loaded else {
+            return Err(fail(AuthFailure::UnknownUser));
+        };
+        if user.user.user_type != UserType::Native || hash.is_none() {
+            return Err(fail(AuthFailure::NoPassword));
+        }
+        if !verified {
+            return Err(fail(AuthFailure::WrongPassword));
+        }
+        check_active(&user, &account)?;
+        Ok(principal(&user, &account, CredentialKind::Password))
+    }
+
+    /// The checksum refuses garbage, the index of existing key ids refuses
+    /// unknown keys, and then the key comes from memory or from one
+    /// statement; the presented secret is verified against the stored
+    /// digest either way.
+    pub(crate) async fn authenticate_api_key(&self, value: &Secret) -> Result<Principal> {
+        let parsed = key_format::parse(value.expose())?;
+        if !self.cache().key_may_exist(parsed.key_id) {
+            return Err(fail(AuthFailure::UnknownKey));
+        }
+        let (key, owner) = self
+            .key_entry(parsed.key_id)
+            .await?
+            .ok_or(fail(AuthFailure::UnknownKey))?;
+        if !parsed.matches(&key.secret_hash) {
+            return Err(fail(AuthFailure::WrongSecret));
+        }
+        let (user, account) = match owner {
+            Some((user, account))
+                if key.owner_deleted_at.is_none() && user.user.id == key.user_id =>
+            {
+                (user, account)
+            }
+            _ => return Err(fail(AuthFailure::OwnerDeleted)),
+        };
+        let now = self.now();
+        if key.revoked_at.is_some() {
+            return Err(fail(AuthFailure::KeyRevoked));
+        }
+        if now >= key.expires_at {
+            return Err(fail(AuthFailure::KeyExpired));
+        }
+        if user.user.user_type == UserType::Saml && !self.settings().api_keys.allow_for_saml_users {
+            return Err(fail(AuthFailure::SamlKeysDisallowed));
+        }
+        check_active(&user, &account)?;
+        self.last_used().record(key.id, now);
+        let mut principal = principal(&user, &account, CredentialKind::ApiKey);
+        principal.api_key = Some(ApiKeyRef {
+            key_id: key.key_id.clone(),
+            name: key.name.clone(),
+        });
+        Ok(principal)
+    }
+
+    /// The principal for a username a trusted caller has already
+    /// authenticated. Inactive users are returned as they are: the
+    /// decisions then say why they are refused.
+    pub async fn principal_by_username(&self, username: &str) -> Result<Principal> {
+        let (user, account) = self
+            .user_entry(username)
+            .await?
+            .ok_or_else(|| Error::not_found(format!("user {username:?}")))?;
+        Ok(principal(&user, &account, CredentialKind::Password))
+    }
+}

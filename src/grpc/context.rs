@@ -1,0 +1,133 @@
+//! One place that turns a request into a caller. The interceptor of every
+//! service builds a `CallContext` once per request — the parsed
+//! `authorization`, the `x-anchore-account` context, the peer, the client
+//! certificate's subject, the request id — and handlers hand it to the
+//! domain. Missing or malformed credentials are refused, logged and counted
+//! here, before any handler runs.
+
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use tonic::metadata::MetadataMap;
+use tonic::{Request, Status};
+
+use super::caller::CallerKeys;
+use crate::domain::Core;
+use crate::domain::authn::credentials::Credential;
+use crate::domain::caller::{Caller, Origin};
+use crate::domain::names;
+use crate::error::{AuthFailure, Error};
+use crate::telemetry::RequestId;
+
+pub const ACCOUNT_HEADER: &str = "x-anchore-account";
+
+/// What the transport knows of a request before any handler runs.
+#[derive(Clone, Debug)]
+pub struct CallContext {
+    /// The caller's own credential (admin RPCs only).
+    pub credential: Option<Credential>,
+    /// The `x-anchore-account` context, validated.
+    pub account: Option<String>,
+    pub origin: Origin,
+}
+
+fn ascii_header<'a>(metadata: &'a MetadataMap, name: &str) -> Result<Option<&'a str>, Status> {
+    match metadata.get(name) {
+        None => Ok(None),
+        Some(value) => value
+            .to_str()
+            .map(Some)
+            .map_err(|_| Status::invalid_argument(format!("{name}: must be ASCII"))),
+    }
+}
+
+/// The `x-anchore-account` value, if any.
+fn account_context(metadata: &MetadataMap) -> Result<Option<String>, Status> {
+    Ok(ascii_header(metadata, ACCOUNT_HEADER)?
+        .filter(|v| !v.is_empty())
+        .map(|v| names::required(ACCOUNT_HEADER, v).map(str::to_owned))
+        .transpose()?)
+}
+
+/// The subject of the client certificate, when mTLS is on.
+fn client_subject<T>(request: &Request<T>) -> Option<String> {
+    let certs = request.peer_certs()?;
+    let leaf = certs.first()?;
+    let (_, cert) = x509_parser::parse_x509_certificate(leaf.as_ref()).ok()?;
+    Some(cert.subject().to_string())
+}
+
+fn origin<T>(request: &Request<T>) -> Origin {
+    Origin {
+        peer: request.remote_addr(),
+        client_subject: client_subject(request),
+        request_id: request.extensions().get::<RequestId>().map(|r| r.0.clone()),
+    }
+}
+
+/// Counts and logs a credential refused before it reached the domain.
+fn refuse(reason: AuthFailure) -> Status {
+    tracing::info!(
+        credential = "unknown",
+        reason = reason.as_str(),
+        "authentication failed"
+    );
+    metrics::counter!("authzd_authentications_total", "credential" => "unknown", "outcome" => "failure", "reason" => reason.as_str())
+        .increment(1);
+    Error::Unauthenticated(reason).into()
+}
+
+/// The interceptor of the admin services: the caller's own credentials.
+pub fn admin(mut request: Request<()>) -> Result<Request<()>, Status> {
+    let header = ascii_header(request.metadata(), "authorization")
+        .map_err(|_| refuse(AuthFailure::Malformed))?
+        .ok_or_else(|| refuse(AuthFailure::MissingCredentials))?;
+    let credential = Credential::from_authorization(header).map_err(|e| match e {
+        Error::Unauthenticated(reason) => refuse(reason),
+        other => other.into(),
+    })?;
+    let context = CallContext {
+        credential: Some(credential),
+        account: account_context(request.metadata())?,
+        origin: origin(&request),
+    };
+    request.extensions_mut().insert(context);
+    Ok(request)
+}
+
+/// The interceptor of the check services: the caller key, and the context.
+pub fn check(keys: &Arc<ArcSwap<CallerKeys>>, request: Request<()>) -> Result<Request<()>, Status> {
+    let mut request = keys.load().check(request)?;
+    let context = CallContext {
+        credential: None,
+        account: account_context(request.metadata())?,
+        origin: origin(&request),
+    };
+    request.extensions_mut().insert(context);
+    Ok(request)
+}
+
+/// The context the interceptor stored.
+pub fn context<T>(request: &Request<T>) -> Result<CallContext, Status> {
+    request
+        .extensions()
+        .get::<CallContext>()
+        .cloned()
+        .ok_or_else(|| Error::internal("a service without its interceptor").into())
+}
+
+/// Authenticates the caller of an admin RPC; returns it with the message.
+pub async fn authenticated<T>(core: &Core, request: Request<T>) -> Result<(Caller, T), Status> {
+    let context = context(&request)?;
+    let credential = context
+        .credential
+        .ok_or_else(|| Status::from(Error::Unauthenticated(AuthFailure::MissingCredentials)))?;
+    let principal = core.authenticate(&credential).await?;
+    crate::telemetry::record_caller(principal.username());
+    let caller = Caller {
+        principal,
+        account_context: context.account,
+        origin: context.origin,
+    };
+    Ok((caller, request.into_inner()))
+}

@@ -1,0 +1,89 @@
+//! The change records (written by triggers; see the migration
+//! `m20261129_000004_change_records`) and the index of existing key ids.
+
+use sea_orm::{ConnectionTrait, FromQueryResult, Statement, Value};
+
+use super::{DbResultExt, StoreResult};
+
+#[derive(Debug, FromQueryResult)]
+pub struct ChangeRow {
+    pub seq: i64,
+    pub kind: String,
+    pub id: String,
+    /// Commit time (the trigger's clock), microseconds since the epoch.
+    pub at_us: i64,
+}
+
+fn sql(db: &impl ConnectionTrait, text: &str, values: Vec<Value>) -> Statement {
+    let backend = db.get_database_backend();
+    let text = match backend {
+        sea_orm::DbBackend::Postgres => text.to_owned(),
+        _ => {
+            // `$n` placeholders are Postgres'; SQLite takes `?` in order.
+            let mut out = String::with_capacity(text.len());
+            let mut chars = text.chars().peekable();
+            while let Some(c) = chars.next() {
+                if c == '$' && chars.peek().is_some_and(char::is_ascii_digit) {
+                    while chars.peek().is_some_and(char::is_ascii_digit) {
+                        chars.next();
+                    }
+                    out.push('?');
+                } else {
+                    out.push(c);
+                }
+            }
+            out
+        }
+    };
+    Statement::from_sql_and_values(backend, text, values)
+}
+
+/// The last sequence number handed out.
+pub async fn counter(db: &impl ConnectionTrait) -> StoreResult<i64> {
+    let row = db
+        .query_one_raw(sql(
+            db,
+            "SELECT seq FROM change_counter WHERE id = 1",
+            vec![],
+        ))
+        .await
+        .db()?;
+    Ok(match row {
+        Some(row) => row.try_get::<i64>("", "seq").db()?,
+        None => 0,
+    })
+}
+
+/// Records after `seq`, in order, at most `limit`.
+pub async fn after(db: &impl ConnectionTrait, seq: i64, limit: u64) -> StoreResult<Vec<ChangeRow>> {
+    let statement = sql(
+        db,
+        "SELECT seq, kind, id, at_us FROM changes WHERE seq > $1 ORDER BY seq LIMIT $2",
+        vec![seq.into(), i64::try_from(limit).unwrap_or(i64::MAX).into()],
+    );
+    ChangeRow::find_by_statement(statement).all(db).await.db()
+}
+
+/// Removes records written before `before_us`.
+pub async fn trim(db: &impl ConnectionTrait, before_us: i64) -> StoreResult<u64> {
+    let result = db
+        .execute_raw(sql(
+            db,
+            "DELETE FROM changes WHERE at_us < $1",
+            vec![before_us.into()],
+        ))
+        .await
+        .db()?;
+    Ok(result.rows_affected())
+}
+
+/// Every key id, for the index that answers unknown keys without a query.
+pub async fn all_key_ids(db: &impl ConnectionTrait) -> StoreResult<Vec<String>> {
+    let rows = db
+        .query_all_raw(sql(db, "SELECT key_id FROM api_keys", vec![]))
+        .await
+        .db()?;
+    rows.iter()
+        .map(|r| r.try_get::<String>("", "key_id").db())
+        .collect()
+}
