@@ -1,148 +1,364 @@
-//! A small closed-loop load generator for the check RPCs, to measure what a
-//! sibling service sees. Not a test: figures go to the README.
+//! The load generator of `bench/run`: a closed loop of gRPC calls over
+//! `--connections` HTTP/2 connections with `--streams` calls in flight on
+//! each, counting only calls that ended with status OK. Prints one line:
+//! `target=… rps=… p50_ms=… p99_ms=… ok=… errors=…`.
 //!
-//!   cargo run --release --example loadgen -- \
-//!     --target 127.0.0.1:50051 --caller-key KEY --mode api-key --credential azk_… \
-//!     --concurrency 32 --seconds 10
+//!   loadgen setup --target ADDR --admin-password P --keys-file keys.txt --keys 10000
+//!   loadgen run --target ADDR --caller-key K --mode authenticate-key --key-file keys.txt
 //!
-//! Modes: `api-key` (Authenticate with a key), `password` (Authenticate with
-//! `user:password`), `authorize` (Authorize a username for listImages).
+//! Modes: `health`, `authenticate-key`, `authorize-user` (3 actions),
+//! `authorize-key` (3 actions), `authenticate-password`. With `--keys N`
+//! above 1, each call takes the next of N keys (a cache-miss run when the
+//! cache holds fewer).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use authzd::pb;
+use authzd::pb::api_key_service_client::ApiKeyServiceClient;
 use authzd::pb::auth_service_client::AuthServiceClient;
-use clap::Parser;
+use base64::Engine;
+use clap::{Parser, Subcommand};
 use tonic::Request;
 use tonic::transport::Channel;
+use tonic_health::pb::health_client::HealthClient;
 
 #[derive(Parser)]
 struct Args {
-    #[arg(long, default_value = "127.0.0.1:50051")]
-    target: String,
-    #[arg(long, default_value = "")]
-    caller_key: String,
-    #[arg(long, default_value = "api-key")]
-    mode: String,
-    /// An API key value, `user:password`, or a username (authorize).
-    #[arg(long)]
-    credential: String,
-    #[arg(long, default_value_t = 32)]
-    concurrency: usize,
-    #[arg(long, default_value_t = 10)]
-    seconds: u64,
-    /// HTTP/2 connections to spread the load over.
-    #[arg(long, default_value_t = 4)]
-    connections: usize,
+    #[command(subcommand)]
+    command: Command,
 }
 
-fn request<T>(key: &str, message: T) -> Request<T> {
+#[derive(Subcommand)]
+enum Command {
+    /// Creates the bench account, user and keys through the admin RPCs.
+    Setup {
+        #[arg(long)]
+        target: String,
+        #[arg(long)]
+        admin_password: String,
+        /// Where to write the key values, one per line.
+        #[arg(long)]
+        keys_file: String,
+        #[arg(long, default_value_t = 1)]
+        keys: usize,
+    },
+    /// Drives one target and prints its figures.
+    Run {
+        #[arg(long)]
+        target: String,
+        /// A label for the output line.
+        #[arg(long, default_value = "")]
+        label: String,
+        #[arg(long, default_value = "")]
+        caller_key: String,
+        #[arg(long)]
+        mode: String,
+        #[arg(long, default_value = "")]
+        keys_file: String,
+        /// How many of the file's keys to cycle through.
+        #[arg(long, default_value_t = 1)]
+        keys: usize,
+        #[arg(long, default_value_t = 10)]
+        connections: usize,
+        #[arg(long, default_value_t = 10)]
+        streams: usize,
+        #[arg(long, default_value_t = 5.0)]
+        seconds: f64,
+        /// Seconds of calls before measuring (connections, caches).
+        #[arg(long, default_value_t = 1.0)]
+        warmup: f64,
+    },
+}
+
+const USER: &str = "bench-user";
+const USER_PASSWORD: &str = "bench-user-password";
+const ACTIONS: [&str; 3] = ["listImages", "getImage", "createImage"];
+
+async fn connect(target: &str) -> Channel {
+    Channel::from_shared(format!("http://{target}"))
+        .unwrap()
+        .tcp_nodelay(true)
+        .connect()
+        .await
+        .unwrap_or_else(|e| panic!("cannot connect to {target}: {e}"))
+}
+
+fn basic(user: &str, password: &str) -> String {
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
+    )
+}
+
+fn with_auth<T>(auth: &str, message: T) -> Request<T> {
     let mut request = Request::new(message);
-    if !key.is_empty() {
+    if !auth.is_empty() {
         request
             .metadata_mut()
-            .insert("authorization", format!("Bearer {key}").parse().unwrap());
+            .insert("authorization", auth.parse().unwrap());
     }
     request
 }
 
-async fn call(client: &mut AuthServiceClient<Channel>, args: &Args) -> bool {
+async fn setup(target: &str, admin_password: &str, keys_file: &str, keys: usize) {
+    let channel = connect(target).await;
+    let admin = basic("admin", admin_password);
+    let _ = pb::account_service_client::AccountServiceClient::new(channel.clone())
+        .create_account(with_auth(
+            &admin,
+            pb::CreateAccountRequest {
+                name: "bench".into(),
+                ..Default::default()
+            },
+        ))
+        .await;
+    let _ = pb::user_service_client::UserServiceClient::new(channel.clone())
+        .create_user(with_auth(
+            &admin,
+            pb::CreateUserRequest {
+                account: "bench".into(),
+                username: USER.into(),
+                password: USER_PASSWORD.into(),
+                roles: vec!["read-write".into()],
+                ..Default::default()
+            },
+        ))
+        .await;
+    let expires = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+        + 30 * 86_400;
+    let next = Arc::new(AtomicUsize::new(0));
+    let values = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let workers: Vec<_> = (0..8)
+        .map(|_| {
+            let (channel, admin, next, values) =
+                (channel.clone(), admin.clone(), next.clone(), values.clone());
+            tokio::spawn(async move {
+                let mut client = ApiKeyServiceClient::new(channel);
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    if i >= keys {
+                        return;
+                    }
+                    let created = client
+                        .create_api_key(with_auth(
+                            &admin,
+                            pb::CreateApiKeyRequest {
+                                account: "bench".into(),
+                                username: USER.into(),
+                                name: format!("bench-{i}"),
+                                description: String::new(),
+                                expires_at: Some(prost_types::Timestamp {
+                                    seconds: expires,
+                                    nanos: 0,
+                                }),
+                            },
+                        ))
+                        .await
+                        .unwrap_or_else(|e| panic!("creating key {i}: {e}"))
+                        .into_inner();
+                    values.lock().unwrap().push(created.value);
+                }
+            })
+        })
+        .collect();
+    for worker in workers {
+        worker.await.unwrap();
+    }
+    let values = values.lock().unwrap();
+    std::fs::write(keys_file, values.join("\n") + "\n").unwrap();
+    eprintln!("setup: {} keys in {keys_file}", values.len());
+}
+
+/// One call; true when it ended with status OK.
+async fn call(channel: &Channel, mode: &str, caller: &str, key: &str) -> bool {
     use pb::authenticate_request::Credentials;
-    match args.mode.as_str() {
-        "api-key" => client
-            .authenticate(request(
-                &args.caller_key,
+    use pb::authorize_request::Subject;
+    let mut auth = AuthServiceClient::new(channel.clone());
+    let actions = || ACTIONS.iter().map(|a| (*a).to_owned()).collect::<Vec<_>>();
+    match mode {
+        "health" => HealthClient::new(channel.clone())
+            .check(tonic_health::pb::HealthCheckRequest::default())
+            .await
+            .is_ok(),
+        "authenticate-key" => auth
+            .authenticate(with_auth(
+                caller,
                 pb::AuthenticateRequest {
-                    credentials: Some(Credentials::ApiKey(args.credential.clone())),
+                    credentials: Some(Credentials::ApiKey(key.to_owned())),
                 },
             ))
             .await
             .is_ok(),
-        "password" => {
-            let (username, password) = args.credential.split_once(':').expect("user:password");
-            client
-                .authenticate(request(
-                    &args.caller_key,
-                    pb::AuthenticateRequest {
-                        credentials: Some(Credentials::Password(pb::PasswordCredentials {
-                            username: username.into(),
-                            password: password.into(),
-                        })),
-                    },
-                ))
-                .await
-                .is_ok()
-        }
-        "authorize" => client
-            .authorize(request(
-                &args.caller_key,
+        "authenticate-password" => auth
+            .authenticate(with_auth(
+                caller,
+                pb::AuthenticateRequest {
+                    credentials: Some(Credentials::Password(pb::PasswordCredentials {
+                        username: USER.into(),
+                        password: USER_PASSWORD.into(),
+                    })),
+                },
+            ))
+            .await
+            .is_ok(),
+        "authorize-user" => auth
+            .authorize(with_auth(
+                caller,
                 pb::AuthorizeRequest {
-                    username_credential: 0,
-                    subject: Some(pb::authorize_request::Subject::Username(
-                        args.credential.clone(),
-                    )),
-                    account: String::new(),
-                    actions: vec!["listImages".into()],
+                    subject: Some(Subject::Username(USER.into())),
+                    actions: actions(),
+                    ..Default::default()
                 },
             ))
             .await
-            .is_ok(),
+            .is_ok_and(|r| r.get_ref().allowed),
+        "authorize-key" => auth
+            .authorize(with_auth(
+                caller,
+                pb::AuthorizeRequest {
+                    subject: Some(Subject::ApiKey(key.to_owned())),
+                    actions: actions(),
+                    ..Default::default()
+                },
+            ))
+            .await
+            .is_ok_and(|r| r.get_ref().allowed),
         other => panic!("unknown mode {other}"),
     }
 }
 
-#[tokio::main]
-async fn main() {
-    let args = std::sync::Arc::new(Args::parse());
+#[allow(clippy::too_many_arguments)]
+async fn run(
+    target: String,
+    label: String,
+    caller_key: String,
+    mode: String,
+    keys_file: String,
+    keys: usize,
+    connections: usize,
+    streams: usize,
+    seconds: f64,
+    warmup: f64,
+) {
+    let values: Vec<String> = if keys_file.is_empty() {
+        vec![String::new()]
+    } else {
+        std::fs::read_to_string(&keys_file)
+            .unwrap()
+            .lines()
+            .filter(|l| !l.is_empty())
+            .take(keys.max(1))
+            .map(str::to_owned)
+            .collect()
+    };
+    let values = Arc::new(values);
+    let caller = Arc::new(if caller_key.is_empty() {
+        String::new()
+    } else {
+        format!("Bearer {caller_key}")
+    });
+    let mode = Arc::new(mode);
     let mut channels = Vec::new();
-    for _ in 0..args.connections.max(1) {
-        channels.push(
-            Channel::from_shared(format!("http://{}", args.target))
-                .unwrap()
-                .connect()
-                .await
-                .expect("connect"),
-        );
+    for _ in 0..connections.max(1) {
+        channels.push(connect(&target).await);
     }
-    let deadline = Instant::now() + Duration::from_secs(args.seconds);
-    let workers: Vec<_> = (0..args.concurrency)
+    let next = Arc::new(AtomicUsize::new(0));
+    let started = Instant::now();
+    let measure_from = started + Duration::from_secs_f64(warmup);
+    let deadline = measure_from + Duration::from_secs_f64(seconds);
+    let workers: Vec<_> = (0..connections.max(1) * streams.max(1))
         .map(|i| {
-            let args = args.clone();
-            let mut client = AuthServiceClient::new(channels[i % channels.len()].clone());
+            let channel = channels[i % channels.len()].clone();
+            let (values, caller, mode, next) =
+                (values.clone(), caller.clone(), mode.clone(), next.clone());
             tokio::spawn(async move {
-                let (mut latencies, mut failures) = (Vec::new(), 0u64);
-                while Instant::now() < deadline {
-                    let started = Instant::now();
-                    if call(&mut client, &args).await {
-                        latencies.push(started.elapsed());
-                    } else {
-                        failures += 1;
+                let (mut latencies, mut errors) = (Vec::with_capacity(1 << 16), 0u64);
+                loop {
+                    let begun = Instant::now();
+                    if begun >= deadline {
+                        break;
+                    }
+                    let key = &values[next.fetch_add(1, Ordering::Relaxed) % values.len()];
+                    let ok = call(&channel, &mode, &caller, key).await;
+                    if begun >= measure_from {
+                        if ok {
+                            latencies.push(begun.elapsed());
+                        } else {
+                            errors += 1;
+                        }
                     }
                 }
-                (latencies, failures)
+                (latencies, errors)
             })
         })
         .collect();
-    let (mut latencies, mut failures) = (Vec::new(), 0);
+    let (mut latencies, mut errors) = (Vec::new(), 0);
     for worker in workers {
-        let (l, f) = worker.await.unwrap();
+        let (l, e) = worker.await.unwrap();
         latencies.extend(l);
-        failures += f;
+        errors += e;
     }
     latencies.sort();
     let pct = |p: f64| {
         latencies
-            .get(((latencies.len() as f64 - 1.0) * p) as usize)
+            .get(((latencies.len() as f64 - 1.0) * p).round() as usize)
             .map_or(0.0, |d| d.as_secs_f64() * 1000.0)
     };
     println!(
-        "mode={} ok={} failed={} rps={:.0} p50={:.2}ms p99={:.2}ms",
-        args.mode,
-        latencies.len(),
-        failures,
-        latencies.len() as f64 / args.seconds as f64,
+        "target={} rps={:.0} p50_ms={:.3} p99_ms={:.3} ok={} errors={}",
+        if label.is_empty() {
+            mode.as_str()
+        } else {
+            &label
+        },
+        latencies.len() as f64 / seconds,
         pct(0.50),
-        pct(0.99)
+        pct(0.99),
+        latencies.len(),
+        errors
     );
+}
+
+#[tokio::main]
+async fn main() {
+    match Args::parse().command {
+        Command::Setup {
+            target,
+            admin_password,
+            keys_file,
+            keys,
+        } => setup(&target, &admin_password, &keys_file, keys).await,
+        Command::Run {
+            target,
+            label,
+            caller_key,
+            mode,
+            keys_file,
+            keys,
+            connections,
+            streams,
+            seconds,
+            warmup,
+        } => {
+            run(
+                target,
+                label,
+                caller_key,
+                mode,
+                keys_file,
+                keys,
+                connections,
+                streams,
+                seconds,
+                warmup,
+            )
+            .await
+        }
+    }
 }

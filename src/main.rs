@@ -5,6 +5,12 @@ use authzd::config::{Command, Config, Invocation, Loaded};
 use authzd::domain::Clock;
 use authzd::domain::bootstrap::Bootstrap;
 
+/// Every check allocates a little (strings of the principal, the response);
+/// mimalloc serves that faster than glibc under two busy threads, and
+/// returns freed large blocks (argon2's 19 MiB) to the system.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let invocation =

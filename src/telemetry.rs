@@ -4,10 +4,12 @@
 //! duration) and ends with one log line; its count and latency go to
 //! Prometheus by method and code. Secrets are never fields.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::io::IsTerminal;
 use std::pin::Pin;
-use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{OnceLock, RwLock};
 use std::task::{Context, Poll};
 use std::time::Instant;
 
@@ -140,22 +142,25 @@ where
         // The clone is ready only if polled; the polled one goes to this call.
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
-        let method = request.uri().path().to_owned();
+        let method = known_method(request.uri().path());
         let request_id = request
             .headers()
             .get(REQUEST_ID_HEADER)
             .and_then(|v| v.to_str().ok())
             .filter(|v| acceptable_request_id(v))
-            .map_or_else(|| uuid::Uuid::new_v4().to_string(), str::to_owned);
+            .map_or_else(new_request_id, str::to_owned);
         request
             .extensions_mut()
             .insert(RequestId(request_id.clone()));
-        let span = tracing::info_span!(
-            "rpc",
-            method = %method,
-            request_id = %request_id,
-            caller = tracing::field::Empty,
-        );
+        // The checks run thousands of times a second: their span (fields
+        // formatted at creation) exists only at debug; a failed check still
+        // logs its method and request id on the closing line.
+        let check = method.starts_with("/authz.v1.AuthService/");
+        let span = if check {
+            tracing::debug_span!("rpc", method, request_id = %request_id, caller = tracing::field::Empty)
+        } else {
+            tracing::info_span!("rpc", method, request_id = %request_id, caller = tracing::field::Empty)
+        };
         let started = Instant::now();
         Box::pin(async move {
             let result = inner.call(request).instrument(span.clone()).await;
@@ -172,15 +177,20 @@ where
                 Err(_) => 2,
             };
             let code = code_name(code);
-            metrics::counter!("authzd_rpc_requests_total", "method" => method.clone(), "code" => code)
-                .increment(1);
-            metrics::histogram!("authzd_rpc_duration_seconds", "method" => method.clone(), "code" => code)
-                .record(elapsed.as_secs_f64());
+            let (count, duration) = rpc_metrics(method, code);
+            count.increment(1);
+            duration.record(elapsed.as_secs_f64());
             let duration_ms = elapsed.as_secs_f64() * 1000.0;
             span.in_scope(|| {
-                // Probes would drown the log at info.
-                if method.starts_with("/grpc.health.") || method.starts_with("/grpc.reflection.") {
+                // Probes, and successful checks (the metrics count them),
+                // would drown the log at info.
+                let routine = method.starts_with("/grpc.health.")
+                    || method.starts_with("/grpc.reflection.")
+                    || (check && code == "OK");
+                if routine {
                     tracing::debug!(code, duration_ms, "rpc finished");
+                } else if check {
+                    tracing::info!(method, request_id = %request_id, code, duration_ms, "rpc finished");
                 } else {
                     tracing::info!(code, duration_ms, "rpc finished");
                 }
@@ -193,6 +203,76 @@ where
             })
         })
     }
+}
+
+/// The gRPC methods authzd serves, as `&'static str` labels; any other path
+/// is "unknown", so invented paths cannot grow the metrics.
+fn known_method(path: &str) -> &'static str {
+    static KNOWN: OnceLock<HashMap<String, &'static str>> = OnceLock::new();
+    let known = KNOWN.get_or_init(|| {
+        let mut known = HashMap::new();
+        for set in [
+            crate::pb::FILE_DESCRIPTOR_SET,
+            tonic_health::pb::FILE_DESCRIPTOR_SET,
+        ] {
+            let Ok(set) = <prost_types::FileDescriptorSet as prost::Message>::decode(set) else {
+                continue;
+            };
+            for file in &set.file {
+                for service in &file.service {
+                    for method in &service.method {
+                        let path =
+                            format!("/{}.{}/{}", file.package(), service.name(), method.name());
+                        known.insert(path.clone(), &*Box::leak(path.into_boxed_str()));
+                    }
+                }
+            }
+        }
+        for reflection in [
+            "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
+            "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
+        ] {
+            known.insert(reflection.to_owned(), reflection);
+        }
+        known
+    });
+    known.get(path).copied().unwrap_or("unknown")
+}
+
+type RpcMetrics = (metrics::Counter, metrics::Histogram);
+
+/// Registered once per (method, code): the registry lookup and the label
+/// allocations stay off the per-call path.
+fn rpc_metrics(method: &'static str, code: &'static str) -> RpcMetrics {
+    static HANDLES: OnceLock<RwLock<HashMap<(&str, &str), RpcMetrics>>> = OnceLock::new();
+    let handles = HANDLES.get_or_init(Default::default);
+    if let Some(found) = handles
+        .read()
+        .ok()
+        .and_then(|h| h.get(&(method, code)).cloned())
+    {
+        return found;
+    }
+    let made = (
+        metrics::counter!("authzd_rpc_requests_total", "method" => method, "code" => code),
+        metrics::histogram!("authzd_rpc_duration_seconds", "method" => method, "code" => code),
+    );
+    if let Ok(mut h) = handles.write() {
+        h.insert((method, code), made.clone());
+    }
+    made
+}
+
+/// A request id for a request that brought none: unique in this process
+/// and across restarts, without a system call per request.
+fn new_request_id() -> String {
+    static PREFIX: OnceLock<u64> = OnceLock::new();
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let prefix = PREFIX.get_or_init(rand::random::<u64>);
+    format!(
+        "{prefix:016x}-{:x}",
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
 }
 
 /// Names who is calling on the current RPC span.

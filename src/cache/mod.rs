@@ -67,7 +67,8 @@ pub struct KeyEntry {
     pub user_id: Uuid,
     pub owner_username: String,
     pub name: String,
-    pub secret_hash: String,
+    /// The stored digest; `None` if the stored hash is not one (never matches).
+    pub digest: Option<[u8; 32]>,
     pub expires_at: DateTime<Utc>,
     pub revoked_at: Option<DateTime<Utc>>,
     pub owner_deleted_at: Option<DateTime<Utc>>,
@@ -100,6 +101,21 @@ struct Stamped<T> {
 
 type Slot<T> = Moka<String, Arc<Stamped<Option<Arc<T>>>>>;
 
+/// Hit and miss counters of one kind, registered once.
+struct Counters {
+    hits: metrics::Counter,
+    misses: metrics::Counter,
+}
+
+impl Counters {
+    fn new(kind: &'static str) -> Self {
+        Self {
+            hits: metrics::counter!("authzd_cache_hits_total", "kind" => kind),
+            misses: metrics::counter!("authzd_cache_misses_total", "kind" => kind),
+        }
+    }
+}
+
 fn slot<T: Send + Sync + 'static>(settings: &CacheSettings) -> Slot<T> {
     Moka::builder()
         .max_capacity(settings.max_entries)
@@ -117,6 +133,7 @@ pub struct Cache {
     keys: Slot<KeyEntry>,
     users: Slot<UserEntry>,
     accounts: Slot<Account>,
+    counters: [Counters; 4],
     key_ids: RwLock<HashSet<String>>,
     /// Whether `key_ids` holds every key id (loaded, and followed since).
     key_ids_complete: AtomicBool,
@@ -137,6 +154,12 @@ impl Cache {
             accounts: slot(&settings),
             settings,
             clock,
+            counters: [
+                Counters::new("key"),
+                Counters::new("user"),
+                Counters::new("account"),
+                Counters::new("unknown_key"),
+            ],
             key_ids: RwLock::new(HashSet::new()),
             key_ids_complete: AtomicBool::new(false),
             epoch: AtomicU64::new(0),
@@ -177,7 +200,7 @@ impl Cache {
         self.epoch.load(Ordering::Acquire)
     }
 
-    fn get<T>(&self, slot: &Slot<T>, kind: &'static str, key: &str) -> Hit<T>
+    fn get<T>(&self, slot: &Slot<T>, kind: usize, key: &str) -> Hit<T>
     where
         T: Send + Sync + 'static,
     {
@@ -185,7 +208,7 @@ impl Cache {
             return None;
         }
         let Some(entry) = slot.get(key) else {
-            metrics::counter!("authzd_cache_misses_total", "kind" => kind).increment(1);
+            self.counters[kind].misses.increment(1);
             return None;
         };
         let ttl = if entry.value.is_some() {
@@ -196,10 +219,10 @@ impl Cache {
         let age = self.clock.now() - entry.written;
         if age >= TimeDelta::from_std(ttl).unwrap_or(TimeDelta::MAX) || age < TimeDelta::zero() {
             slot.invalidate(key);
-            metrics::counter!("authzd_cache_misses_total", "kind" => kind).increment(1);
+            self.counters[kind].misses.increment(1);
             return None;
         }
-        metrics::counter!("authzd_cache_hits_total", "kind" => kind).increment(1);
+        self.counters[kind].hits.increment(1);
         Some(entry.value.clone())
     }
 
@@ -229,15 +252,15 @@ impl Cache {
     }
 
     pub fn key(&self, key_id: &str) -> Hit<KeyEntry> {
-        self.get(&self.keys, "key", key_id)
+        self.get(&self.keys, 0, key_id)
     }
 
     pub fn user(&self, username: &str) -> Hit<UserEntry> {
-        self.get(&self.users, "user", username)
+        self.get(&self.users, 1, username)
     }
 
     pub fn account(&self, name: &str) -> Hit<Account> {
-        self.get(&self.accounts, "account", name)
+        self.get(&self.accounts, 2, name)
     }
 
     pub fn put_key(&self, epoch: u64, entry: Arc<KeyEntry>) -> bool {
@@ -261,7 +284,7 @@ impl Cache {
         }
         let known = self.key_ids.read().map_or(true, |ids| ids.contains(key_id));
         if !known {
-            metrics::counter!("authzd_cache_hits_total", "kind" => "unknown_key").increment(1);
+            self.counters[3].hits.increment(1);
         }
         known
     }

@@ -15,9 +15,13 @@ impl Core {
         context: Option<&str>,
         actions: &[String],
     ) -> Result<(String, Vec<Decision>)> {
-        for (i, action) in actions.iter().enumerate() {
+        // The field name is built only for the error: this runs on every check.
+        if let Some(i) = actions
+            .iter()
+            .position(|a| a.is_empty() || self.catalog().scope(a).is_none())
+        {
             self.catalog()
-                .require_action(&format!("actions[{i}]"), action)?;
+                .require_action(&format!("actions[{i}]"), &actions[i])?;
         }
         if actions.is_empty() {
             return Err(Error::invalid("actions", "at least one action is required"));

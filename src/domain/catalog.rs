@@ -2,7 +2,7 @@
 //! a migration and immutable, so they are read once at start-up and every
 //! decision is made in memory.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use super::model::ActionScope;
 use crate::error::{Error, Result};
@@ -26,6 +26,8 @@ pub struct ActionDef {
 pub struct Catalog {
     actions: HashMap<String, ActionDef>,
     roles: BTreeMap<String, Role>,
+    /// Each role's actions again, for the one lookup every decision makes.
+    grants: HashMap<String, HashSet<String>>,
 }
 
 impl Catalog {
@@ -52,7 +54,15 @@ impl Catalog {
             })?;
             entry.actions.insert(action);
         }
-        let catalog = Self { actions, roles };
+        let grants = roles
+            .values()
+            .map(|r| (r.name.clone(), r.actions.iter().cloned().collect()))
+            .collect();
+        let catalog = Self {
+            actions,
+            roles,
+            grants,
+        };
         catalog.check_known(super::actions::USED_BY_AUTHZD)?;
         Ok(catalog)
     }
@@ -86,9 +96,9 @@ impl Catalog {
     }
 
     pub fn role_grants(&self, role: &str, action: &str) -> bool {
-        self.roles
+        self.grants
             .get(role)
-            .is_some_and(|r| r.actions.contains(action))
+            .is_some_and(|actions| actions.contains(action))
     }
 
     /// Validates a role name against the predefined roles.

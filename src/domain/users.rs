@@ -94,28 +94,43 @@ impl Core {
         self.with_grants(user).await
     }
 
+    /// One user with their effective grants, as a check sees them.
     async fn with_grants(&self, user: User) -> Result<UserWithGrants> {
-        let mut grants = store::users::grants_of(self.db(), &[user.id]).await?;
+        let loaded = self
+            .queries()
+            .user_by_name(self.db(), &user.username)
+            .await?
+            .ok_or_else(|| not_found(&user.account, &user.username))?;
         Ok(UserWithGrants {
-            grants: grants.remove(&user.id).unwrap_or_default(),
-            user,
+            user: loaded.user,
+            grants: loaded.grants,
         })
     }
 
-    async fn with_grants_page(&self, page: Page<User>) -> Result<Page<UserWithGrants>> {
-        let ids: Vec<Uuid> = page.items.iter().map(|u| u.id).collect();
-        let mut grants = store::users::grants_of(self.db(), &ids).await?;
-        Ok(Page {
-            items: page
-                .items
-                .into_iter()
-                .map(|user| UserWithGrants {
-                    grants: grants.remove(&user.id).unwrap_or_default(),
-                    user,
-                })
-                .collect(),
-            next_page_token: page.next_page_token,
-        })
+    /// A page of users with their grants, in one statement.
+    async fn users_page(
+        &self,
+        account: Option<&str>,
+        page: &PageRequest,
+    ) -> Result<Page<UserWithGrants>> {
+        let after = page
+            .after
+            .as_ref()
+            .and_then(|key| key.first())
+            .map(String::as_str);
+        let rows = self
+            .queries()
+            .list_users(self.db(), account, after, page.limit + 1)
+            .await?
+            .into_iter()
+            .map(|loaded| UserWithGrants {
+                user: loaded.user,
+                grants: loaded.grants,
+            })
+            .collect();
+        Ok(Page::from_rows(rows, page.limit, |u: &UserWithGrants| {
+            vec![u.user.username.as_str()]
+        }))
     }
 
     /// The user, if they belong to the account.
@@ -145,8 +160,7 @@ impl Core {
         page: &PageRequest,
     ) -> Result<Page<UserWithGrants>> {
         self.require(caller, LIST_USERS, Some(account)).await?;
-        let users = store::users::list_users(self.db(), Some(account), page).await?;
-        self.with_grants_page(users).await
+        self.users_page(Some(account), page).await
     }
 
     pub async fn list_all_users(
@@ -155,8 +169,7 @@ impl Core {
         page: &PageRequest,
     ) -> Result<Page<UserWithGrants>> {
         self.require(caller, LIST_ALL_USERS, None).await?;
-        let users = store::users::list_users(self.db(), None, page).await?;
-        self.with_grants_page(users).await
+        self.users_page(None, page).await
     }
 
     pub async fn delete_user(&self, caller: &Caller, account: &str, username: &str) -> Result<()> {

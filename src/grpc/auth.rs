@@ -2,7 +2,7 @@
 
 use tonic::{Request, Response, Status};
 
-use super::context::context;
+use super::context::context_account;
 use super::convert::enum_field;
 use crate::domain::Core;
 use crate::domain::authn::credentials::Credential;
@@ -65,7 +65,7 @@ impl AuthService for AuthApi {
         request: Request<pb::AuthorizeRequest>,
     ) -> Result<Response<pb::AuthorizeResponse>, Status> {
         use authorize_request::Subject;
-        let header = context(&request)?.account;
+        let header = context_account(&request)?;
         let req = request.into_inner();
         let principal = match req.subject {
             Some(Subject::Authorization(header)) => self.authenticate_header(&header).await?,

@@ -116,6 +116,15 @@ pub fn context<T>(request: &Request<T>) -> Result<CallContext, Status> {
         .ok_or_else(|| Error::internal("a service without its interceptor").into())
 }
 
+/// The `x-anchore-account` context the interceptor read.
+pub fn context_account<T>(request: &Request<T>) -> Result<Option<String>, Status> {
+    request
+        .extensions()
+        .get::<CallContext>()
+        .map(|c| c.account.clone())
+        .ok_or_else(|| Error::internal("a service without its interceptor").into())
+}
+
 /// Authenticates the caller of an admin RPC; returns it with the message.
 pub async fn authenticated<T>(core: &Core, request: Request<T>) -> Result<(Caller, T), Status> {
     let context = context(&request)?;

@@ -6,9 +6,9 @@ use sea_orm::{
 };
 use uuid::Uuid;
 
-use super::entity::{accounts, api_keys, users};
+use super::entity::api_keys;
 use super::{DbResultExt, StoreResult, classify_conflict};
-use crate::domain::model::{Account, ApiKey, User};
+use crate::domain::model::ApiKey;
 use crate::domain::page::{Page, PageRequest};
 
 impl From<api_keys::Model> for ApiKey {
@@ -134,39 +134,6 @@ pub async fn list_api_keys(
         .collect();
     Ok(Page::from_rows(rows, page.limit, |k: &ApiKey| {
         vec![k.name.as_str()]
-    }))
-}
-
-/// What authenticating a key needs, in one indexed query: the key, its
-/// owner and the owner's account (absent if the owner is gone), and the hash.
-pub struct KeyRecord {
-    pub key: ApiKey,
-    pub secret_hash: String,
-    pub owner: Option<(User, Account)>,
-}
-
-pub async fn find_for_authentication(
-    db: &impl ConnectionTrait,
-    key_id: &str,
-) -> StoreResult<Option<KeyRecord>> {
-    let Some((key, user, account)) = api_keys::Entity::find()
-        .filter(api_keys::Column::KeyId.eq(key_id))
-        .find_also_related(users::Entity)
-        .and_also_related(accounts::Entity)
-        .one(db)
-        .await
-        .db()?
-    else {
-        return Ok(None);
-    };
-    let owner = match (user, account) {
-        (Some(user), Some(account)) => Some((User::try_from(user)?, Account::try_from(account)?)),
-        _ => None,
-    };
-    Ok(Some(KeyRecord {
-        secret_hash: key.secret_hash.clone(),
-        key: ApiKey::from(key),
-        owner,
     }))
 }
 

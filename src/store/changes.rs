@@ -1,9 +1,9 @@
 //! The change records (written by triggers; see the migration
 //! `m20261129_000004_change_records`) and the index of existing key ids.
 
-use sea_orm::{ConnectionTrait, FromQueryResult, Statement, Value};
+use sea_orm::{ConnectionTrait, FromQueryResult};
 
-use super::{DbResultExt, StoreResult};
+use super::{DbResultExt, StoreResult, sql};
 
 #[derive(Debug, FromQueryResult)]
 pub struct ChangeRow {
@@ -12,30 +12,6 @@ pub struct ChangeRow {
     pub id: String,
     /// Commit time (the trigger's clock), microseconds since the epoch.
     pub at_us: i64,
-}
-
-fn sql(db: &impl ConnectionTrait, text: &str, values: Vec<Value>) -> Statement {
-    let backend = db.get_database_backend();
-    let text = match backend {
-        sea_orm::DbBackend::Postgres => text.to_owned(),
-        _ => {
-            // `$n` placeholders are Postgres'; SQLite takes `?` in order.
-            let mut out = String::with_capacity(text.len());
-            let mut chars = text.chars().peekable();
-            while let Some(c) = chars.next() {
-                if c == '$' && chars.peek().is_some_and(char::is_ascii_digit) {
-                    while chars.peek().is_some_and(char::is_ascii_digit) {
-                        chars.next();
-                    }
-                    out.push('?');
-                } else {
-                    out.push(c);
-                }
-            }
-            out
-        }
-    };
-    Statement::from_sql_and_values(backend, text, values)
 }
 
 /// The last sequence number handed out.

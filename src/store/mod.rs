@@ -86,6 +86,35 @@ pub fn classify_missing_parent(err: DbErr, what: impl Into<String>) -> Error {
     }
 }
 
+/// A raw statement written with Postgres `$n` placeholders, for either backend.
+pub(crate) fn sql(
+    db: &impl sea_orm::ConnectionTrait,
+    text: &str,
+    values: Vec<sea_orm::Value>,
+) -> sea_orm::Statement {
+    let backend = db.get_database_backend();
+    let text = match backend {
+        sea_orm::DbBackend::Postgres => text.to_owned(),
+        _ => {
+            // `$n` placeholders are Postgres'; SQLite takes `?` in order.
+            let mut out = String::with_capacity(text.len());
+            let mut chars = text.chars().peekable();
+            while let Some(c) = chars.next() {
+                if c == '$' && chars.peek().is_some_and(char::is_ascii_digit) {
+                    while chars.peek().is_some_and(char::is_ascii_digit) {
+                        chars.next();
+                    }
+                    out.push('?');
+                } else {
+                    out.push(c);
+                }
+            }
+            out
+        }
+    };
+    sea_orm::Statement::from_sql_and_values(backend, text, values)
+}
+
 pub type StoreResult<T> = Result<T, Error>;
 
 /// `?` on a `DbErr` inside store functions.

@@ -1,17 +1,11 @@
-use std::collections::HashMap;
-
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::Expr;
-use sea_orm::{
-    ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, FromQueryResult, JoinType,
-    QueryFilter, QueryOrder, QuerySelect, RelationTrait,
-};
+use sea_orm::{ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter};
 use uuid::Uuid;
 
-use super::entity::{accounts, group_grants, group_members, role_bindings, user_groups, users};
+use super::entity::{accounts, group_members, role_bindings, users};
 use super::{DbResultExt, StoreResult, classify_conflict, classify_missing_parent};
 use crate::domain::model::{Account, Grant, User, UserState, UserType};
-use crate::domain::page::{Page, PageRequest};
 use crate::error::Error;
 
 impl TryFrom<users::Model> for User {
@@ -95,33 +89,6 @@ pub async fn find_users_by_name(
         .collect()
 }
 
-/// Users of one account (`Some`) or of all accounts (`None`), by username.
-pub async fn list_users(
-    db: &impl ConnectionTrait,
-    account: Option<&str>,
-    page: &PageRequest,
-) -> StoreResult<Page<User>> {
-    let mut query = users::Entity::find()
-        .order_by_asc(users::Column::Username)
-        .limit(page.limit + 1);
-    if let Some(account) = account {
-        query = query.filter(users::Column::AccountName.eq(account));
-    }
-    if let Some(after) = page.after.as_ref().and_then(|key| key.first()) {
-        query = query.filter(users::Column::Username.gt(after.as_str()));
-    }
-    let rows = query
-        .all(db)
-        .await
-        .db()?
-        .into_iter()
-        .map(User::try_from)
-        .collect::<StoreResult<Vec<_>>>()?;
-    Ok(Page::from_rows(rows, page.limit, |u| {
-        vec![u.username.as_str()]
-    }))
-}
-
 pub async fn create_user(
     db: &impl ConnectionTrait,
     user: &User,
@@ -164,48 +131,40 @@ pub async fn delete_user(db: &impl ConnectionTrait, id: Uuid) -> StoreResult<boo
 
 /// Removes every user of the account with their bindings and memberships,
 /// and every grant held in the account. Returns how many users went.
+/// The statements of an account's purge: each is driven by the index on
+/// `users.account_name` and the indexes on `user_id`, not by a list of ids,
+/// so purging a large account never scans the grant tables.
+pub const PURGE_ACCOUNT: [&str; 6] = [
+    "UPDATE api_keys SET owner_deleted_at = $2 WHERE owner_deleted_at IS NULL \
+     AND user_id IN (SELECT id FROM users WHERE account_name = $1)",
+    "DELETE FROM role_bindings WHERE user_id IN (SELECT id FROM users WHERE account_name = $1)",
+    "DELETE FROM group_members WHERE user_id IN (SELECT id FROM users WHERE account_name = $1)",
+    "DELETE FROM role_bindings WHERE account_name = $1",
+    "DELETE FROM group_grants WHERE account_name = $1",
+    "DELETE FROM users WHERE account_name = $1",
+];
+
+/// Removes every user of the account with their bindings and memberships,
+/// and every grant held in the account; their keys are marked. Returns how
+/// many users went.
 pub async fn delete_users_of_account(
     db: &impl ConnectionTrait,
     account: &str,
     now: DateTime<Utc>,
 ) -> StoreResult<u64> {
-    let ids = users::Entity::find()
-        .select_only()
-        .column(users::Column::Id)
-        .filter(users::Column::AccountName.eq(account))
-        .into_tuple::<Uuid>()
-        .all(db)
-        .await
-        .db()?;
-    super::api_keys::mark_owner_deleted(db, &ids, now).await?;
-    for chunk in ids.chunks(500) {
-        role_bindings::Entity::delete_many()
-            .filter(role_bindings::Column::UserId.is_in(chunk.iter().copied()))
-            .exec(db)
+    let mut deleted = 0;
+    for (i, text) in PURGE_ACCOUNT.iter().enumerate() {
+        let mut values = vec![sea_orm::Value::from(account)];
+        if i == 0 {
+            values.push(now.into());
+        }
+        deleted = db
+            .execute_raw(super::sql(db, text, values))
             .await
-            .db()?;
-        group_members::Entity::delete_many()
-            .filter(group_members::Column::UserId.is_in(chunk.iter().copied()))
-            .exec(db)
-            .await
-            .db()?;
+            .db()?
+            .rows_affected();
     }
-    role_bindings::Entity::delete_many()
-        .filter(role_bindings::Column::AccountName.eq(account))
-        .exec(db)
-        .await
-        .db()?;
-    group_grants::Entity::delete_many()
-        .filter(group_grants::Column::AccountName.eq(account))
-        .exec(db)
-        .await
-        .db()?;
-    let result = users::Entity::delete_many()
-        .filter(users::Column::AccountName.eq(account))
-        .exec(db)
-        .await
-        .db()?;
-    Ok(result.rows_affected)
+    Ok(deleted)
 }
 
 pub async fn set_password_hash(
@@ -275,64 +234,6 @@ pub async fn delete_binding(
         .await
         .db()?;
     Ok(result.rows_affected > 0)
-}
-
-#[derive(FromQueryResult)]
-struct GroupGrantRow {
-    user_id: Uuid,
-    role: String,
-    account_name: String,
-    group_name: String,
-}
-
-/// Effective grants (direct, then via groups) of each user, sorted.
-pub async fn grants_of(
-    db: &impl ConnectionTrait,
-    user_ids: &[Uuid],
-) -> StoreResult<HashMap<Uuid, Vec<Grant>>> {
-    let mut grants: HashMap<Uuid, Vec<Grant>> = HashMap::new();
-    if user_ids.is_empty() {
-        return Ok(grants);
-    }
-    let direct = role_bindings::Entity::find()
-        .filter(role_bindings::Column::UserId.is_in(user_ids.iter().copied()))
-        .all(db)
-        .await
-        .db()?;
-    for b in direct {
-        grants.entry(b.user_id).or_default().push(Grant {
-            role: b.role,
-            account: b.account_name,
-            group: None,
-        });
-    }
-    let via_groups = group_grants::Entity::find()
-        .select_only()
-        .column(group_members::Column::UserId)
-        .column(group_grants::Column::Role)
-        .column(group_grants::Column::AccountName)
-        .column_as(user_groups::Column::Name, "group_name")
-        .join(JoinType::InnerJoin, group_grants::Relation::Group.def())
-        .join(
-            JoinType::InnerJoin,
-            group_members::Relation::Group.def().rev(),
-        )
-        .filter(group_members::Column::UserId.is_in(user_ids.iter().copied()))
-        .into_model::<GroupGrantRow>()
-        .all(db)
-        .await
-        .db()?;
-    for g in via_groups {
-        grants.entry(g.user_id).or_default().push(Grant {
-            role: g.role,
-            account: g.account_name,
-            group: Some(g.group_name),
-        });
-    }
-    for list in grants.values_mut() {
-        sort_grants(list);
-    }
-    Ok(grants)
 }
 
 /// Direct grants first, then by account, role and group.

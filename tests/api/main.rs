@@ -16,4 +16,5 @@ mod groups;
 pub mod health;
 mod ops;
 mod roles;
+mod scale;
 mod users;

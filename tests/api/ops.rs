@@ -78,7 +78,142 @@ async fn metrics_count_real_calls(backend: Backend) {
         sample(&text, r#"authzd_db_pool_connections{state="idle"}"#).is_some(),
         "{text}"
     );
+
+    // The cache: a key checked twice is one miss and one hit; a revoke
+    // evicts it, and the lag from commit to eviction is measured.
+    let key = ApiKeyServiceClient::new(ch.clone())
+        .create_api_key(as_admin(pb::CreateApiKeyRequest {
+            name: "metrics".into(),
+            expires_at: Some(prost_types::Timestamp {
+                seconds: authzd::domain::Clock::default().now().timestamp() + 86_400,
+                nanos: 0,
+            }),
+            ..Default::default()
+        }))
+        .await
+        .unwrap()
+        .into_inner()
+        .value;
+    for _ in 0..2 {
+        AuthServiceClient::new(ch.clone())
+            .authenticate(as_service(pb::AuthenticateRequest {
+                credentials: Some(pb::authenticate_request::Credentials::ApiKey(key.clone())),
+            }))
+            .await
+            .unwrap();
+    }
+    ApiKeyServiceClient::new(ch.clone())
+        .update_api_key(as_admin(pb::UpdateApiKeyRequest {
+            name: "metrics".into(),
+            status: pb::ApiKeyStatus::Revoked.into(),
+            ..Default::default()
+        }))
+        .await
+        .unwrap();
+    let text = http_get(&metrics_addr, "/metrics").await;
+    assert!(
+        sample(&text, r#"authzd_cache_hits_total{kind="key"}"#).unwrap_or(0.0) >= 1.0,
+        "{text}"
+    );
+    assert!(
+        sample(&text, r#"authzd_cache_misses_total{kind="key"}"#).unwrap_or(0.0) >= 1.0,
+        "{text}"
+    );
+    assert!(
+        sample(&text, r#"authzd_cache_evictions_total{kind="key"}"#).unwrap_or(0.0) >= 1.0,
+        "{text}"
+    );
+    assert!(
+        sample(&text, "authzd_cache_invalidation_lag_seconds_count").unwrap_or(0.0) >= 1.0,
+        "{text}"
+    );
+    assert!(
+        sample(&text, "authzd_cache_last_sync_age_seconds").is_some(),
+        "{text}"
+    );
+    assert_eq!(sample(&text, "authzd_cache_stale"), Some(0.0), "{text}");
+    if backend == Backend::Postgres {
+        assert_eq!(
+            sample(&text, "authzd_cache_listener_connected"),
+            Some(1.0),
+            "{text}"
+        );
+    }
     server.stop();
+}
+
+/// Nagle's algorithm would hold a response written in two pieces (body,
+/// trailers) until the client's delayed ACK: ~40 ms a call for one caller
+/// making one call at a time. Every accepted socket sets TCP_NODELAY.
+async fn one_caller_one_call_at_a_time_gets_no_delayed_ack_stalls(backend: Backend) {
+    let db = TestDatabase::new(backend).await;
+    let server = Server::start(&db).await;
+    let admin = connect(&server.addr).await;
+    UserServiceClient::new(admin)
+        .create_user(as_admin(pb::CreateUserRequest {
+            account: "admin".into(),
+            username: "sequential".into(),
+            password: "sequential-password".into(),
+            ..Default::default()
+        }))
+        .await
+        .unwrap();
+    let fresh = connect(&server.addr).await;
+    let mut latencies = Vec::new();
+    for _ in 0..100 {
+        let started = std::time::Instant::now();
+        AuthServiceClient::new(fresh.clone())
+            .authorize(as_service(pb::AuthorizeRequest {
+                subject: Some(pb::authorize_request::Subject::Username(
+                    "sequential".into(),
+                )),
+                actions: vec!["listImages".into(), "getImage".into(), "createImage".into()],
+                ..Default::default()
+            }))
+            .await
+            .unwrap();
+        latencies.push(started.elapsed());
+    }
+    latencies.sort();
+    let p99 = latencies[98];
+    eprintln!(
+        "sequential 3-action Authorize: p50 {:?}, p99 {p99:?}",
+        latencies[50]
+    );
+    assert!(
+        p99 < Duration::from_millis(30),
+        "p99 {p99:?}: {latencies:?}"
+    );
+    server.stop();
+}
+
+/// The Postgres connections set TCP_NODELAY too (sqlx 0.9.0 does not; see
+/// vendor/README.md): a statement with ~64 KB of parameters is written in
+/// several segments, and without it each such query waits ~40 ms.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_large_statements_do_not_wait_for_delayed_acks() {
+    use sea_orm::ConnectionTrait;
+    let db = TestDatabase::new(Backend::Postgres).await;
+    let conn = authzd::store::connect(&db.url, 1).await.unwrap();
+    let big = "x".repeat(64 * 1024);
+    let mut latencies = Vec::new();
+    for _ in 0..20 {
+        let started = std::time::Instant::now();
+        conn.query_one_raw(sea_orm::Statement::from_sql_and_values(
+            sea_orm::DbBackend::Postgres,
+            "SELECT length($1) AS n",
+            [big.clone().into()],
+        ))
+        .await
+        .unwrap();
+        latencies.push(started.elapsed());
+    }
+    latencies.sort();
+    eprintln!(
+        "64 KB statements: p50 {:?}, max {:?}",
+        latencies[10], latencies[19]
+    );
+    assert!(latencies[10] < Duration::from_millis(20), "{latencies:?}");
 }
 
 async fn every_rpc_logs_one_span_with_the_callers_request_id(backend: Backend) {
@@ -454,6 +589,7 @@ fn tls_settings_are_checked_before_anything_binds() {
 
 crate::dual!(
     metrics_count_real_calls,
+    one_caller_one_call_at_a_time_gets_no_delayed_ack_stalls,
     every_rpc_logs_one_span_with_the_callers_request_id,
     sigterm_drains_in_flight_requests_and_exits_zero,
     tls_and_mutual_tls,

@@ -102,29 +102,53 @@ pub fn parse(value: &str) -> Result<ParsedKey<'_>> {
     Ok(ParsedKey { key_id, secret })
 }
 
-/// HMAC-SHA-256 of the id and secret, hex. A fast hash is right for a
-/// 256-bit random secret: there is nothing to brute-force.
-fn hash_secret(key_id: &str, secret: &str) -> String {
+/// HMAC-SHA-256 of the id and secret. A fast hash is right for a 256-bit
+/// random secret: there is nothing to brute-force.
+fn digest(key_id: &str, secret: &str) -> [u8; 32] {
     let mut mac = match Hmac::<Sha256>::new_from_slice(HASH_KEY) {
         Ok(mac) => mac,
         // HMAC takes keys of any length; this arm cannot be reached.
-        Err(_) => return String::new(),
+        Err(_) => return [0; 32],
     };
     mac.update(key_id.as_bytes());
     mac.update(b":");
     mac.update(secret.as_bytes());
-    mac.finalize()
-        .into_bytes()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    mac.finalize().into_bytes().into()
+}
+
+/// The stored form of a digest: lowercase hex.
+fn hash_secret(key_id: &str, secret: &str) -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(64);
+    for b in digest(key_id, secret) {
+        out.push(char::from(HEX[usize::from(b >> 4)]));
+        out.push(char::from(HEX[usize::from(b & 0xf)]));
+    }
+    out
+}
+
+/// A stored hash back to its digest; `None` if it is not one.
+pub fn stored_digest(stored_hash: &str) -> Option<[u8; 32]> {
+    let bytes = stored_hash.as_bytes();
+    if bytes.len() != 64 {
+        return None;
+    }
+    let nibble = |c: u8| match c {
+        b'0'..=b'9' => Some(c - b'0'),
+        b'a'..=b'f' => Some(c - b'a' + 10),
+        _ => None,
+    };
+    let mut out = [0u8; 32];
+    for (i, pair) in bytes.chunks_exact(2).enumerate() {
+        out[i] = (nibble(pair[0])? << 4) | nibble(pair[1])?;
+    }
+    Some(out)
 }
 
 impl ParsedKey<'_> {
-    /// Constant-time comparison with the stored hash.
-    pub fn matches(&self, stored_hash: &str) -> bool {
-        let computed = hash_secret(self.key_id, self.secret);
-        !stored_hash.is_empty() && bool::from(computed.as_bytes().ct_eq(stored_hash.as_bytes()))
+    /// Constant-time comparison with the stored digest.
+    pub fn matches(&self, stored: &[u8; 32]) -> bool {
+        bool::from(digest(self.key_id, self.secret).ct_eq(stored))
     }
 }
 
@@ -149,9 +173,11 @@ mod tests {
         assert!(value.ends_with(&key.last_four));
         let parsed = parse(value).unwrap();
         assert_eq!(parsed.key_id, key.key_id);
-        assert!(parsed.matches(&key.secret_hash));
-        assert!(!parsed.matches(&generate("azk").secret_hash));
-        assert!(!parsed.matches(""));
+        let stored = stored_digest(&key.secret_hash).unwrap();
+        assert!(parsed.matches(&stored));
+        assert!(!parsed.matches(&stored_digest(&generate("azk").secret_hash).unwrap()));
+        assert_eq!(stored_digest(""), None);
+        assert_eq!(stored_digest(&"x".repeat(64)), None);
     }
 
     #[test]

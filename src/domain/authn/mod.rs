@@ -7,6 +7,8 @@ pub mod key_format;
 pub mod passwords;
 mod source;
 
+use std::sync::OnceLock;
+
 use self::credentials::Credential;
 use super::Core;
 use super::model::{
@@ -15,6 +17,21 @@ use super::model::{
 use super::secret::Secret;
 use crate::cache::UserEntry;
 use crate::error::{AuthFailure, Error, Result};
+
+/// The success counter of a credential kind, registered once: it is
+/// incremented on every check.
+fn successes(kind: &'static str) -> &'static metrics::Counter {
+    static PASSWORD: OnceLock<metrics::Counter> = OnceLock::new();
+    static API_KEY: OnceLock<metrics::Counter> = OnceLock::new();
+    let cell = if kind == "password" {
+        &PASSWORD
+    } else {
+        &API_KEY
+    };
+    cell.get_or_init(|| {
+        metrics::counter!("authzd_authentications_total", "credential" => kind, "outcome" => "success", "reason" => "ok")
+    })
+}
 
 fn fail(reason: AuthFailure) -> Error {
     Error::Unauthenticated(reason)
@@ -56,10 +73,7 @@ impl Core {
             Credential::ApiKey(value) => ("api_key", self.authenticate_api_key(value).await),
         };
         match &result {
-            Ok(_) => {
-                metrics::counter!("authzd_authentications_total", "credential" => kind, "outcome" => "success", "reason" => "ok")
-                    .increment(1);
-            }
+            Ok(_) => successes(kind).increment(1),
             Err(Error::Unauthenticated(reason)) => {
                 tracing::info!(
                     credential = kind,
@@ -111,7 +125,7 @@ impl Core {
             .key_entry(parsed.key_id)
             .await?
             .ok_or(fail(AuthFailure::UnknownKey))?;
-        if !parsed.matches(&key.secret_hash) {
+        if !key.digest.is_some_and(|stored| parsed.matches(&stored)) {
             return Err(fail(AuthFailure::WrongSecret));
         }
         let (user, account) = match owner {

@@ -5,6 +5,7 @@
 
 use std::sync::Arc;
 
+use super::key_format;
 use crate::cache::{KeyEntry, UserEntry};
 use crate::domain::Core;
 use crate::domain::model::Account;
@@ -37,7 +38,7 @@ fn key_entry(key: &LoadedKey) -> Arc<KeyEntry> {
         user_id: key.user_id,
         owner_username: key.owner_username.clone(),
         name: key.name.clone(),
-        secret_hash: key.secret_hash.clone(),
+        digest: key_format::stored_digest(&key.secret_hash),
         expires_at: key.expires_at,
         revoked_at: key.revoked_at,
         owner_deleted_at: key.owner_deleted_at,
