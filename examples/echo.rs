@@ -1,7 +1,8 @@
 //! The ceiling for `bench/run`: a bare tonic server, same tonic and prost,
 //! that answers `authz.v1.AuthService` at once with a canned response of
 //! the shape authzd sends (no caller-key check, no cache, no database).
-//! It accepts connections with TCP_NODELAY, as authzd does.
+//! It accepts connections with TCP_NODELAY and allocates with mimalloc, as
+//! authzd does, so the ratio measures what authzd's own work costs.
 //!
 //!   cargo run --release --example echo -- 127.0.0.1:0
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -10,6 +11,9 @@ use authzd::pb;
 use authzd::pb::auth_service_server::{AuthService, AuthServiceServer};
 use tonic::transport::server::TcpIncoming;
 use tonic::{Request, Response, Status};
+
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn principal() -> pb::Principal {
     pb::Principal {

@@ -1,0 +1,81 @@
+//! In-process, warm: what one check costs authzd itself, without the
+//! network or gRPC. Targets: `authenticate` (API key) ≤ 5 µs, `authorize`
+//! of 3 actions ≤ 10 µs.
+//!
+//!   cargo bench --bench checks
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use authzd::config::{Config, DatabaseUrl};
+use authzd::domain::authn::credentials::Credential;
+use authzd::domain::caller::Caller;
+use authzd::domain::secret::Secret;
+use authzd::domain::{Clock, Core};
+use criterion::{Criterion, criterion_group, criterion_main};
+
+const ACTIONS: [&str; 3] = ["listImages", "getImage", "createImage"];
+
+async fn setup(dir: &std::path::Path) -> (Core, Credential) {
+    let mut config = Config::default();
+    config.database.url = DatabaseUrl::new(format!(
+        "sqlite://{}?mode=rwc",
+        dir.join("bench.db").display()
+    ));
+    config.admin.password = Some(Secret::new("bench-admin-password"));
+    let (core, _) = authzd::prepare(&config, Clock::default()).await.unwrap();
+    let admin = core
+        .authenticate(&Credential::Password {
+            username: "admin".into(),
+            password: Secret::new("bench-admin-password"),
+        })
+        .await
+        .unwrap();
+    let (_, value) = core
+        .create_api_key(
+            &Caller::local(admin),
+            "admin",
+            "",
+            "bench".into(),
+            String::new(),
+            core.clock().now() + chrono::TimeDelta::days(1),
+        )
+        .await
+        .unwrap();
+    (core, Credential::ApiKey(value))
+}
+
+fn checks(c: &mut Criterion) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (core, key) = runtime.block_on(setup(dir.path()));
+    // As in the server: without a follower the cache turns stale after
+    // `cache.max_staleness_ms` and every check reads through.
+    let stop = tokio_util::sync::CancellationToken::new();
+    runtime.spawn(authzd::cache::run_follower(
+        core.follower().clone(),
+        None,
+        stop.clone(),
+    ));
+    let principal = runtime.block_on(core.authenticate(&key)).unwrap();
+    let actions: Vec<String> = ACTIONS.iter().map(|a| (*a).to_owned()).collect();
+
+    c.bench_function("authenticate (API key, warm)", |b| {
+        b.to_async(&runtime)
+            .iter(|| async { core.authenticate(&key).await.unwrap() })
+    });
+    c.bench_function("authorize (3 actions, warm)", |b| {
+        b.to_async(&runtime)
+            .iter(|| async { core.authorize(&principal, None, &actions).await.unwrap() })
+    });
+    c.bench_function("authenticate + authorize (API key, 3 actions, warm)", |b| {
+        b.to_async(&runtime).iter(|| async {
+            let principal = core.authenticate(&key).await.unwrap();
+            core.authorize(&principal, None, &actions).await.unwrap()
+        })
+    });
+}
+
+criterion_group!(benches, checks);
+criterion_main!(benches);
