@@ -9,6 +9,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
     let mut config = tonic_prost_build::Config::new();
     config.protoc_executable(protoc);
+    // The codec looks each request's rules up by its full name.
+    config.enable_type_names();
     let protos = [
         "proto/authz/v1/common.proto",
         "proto/authz/v1/auth.proto",
@@ -19,6 +21,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "proto/authz/v1/api_keys.proto",
     ];
     tonic_prost_build::configure()
+        // Checks every request's strings before decoding (src/grpc/codec.rs).
+        .codec_path("crate::grpc::codec::Codec")
         .file_descriptor_set_path(out_dir.join("authz_descriptor.bin"))
         .compile_with_config(config, &protos, &["proto"])?;
     println!("cargo:rerun-if-changed=proto");

@@ -110,3 +110,16 @@ impl Error {
         Self::Internal(context.into())
     }
 }
+
+/// Characters of a caller's input quoted in a message or log line.
+pub const QUOTE_MAX_CHARS: usize = 64;
+
+/// A caller's input as it appears in an error or log line: quoted and
+/// escaped, cut to `QUOTE_MAX_CHARS` characters (a 3 MB name must not come
+/// back as a 3 MB error).
+pub fn quoted(value: &str) -> String {
+    match value.char_indices().nth(QUOTE_MAX_CHARS) {
+        None => format!("{value:?}"),
+        Some((end, _)) => format!("{:?}…", &value[..end]),
+    }
+}

@@ -1,3 +1,4 @@
+use std::io::IsTerminal;
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -85,12 +86,21 @@ async fn run(invocation: Invocation, loaded: Loaded) -> Result<(), String> {
         .await
         .map_err(|e| format!("start-up failed: {e}"))?;
     if let Bootstrap::CreatedWithGeneratedPassword(password) = &bootstrap {
-        // Shown once, on stderr only; never logged.
+        // stderr is where logs go, and log stores keep them: the password
+        // goes to a file only its owner can read, and on the terminal only
+        // when a person is watching.
+        let file = config.admin_password_file();
         eprintln!(
-            "authzd: created user 'admin' with generated password: {}\n\
-             authzd: store it now; it is not shown again (set AUTHZD_ADMIN_PASSWORD to choose one)",
-            password.expose()
+            "authzd: created user 'admin' with a generated password, written to {} (mode 0600)",
+            file.display()
         );
+        if std::io::stderr().is_terminal() {
+            eprintln!(
+                "authzd: the generated password is: {}\n\
+                 authzd: store it now (set AUTHZD_ADMIN_PASSWORD to choose one)",
+                password.expose()
+            );
+        }
     }
     let local = listener
         .local_addr()

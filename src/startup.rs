@@ -62,8 +62,39 @@ pub async fn prepare(config: &Config, clock: Clock) -> Result<(Core, Bootstrap)>
         sqlite_path: config.sqlite_path(),
         api_keys: config.api_key_settings(),
         cache: config.cache_settings(),
+        max_authorize_actions: config.server.max_authorize_actions,
     };
     let core = Core::new(db, hasher, clock, settings).await?;
-    let bootstrap = core.bootstrap(config.admin.password.as_ref()).await?;
+    let file = config.admin_password_file();
+    let bootstrap = core
+        .bootstrap(config.admin.password.as_ref(), |password| {
+            write_secret_file(&file, password.expose()).map_err(|e| {
+                Error::internal(format!(
+                    "cannot write the generated admin password to {}: {e} \
+                     (set admin.password_file, or admin.password)",
+                    file.display()
+                ))
+            })
+        })
+        .await?;
     Ok((core, bootstrap))
+}
+
+/// Writes a secret to a new file only its owner can read. An old file is
+/// removed first, so the mode is ours and no symlink is followed.
+fn write_secret_file(path: &std::path::Path, secret: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+        _ => {}
+    }
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
+    file.write_all(secret.as_bytes())?;
+    file.write_all(b"\n")?;
+    file.sync_all()
 }

@@ -68,18 +68,34 @@ fn log_background_error(task: &'static str, err: Error) {
 
 /// Purges deleting accounts, and deleted users' API keys past their
 /// retention, on a timer and whenever a deletion starts.
+/// A failed account purge is retried after 1 s, then 2 s, 4 s, … up to
+/// `interval`.
 pub async fn run_purger(core: Core, interval: Duration, stop: CancellationToken) {
+    let first_retry = Duration::from_secs(1).min(interval);
+    let mut retry = first_retry;
     loop {
-        if let Err(err) = core.purge_deleting_accounts().await {
-            log_background_error("account purge", err);
-        }
+        let failed = match core.purge_deleting_accounts().await {
+            Ok(outcome) => outcome.failed > 0,
+            Err(err) => {
+                log_background_error("account purge", err);
+                true
+            }
+        };
         if let Err(err) = core.purge_deleted_users_keys().await {
             log_background_error("API key purge", err);
         }
+        let wait = if failed {
+            let wait = retry;
+            retry = (retry * 2).min(interval);
+            wait
+        } else {
+            retry = first_retry;
+            interval
+        };
         tokio::select! {
             _ = stop.cancelled() => return,
             _ = core.purge_wakeup() => {}
-            _ = tokio::time::sleep(interval) => {}
+            _ = tokio::time::sleep(wait) => {}
         }
     }
 }

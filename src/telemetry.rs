@@ -37,6 +37,51 @@ fn acceptable_request_id(id: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'))
 }
 
+/// Text-format fields as `name=value`, where any value that is not a plain
+/// token is quoted and escaped: a caller-chosen value (a username with
+/// spaces, an `=`, a newline) cannot pass for another field or line.
+fn quoted_fields() -> impl for<'w> tracing_subscriber::fmt::FormatFields<'w> {
+    use tracing_subscriber::field::MakeExt;
+    tracing_subscriber::fmt::format::debug_fn(|w, field, value| {
+        let text = format!("{value:?}");
+        if field.name() == "message" {
+            return write!(w, "{text}");
+        }
+        let plain = !text.is_empty()
+            && text
+                .chars()
+                .all(|c| c.is_ascii_graphic() && c != '"' && c != '=' && c != '\\');
+        if plain || is_quoted(&text) {
+            write!(w, "{}={text}", field.name())
+        } else {
+            write!(w, "{}={text:?}", field.name())
+        }
+    })
+    .delimited(" ")
+}
+
+/// `text` is one string as `Debug` writes it: quoted, with every inner
+/// quote, backslash and control character escaped.
+fn is_quoted(text: &str) -> bool {
+    let Some(inner) = text
+        .strip_prefix('"')
+        .and_then(|rest| rest.strip_suffix('"'))
+    else {
+        return false;
+    };
+    let mut escaped = false;
+    for c in inner.chars() {
+        if escaped {
+            escaped = false;
+        } else if c == '\\' {
+            escaped = true;
+        } else if c == '"' || c.is_control() {
+            return false;
+        }
+    }
+    !escaped
+}
+
 pub fn init(config: &Config) {
     let filter = EnvFilter::try_new(&config.log.level).unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
@@ -44,7 +89,7 @@ pub fn init(config: &Config) {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal());
     let _ = match config.log.format {
-        LogFormat::Text => builder.try_init(),
+        LogFormat::Text => builder.fmt_fields(quoted_fields()).try_init(),
         LogFormat::Json => builder.json().with_current_span(true).try_init(),
     };
 }
@@ -278,4 +323,18 @@ fn new_request_id() -> String {
 /// Names who is calling on the current RPC span.
 pub fn record_caller(caller: &str) {
     tracing::Span::current().record("caller", caller);
+}
+
+#[cfg(test)]
+mod quoting_tests {
+    use super::is_quoted;
+
+    #[test]
+    fn only_whole_escaped_strings_count_as_quoted() {
+        assert!(is_quoted(&format!("{:?}", "a \"b\" c\nd")));
+        assert!(is_quoted("\"\""));
+        assert!(!is_quoted("\"a\" b=\"c\""));
+        assert!(!is_quoted("\"a\\\""));
+        assert!(!is_quoted("plain"));
+    }
 }

@@ -72,6 +72,18 @@ settings! {
         background_purge: bool = true;
         /// Seconds between purges (a deletion also wakes the purge).
         purge_interval_seconds: u64 = 60, old = ["purge_interval_seconds"], check = |v| at_least(1)(v);
+        /// The largest request message accepted, in bytes; larger ones are refused with OUT_OF_RANGE.
+        max_message_bytes: usize = 1_048_576, check = |v| at_least(4096)(v);
+        /// Concurrent requests (HTTP/2 streams) per connection.
+        max_concurrent_streams: u32 = 100, check = |v| at_least(1)(v);
+        /// Actions one Authorize may ask about.
+        max_authorize_actions: usize = 100, check = |v| if (1..=1000).contains(v) { Ok(()) } else { Err("must be 1 to 1000".into()) };
+        /// Seconds without a frame from the client before the server pings it.
+        keepalive_interval_seconds: u64 = 20, check = |v| at_least(1)(v);
+        /// Seconds a ping may go unanswered before the connection is closed.
+        keepalive_timeout_seconds: u64 = 10, check = |v| at_least(1)(v);
+        /// Seconds a connection may send nothing (not even a ping answer) before it is closed; covers connections that never start HTTP/2.
+        idle_timeout_seconds: u64 = 60, check = |v| at_least(1)(v);
         /// Password hashes computed at once, each holding 19 MiB (unset: the number of CPUs).
         hash_concurrency: Option<usize> = None, old = ["hash_concurrency"], check = |v| v.map_or(Ok(()), |n| at_least(1)(&n));
     }
@@ -104,8 +116,10 @@ settings! {
 
     /// The bootstrap administrator.
     admin: Admin {
-        /// Password of the `admin` user, used at the first start only (unset: generated and printed once).
+        /// Password of the `admin` user, used at the first start only (unset: generated and written to `admin.password_file`).
         password: Option<Secret> = None, old = ["admin_password"];
+        /// Where a generated admin password is written (mode 0600) at the first start (unset: `authzd-admin-password` next to the SQLite database, or in the working directory).
+        password_file: Option<PathBuf> = None;
     }
 
     /// Checks from memory: what a check needs is cached and kept right by the
@@ -318,6 +332,16 @@ impl Config {
     }
 
     /// The SQLite file the URL names, if it names one.
+    /// Where a generated admin password goes.
+    pub fn admin_password_file(&self) -> PathBuf {
+        const NAME: &str = "authzd-admin-password";
+        match (&self.admin.password_file, self.sqlite_path()) {
+            (Some(path), _) => path.clone(),
+            (None, Some(db)) => db.with_file_name(NAME),
+            (None, None) => PathBuf::from(NAME),
+        }
+    }
+
     pub fn sqlite_path(&self) -> Option<PathBuf> {
         let url = self.database.url.expose();
         let rest = url

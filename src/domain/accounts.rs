@@ -6,11 +6,19 @@ use super::caller::Caller;
 use super::model::{ADMIN_ACCOUNT, Account, AccountState, AccountType};
 use super::names::{AccountName, Email};
 use super::page::{Page, PageRequest};
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, quoted};
 use crate::store;
 
 fn not_found(name: &str) -> Error {
-    Error::not_found(format!("account {name:?}"))
+    Error::not_found(format!("account {name}", name = quoted(name)))
+}
+
+/// What one purge round did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Purge {
+    pub purged: usize,
+    /// Accounts whose purge failed; retried with back-off.
+    pub failed: usize,
 }
 
 impl Core {
@@ -175,18 +183,35 @@ impl Core {
 
     /// Purges every account in `deleting`, each in one transaction. Returns
     /// how many accounts were removed.
-    pub async fn purge_deleting_accounts(&self) -> Result<usize> {
-        let mut purged = 0;
+    /// Purges every account being deleted, each in its own transaction: one
+    /// that fails is logged and left for the next round, and the others are
+    /// still purged.
+    pub async fn purge_deleting_accounts(&self) -> Result<Purge> {
+        let mut outcome = Purge::default();
         for name in store::accounts::list_deleting(self.db()).await? {
-            let txn = self.write().await?;
-            let users = store::users::delete_users_of_account(txn.db(), &name, self.now()).await?;
-            let removed = store::accounts::delete_deleting_account(txn.db(), &name).await?;
-            txn.commit().await?;
-            if removed {
-                purged += 1;
-                tracing::info!(account = name, users, "account purged");
+            match self.purge_account(&name).await {
+                Ok(true) => {
+                    outcome.purged += 1;
+                }
+                Ok(false) => {}
+                Err(Error::Unavailable) => return Err(Error::Unavailable),
+                Err(err) => {
+                    outcome.failed += 1;
+                    tracing::error!(account = name, error = %err, "account purge failed; will retry");
+                }
             }
         }
-        Ok(purged)
+        Ok(outcome)
+    }
+
+    async fn purge_account(&self, name: &str) -> Result<bool> {
+        let txn = self.write().await?;
+        let users = store::users::delete_users_of_account(txn.db(), name, self.now()).await?;
+        let removed = store::accounts::delete_deleting_account(txn.db(), name).await?;
+        txn.commit().await?;
+        if removed {
+            tracing::info!(account = name, users, "account purged");
+        }
+        Ok(removed)
     }
 }

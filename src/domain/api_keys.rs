@@ -19,7 +19,7 @@ use super::caller::Caller;
 use super::model::{ApiKey, ApiKeyStatus, User, UserType};
 use super::page::{Page, PageRequest};
 use super::secret::Secret;
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, quoted};
 use crate::store;
 
 /// The API-key settings; declared, with their defaults, in `config`.
@@ -69,31 +69,38 @@ pub struct KeyUpdate {
 struct Actions {
     own: &'static str,
     other: &'static str,
+    /// Changes the owner's credentials: under the tenant-isolation rule.
+    manages: bool,
 }
 
 const CREATE: Actions = Actions {
     own: SELF_CREATE_API_KEY,
     other: CREATE_API_KEY,
+    manages: true,
 };
 const LIST: Actions = Actions {
     own: SELF_LIST_API_KEYS,
     other: LIST_API_KEYS,
+    manages: false,
 };
 const GET: Actions = Actions {
     own: SELF_GET_API_KEY,
     other: GET_API_KEY,
+    manages: false,
 };
 const UPDATE: Actions = Actions {
     own: SELF_UPDATE_API_KEY,
     other: UPDATE_API_KEY,
+    manages: true,
 };
 const DELETE: Actions = Actions {
     own: SELF_DELETE_API_KEY,
     other: DELETE_API_KEY,
+    manages: true,
 };
 
 fn not_found(name: &str) -> Error {
-    Error::not_found(format!("API key {name:?}"))
+    Error::not_found(format!("API key {name}", name = quoted(name)))
 }
 
 fn saml_disabled() -> Error {
@@ -125,7 +132,12 @@ impl Core {
             return Ok(caller.user.clone());
         }
         self.require(caller, actions.other, Some(account)).await?;
-        self.user_in(account, username).await
+        let owner = self.user_in(account, username).await?;
+        if actions.manages {
+            self.require_over_user(caller, actions.other, &owner)
+                .await?;
+        }
+        Ok(owner)
     }
 
     async fn key_named(&self, owner: &User, name: &str) -> Result<ApiKey> {
@@ -191,8 +203,8 @@ impl Core {
         let active = store::api_keys::count_active(txn.db(), owner.id, now).await?;
         if active >= u64::from(settings.max_per_user) {
             return Err(Error::LimitReached(format!(
-                "{:?} already has {active} active API keys (user_authentication.max_api_keys_per_user)",
-                owner.username
+                "{} already has {active} active API keys (user_authentication.max_api_keys_per_user)",
+                quoted(&owner.username)
             )));
         }
         store::api_keys::create_api_key(txn.db(), &key, minted.secret_hash).await?;

@@ -26,8 +26,13 @@ pub enum Bootstrap {
 impl Core {
     /// Creates the admin account and user unless the account exists. Safe
     /// to run from several replicas at once: only the one whose insert wins
-    /// creates the user.
-    pub async fn bootstrap(&self, admin_password: Option<&Secret>) -> Result<Bootstrap> {
+    /// creates the user. A generated password is handed to `keep` before the
+    /// commit: if it cannot be kept, nothing is created.
+    pub async fn bootstrap(
+        &self,
+        admin_password: Option<&Secret>,
+        keep: impl FnOnce(&Secret) -> Result<()>,
+    ) -> Result<Bootstrap> {
         if store::accounts::find_account(self.db(), ADMIN_ACCOUNT)
             .await?
             .is_some()
@@ -73,6 +78,9 @@ impl Core {
             return Ok(Bootstrap::AlreadyDone);
         }
         store::users::create_user(txn.db(), &user, Some(hash)).await?;
+        if let Some(secret) = &generated {
+            keep(secret)?;
+        }
         txn.commit().await?;
         tracing::info!("bootstrap created the admin account and user");
         Ok(match generated {

@@ -63,7 +63,7 @@ pub fn resolve_account(field: &str, value: &str, context: Option<&str>) -> Resul
     if value.is_empty() {
         return Ok(context.map(str::to_owned));
     }
-    names::required(field, value)?;
+    names::AccountName::parse(field, value)?;
     match context {
         Some(c) if c != value => Err(Error::invalid(
             field,

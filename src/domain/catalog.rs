@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use super::model::ActionScope;
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, quoted};
 
 #[derive(Debug, Clone)]
 pub struct Role {
@@ -106,9 +106,9 @@ impl Catalog {
         if name.is_empty() {
             return Err(Error::invalid(field, "is required"));
         }
-        self.roles
-            .get(name)
-            .ok_or_else(|| Error::invalid(field, format!("{name:?} is not a role")))
+        self.roles.get(name).ok_or_else(|| {
+            Error::invalid(field, format!("{name} is not a role", name = quoted(name)))
+        })
     }
 
     /// Validates an action name against the vocabulary.
@@ -116,7 +116,11 @@ impl Catalog {
         if name.is_empty() {
             return Err(Error::invalid(field, "is required"));
         }
-        self.scope(name)
-            .ok_or_else(|| Error::invalid(field, format!("{name:?} is not a known action")))
+        self.scope(name).ok_or_else(|| {
+            Error::invalid(
+                field,
+                format!("{name} is not a known action", name = quoted(name)),
+            )
+        })
     }
 }

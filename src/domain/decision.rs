@@ -19,6 +19,9 @@ pub enum Reason {
     AccountDeleting,
     AccountNotFound,
     ApiKeyRestricted,
+    /// A user-management action on a user who holds roles in an account
+    /// where the caller may not perform it.
+    ForeignGrant,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -93,7 +96,16 @@ pub fn decide(
         return verdict(false, Reason::ApiKeyRestricted);
     }
     if scope == ActionScope::OwnBehalf {
-        return verdict(true, Reason::OwnBehalf);
+        // Acting on yourself only makes sense in your own account.
+        let own = match target {
+            Target::System => true,
+            Target::Account { name, .. } => name == principal.account(),
+        };
+        return if own {
+            verdict(true, Reason::OwnBehalf)
+        } else {
+            verdict(false, Reason::NoGrant)
+        };
     }
     let admin = principal.is_global_admin();
     let Target::Account { name, account } = target else {
@@ -135,6 +147,32 @@ pub fn decide(
         },
         None => verdict(false, Reason::NoGrant),
     }
+}
+
+/// Tenant isolation for user management: a caller allowed `action` on the
+/// users of a user's home account may apply it to that user only if it is
+/// also allowed `action` in every other account where the user holds a role
+/// (directly or through a group). Otherwise managing their password, state,
+/// keys or existence would hand the caller the user's roles elsewhere.
+/// `foreign` are the user's other accounts; the answer is the first refusal
+/// there (reason `ForeignGrant`), if any.
+pub fn refusal_over_user(
+    catalog: &Catalog,
+    principal: &Principal,
+    action: &str,
+    foreign: &[Target<'_>],
+) -> Option<Decision> {
+    if principal.is_global_admin() {
+        return None;
+    }
+    foreign
+        .iter()
+        .map(|target| decide(catalog, principal, action, *target))
+        .find(|decision| !decision.allowed)
+        .map(|decision| Decision {
+            reason: Reason::ForeignGrant,
+            ..decision
+        })
 }
 
 #[cfg(test)]
@@ -294,6 +332,66 @@ mod tests {
         assert_eq!(
             decide(&c, &admin, "listImages", target).reason,
             Reason::Admin
+        );
+    }
+
+    #[test]
+    fn self_actions_are_allowed_only_in_the_subjects_own_account() {
+        let c = catalog();
+        let user = principal(AccountType::User, vec![]);
+        let home = account("home", AccountState::Enabled);
+        let other = account("other", AccountState::Enabled);
+        let in_account = |a: &'static Account| Target::Account {
+            name: &a.name,
+            account: Lookup::Found(a),
+        };
+        let home: &'static Account = Box::leak(Box::new(home));
+        let other: &'static Account = Box::leak(Box::new(other));
+        assert!(decide(&c, &user, "selfListApiKeys", in_account(home)).allowed);
+        assert!(decide(&c, &user, "selfListApiKeys", Target::System).allowed);
+        let d = decide(&c, &user, "selfListApiKeys", in_account(other));
+        assert_eq!((d.allowed, d.reason), (false, Reason::NoGrant));
+        let ghost = Target::Account {
+            name: "ghost",
+            account: Lookup::Missing,
+        };
+        assert!(!decide(&c, &user, "selfListApiKeys", ghost).allowed);
+    }
+
+    #[test]
+    fn managing_a_user_needs_the_action_wherever_they_hold_roles() {
+        let c = catalog();
+        let a = account("acct-a", AccountState::Enabled);
+        let b = account("acct-b", AccountState::Enabled);
+        let target = |acct: &'static Account| Target::Account {
+            name: &acct.name,
+            account: Lookup::Found(acct),
+        };
+        let a: &'static Account = Box::leak(Box::new(a));
+        let b: &'static Account = Box::leak(Box::new(b));
+        // The test catalog's one role grants listImages only, so it stands
+        // in for the management action.
+        let caller = principal(AccountType::User, vec![grant("read-only", "acct-a", None)]);
+        assert!(decide(&c, &caller, "listImages", target(a)).allowed);
+        assert_eq!(refusal_over_user(&c, &caller, "listImages", &[]), None);
+        let d = refusal_over_user(&c, &caller, "listImages", &[target(b)]).unwrap();
+        assert_eq!((d.allowed, d.reason), (false, Reason::ForeignGrant));
+        assert_eq!(d.domain, "acct-b");
+        let both = principal(
+            AccountType::User,
+            vec![
+                grant("read-only", "acct-a", None),
+                grant("read-only", "acct-b", Some("g")),
+            ],
+        );
+        assert_eq!(
+            refusal_over_user(&c, &both, "listImages", &[target(a), target(b)]),
+            None
+        );
+        let admin = principal(AccountType::Admin, vec![]);
+        assert_eq!(
+            refusal_over_user(&c, &admin, "listImages", &[target(b)]),
+            None
         );
     }
 

@@ -13,11 +13,11 @@ use super::caller::Caller;
 use super::model::{AccountState, Group};
 use super::names::GroupName;
 use super::page::{Page, PageRequest};
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, quoted};
 use crate::store;
 
 fn not_found(name: &str) -> Error {
-    Error::not_found(format!("group {name:?}"))
+    Error::not_found(format!("group {name}", name = quoted(name)))
 }
 
 impl Core {
@@ -110,7 +110,10 @@ impl Core {
             .iter()
             .find(|name| !users.iter().any(|u| &u.username == *name))
         {
-            return Err(Error::not_found(format!("user {missing:?}")));
+            return Err(Error::not_found(format!(
+                "user {missing}",
+                missing = quoted(missing)
+            )));
         }
         Ok(users.into_iter().map(|u| u.id).collect())
     }
@@ -162,10 +165,13 @@ impl Core {
         for (_, account) in grants {
             let target = store::accounts::find_account(self.db(), account)
                 .await?
-                .ok_or_else(|| Error::not_found(format!("account {account:?}")))?;
+                .ok_or_else(|| {
+                    Error::not_found(format!("account {account}", account = quoted(account)))
+                })?;
             if target.state == AccountState::Deleting {
                 return Err(Error::precondition(format!(
-                    "account {account:?} is being deleted"
+                    "account {} is being deleted",
+                    quoted(account)
                 )));
             }
         }

@@ -66,6 +66,8 @@ pub struct Settings {
     pub sqlite_path: Option<PathBuf>,
     pub api_keys: ApiKeySettings,
     pub cache: CacheSettings,
+    /// Actions one `Authorize` may ask about.
+    pub max_authorize_actions: usize,
 }
 
 struct Inner {

@@ -4,7 +4,7 @@
 
 use std::fmt;
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, quoted};
 
 const RESERVED_ACCOUNT_NAMES: [&str; 3] = ["system", "anchore-system", "admin"];
 
@@ -33,7 +33,10 @@ fn check_name(field: &str, value: &str, middle: fn(char) -> bool) -> Result<()> 
     if let Some(bad) = chars.find(|c| !middle(*c)) {
         return Err(Error::invalid(
             field,
-            format!("contains a character that is not allowed: {bad:?}"),
+            format!(
+                "contains a character that is not allowed: {}",
+                quoted(&bad.to_string())
+            ),
         ));
     }
     Ok(())
@@ -96,7 +99,10 @@ impl AccountName {
             .iter()
             .any(|reserved| reserved.eq_ignore_ascii_case(value))
         {
-            return Err(Error::invalid(field, format!("{value:?} is reserved")));
+            return Err(Error::invalid(
+                field,
+                format!("{} is reserved", quoted(value)),
+            ));
         }
         Ok(name)
     }
@@ -138,7 +144,7 @@ impl RoleName {
         if value.len() > 64 || !value.chars().all(|c| c.is_ascii_lowercase() || c == '-') {
             return Err(Error::invalid(
                 field,
-                format!("{value:?} is not a role name"),
+                format!("{} is not a role name", quoted(value)),
             ));
         }
         Ok(Self(value.to_owned()))
@@ -151,8 +157,8 @@ impl Email {
         if value.is_empty() {
             return Ok(None);
         }
-        if value.len() > 320 {
-            return Err(Error::invalid(field, "must be at most 320 characters"));
+        if value.chars().count() > 254 {
+            return Err(Error::invalid(field, "must be at most 254 characters"));
         }
         let valid = match value.split_once('@') {
             Some((local, domain)) => {
@@ -178,10 +184,7 @@ pub fn description(field: &str, value: &str, max_chars: usize) -> Result<String>
             format!("must be at most {max_chars} characters"),
         ));
     }
-    if value
-        .chars()
-        .any(|c| c.is_control() && c != '\n' && c != '\t')
-    {
+    if value.chars().any(char::is_control) {
         return Err(Error::invalid(field, "must not contain control characters"));
     }
     Ok(value.to_owned())
@@ -247,6 +250,7 @@ mod tests {
         assert!(Email::parse_optional("email", "nope").is_err());
         assert!(Email::parse_optional("email", "a b@c").is_err());
         assert!(description("description", &"x".repeat(1025), 1024).is_err());
-        assert!(description("description", "fine\ntext", 1024).is_ok());
+        assert!(description("description", "fine text", 1024).is_ok());
+        assert!(description("description", "no\nbreaks", 1024).is_err());
     }
 }

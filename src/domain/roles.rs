@@ -2,13 +2,13 @@
 
 use super::Core;
 use super::actions::{
-    CREATE_ROLE_MEMBER, DELETE_ROLE_MEMBER, GET_ROLE, LIST_ROLE_MEMBERS, LIST_ROLES,
+    CREATE_ROLE_MEMBER, DELETE_ROLE_MEMBER, GET_ROLE, GET_USER, LIST_ROLE_MEMBERS, LIST_ROLES,
 };
 use super::caller::Caller;
 use super::catalog::Role;
 use super::model::{AccountState, RoleMember};
 use super::page::{Page, PageRequest};
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, quoted};
 use crate::store;
 
 impl Core {
@@ -25,7 +25,7 @@ impl Core {
     fn known_role(&self, name: &str) -> Result<&Role> {
         self.catalog()
             .role(name)
-            .ok_or_else(|| Error::not_found(format!("role {name:?}")))
+            .ok_or_else(|| Error::not_found(format!("role {name}", name = quoted(name))))
     }
 
     /// `account`: only members in that account. Without it, administrators
@@ -60,13 +60,26 @@ impl Core {
         self.known_role(role)?;
         let target = store::accounts::find_account(self.db(), account)
             .await?
-            .ok_or_else(|| Error::not_found(format!("account {account:?}")))?;
+            .ok_or_else(|| {
+                Error::not_found(format!("account {account}", account = quoted(account)))
+            })?;
         if target.state == AccountState::Deleting {
             return Err(Error::precondition("the account is being deleted"));
         }
+        let missing_user = || Error::not_found(format!("user {}", quoted(username)));
         let record = store::users::find_user_record(self.db(), username)
             .await?
-            .ok_or_else(|| Error::not_found(format!("user {username:?}")))?;
+            .ok_or_else(missing_user)?;
+        // A user of an account the caller may not see reads as missing, so
+        // this RPC tells no one which usernames exist elsewhere.
+        if !caller.is_global_admin()
+            && self
+                .require(caller, GET_USER, Some(&record.user.account))
+                .await
+                .is_err()
+        {
+            return Err(missing_user());
+        }
         let now = self.now();
         self.write_with(async |db| {
             store::users::create_binding(db, record.user.id, role, account, now).await
@@ -74,7 +87,10 @@ impl Core {
         .await
         .map_err(|e| match e {
             Error::AlreadyExists(_) => Error::exists(format!(
-                "role {role:?} for {username:?} in account {account:?}"
+                "role {} for {} in account {}",
+                quoted(role),
+                quoted(username),
+                quoted(account)
             )),
             other => other,
         })?;
@@ -106,7 +122,10 @@ impl Core {
         self.known_role(role)?;
         let missing = || {
             Error::not_found(format!(
-                "role {role:?} held by {username:?} in account {account:?}"
+                "role {} held by {} in account {}",
+                quoted(role),
+                quoted(username),
+                quoted(account)
             ))
         };
         let record = store::users::find_user_record(self.db(), username)

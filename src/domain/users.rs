@@ -11,7 +11,7 @@ use super::model::{
 use super::names::Username;
 use super::page::{Page, PageRequest};
 use super::secret::Secret;
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, quoted};
 use crate::store;
 
 pub const PASSWORD_MIN_CHARS: usize = 6;
@@ -43,7 +43,11 @@ pub struct NewUser {
 }
 
 fn not_found(account: &str, username: &str) -> Error {
-    Error::not_found(format!("user {username:?} in account {account:?}"))
+    Error::not_found(format!(
+        "user {username} in account {account}",
+        username = quoted(username),
+        account = quoted(account)
+    ))
 }
 
 impl Core {
@@ -55,7 +59,7 @@ impl Core {
         }
         let account = store::accounts::find_account(self.db(), &new.account)
             .await?
-            .ok_or_else(|| Error::not_found(format!("account {:?}", new.account)))?;
+            .ok_or_else(|| Error::not_found(format!("account {}", quoted(&new.account))))?;
         if account.state == AccountState::Deleting {
             return Err(Error::precondition("the account is being deleted"));
         }
@@ -175,6 +179,7 @@ impl Core {
     pub async fn delete_user(&self, caller: &Caller, account: &str, username: &str) -> Result<()> {
         self.require(caller, DELETE_USER, Some(account)).await?;
         let user = self.user_in(account, username).await?;
+        self.require_over_user(caller, DELETE_USER, &user).await?;
         if user.id == caller.user.id {
             return Err(Error::precondition("you cannot delete yourself"));
         }
@@ -218,6 +223,9 @@ impl Core {
             self.require(caller, UPDATE_USER, Some(target)).await?;
         }
         let user = self.user_in(account, username).await?;
+        if !is_self(caller, account, username) {
+            self.require_over_user(caller, UPDATE_USER, &user).await?;
+        }
         if user.user_type != UserType::Native {
             return Err(Error::precondition("only native users have a password"));
         }
@@ -247,6 +255,7 @@ impl Core {
     ) -> Result<UserWithGrants> {
         self.require(caller, UPDATE_USER, Some(account)).await?;
         let user = self.user_in(account, username).await?;
+        self.require_over_user(caller, UPDATE_USER, &user).await?;
         if state == UserState::Disabled {
             if user.id == caller.user.id {
                 return Err(Error::precondition("you cannot disable yourself"));

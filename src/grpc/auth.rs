@@ -67,6 +67,9 @@ impl AuthService for AuthApi {
         use authorize_request::Subject;
         let header = context_account(&request)?;
         let req = request.into_inner();
+        // Limits and shapes before any credential is checked.
+        let context = resolve_account("account", &req.account, header.as_deref())?;
+        self.core.check_action_count(&req.actions)?;
         let principal = match req.subject {
             Some(Subject::Authorization(header)) => self.authenticate_header(&header).await?,
             Some(Subject::Password(p)) => self.authenticate_password(p).await?,
@@ -85,7 +88,6 @@ impl AuthService for AuthApi {
             }
             None => return Err(Error::invalid("subject", "is required").into()),
         };
-        let context = resolve_account("account", &req.account, header.as_deref())?;
         let (account, decisions) = self
             .core
             .authorize(&principal, context.as_deref(), &req.actions)

@@ -45,7 +45,7 @@ fn ascii_header<'a>(metadata: &'a MetadataMap, name: &str) -> Result<Option<&'a 
 fn account_context(metadata: &MetadataMap) -> Result<Option<String>, Status> {
     Ok(ascii_header(metadata, ACCOUNT_HEADER)?
         .filter(|v| !v.is_empty())
-        .map(|v| names::required(ACCOUNT_HEADER, v).map(str::to_owned))
+        .map(|v| names::AccountName::parse(ACCOUNT_HEADER, v).map(names::AccountName::into_string))
         .transpose()?)
 }
 
@@ -66,7 +66,7 @@ fn origin<T>(request: &Request<T>) -> Origin {
 }
 
 /// Counts and logs a credential refused before it reached the domain.
-fn refuse(reason: AuthFailure) -> Status {
+pub(crate) fn refuse(reason: AuthFailure) -> Status {
     tracing::info!(
         credential = "unknown",
         reason = reason.as_str(),

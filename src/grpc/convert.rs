@@ -175,7 +175,8 @@ impl From<Decision> for pb::Decision {
             Reason::Admin => pb::DecisionReason::Admin,
             Reason::Role => pb::DecisionReason::Role,
             Reason::OwnBehalf => pb::DecisionReason::Self_,
-            Reason::NoGrant => pb::DecisionReason::NoGrant,
+            // ForeignGrant decides admin RPCs only, never an Authorize.
+            Reason::NoGrant | Reason::ForeignGrant => pb::DecisionReason::NoGrant,
             Reason::SubjectAccountDisabled => pb::DecisionReason::SubjectAccountDisabled,
             Reason::SubjectDisabled => pb::DecisionReason::SubjectDisabled,
             Reason::AccountDisabled => pb::DecisionReason::AccountDisabled,

@@ -4,9 +4,11 @@ pub mod accounts;
 pub mod api_keys;
 pub mod auth;
 pub mod caller;
+pub mod codec;
 pub mod context;
 pub mod convert;
 pub mod groups;
+pub mod input;
 pub mod roles;
 pub mod status;
 pub mod users;
@@ -16,6 +18,7 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 use tonic::server::NamedService;
 use tonic::service::Routes;
+use tonic::service::interceptor::InterceptedService;
 
 use crate::domain::Core;
 use crate::pb::account_service_server::AccountServiceServer;
@@ -38,29 +41,40 @@ pub const SERVICE_NAMES: [&str; 6] = [
 /// The authzd services, each behind the interceptor that builds its
 /// `CallContext`: the check RPCs take a caller key, the admin RPCs their
 /// caller's own credentials.
-pub fn routes(core: &Core, caller_keys: Arc<ArcSwap<caller::CallerKeys>>) -> Routes {
-    let auth = AuthServiceServer::with_interceptor(auth::AuthApi::new(core.clone()), move |req| {
-        context::check(&caller_keys, req)
-    });
+pub fn routes(
+    core: &Core,
+    caller_keys: Arc<ArcSwap<caller::CallerKeys>>,
+    max_message_bytes: usize,
+) -> Routes {
+    let auth = InterceptedService::new(
+        AuthServiceServer::new(auth::AuthApi::new(core.clone()))
+            .max_decoding_message_size(max_message_bytes),
+        move |req| context::check(&caller_keys, req),
+    );
     Routes::new(auth)
-        .add_service(AccountServiceServer::with_interceptor(
-            accounts::AccountApi::new(core.clone()),
+        .add_service(InterceptedService::new(
+            AccountServiceServer::new(accounts::AccountApi::new(core.clone()))
+                .max_decoding_message_size(max_message_bytes),
             context::admin,
         ))
-        .add_service(UserServiceServer::with_interceptor(
-            users::UserApi::new(core.clone()),
+        .add_service(InterceptedService::new(
+            UserServiceServer::new(users::UserApi::new(core.clone()))
+                .max_decoding_message_size(max_message_bytes),
             context::admin,
         ))
-        .add_service(RoleServiceServer::with_interceptor(
-            roles::RoleApi::new(core.clone()),
+        .add_service(InterceptedService::new(
+            RoleServiceServer::new(roles::RoleApi::new(core.clone()))
+                .max_decoding_message_size(max_message_bytes),
             context::admin,
         ))
-        .add_service(GroupServiceServer::with_interceptor(
-            groups::GroupApi::new(core.clone()),
+        .add_service(InterceptedService::new(
+            GroupServiceServer::new(groups::GroupApi::new(core.clone()))
+                .max_decoding_message_size(max_message_bytes),
             context::admin,
         ))
-        .add_service(ApiKeyServiceServer::with_interceptor(
-            api_keys::ApiKeyApi::new(core.clone()),
+        .add_service(InterceptedService::new(
+            ApiKeyServiceServer::new(api_keys::ApiKeyApi::new(core.clone()))
+                .max_decoding_message_size(max_message_bytes),
             context::admin,
         ))
 }

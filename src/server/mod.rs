@@ -158,10 +158,14 @@ pub async fn serve_with_reloads(
         stop_flush.clone(),
     ));
 
-    let routes = grpc::routes(&core, live.caller_keys.clone())
-        .add_service(health_service)
-        .add_service(reflection_v1)
-        .add_service(reflection_v1alpha);
+    let routes = grpc::routes(
+        &core,
+        live.caller_keys.clone(),
+        config.server.max_message_bytes,
+    )
+    .add_service(health_service)
+    .add_service(reflection_v1)
+    .add_service(reflection_v1alpha);
 
     // Probes that cannot speak TLS (the kubelet's gRPC probes) get health
     // alone, in plaintext, on a port of its own. It outlives the drain so
@@ -209,19 +213,31 @@ pub async fn serve_with_reloads(
             "serving plaintext gRPC on a non-loopback address; configure TLS unless a mesh terminates it"
         );
     }
+    let server_settings = &config.server;
+    let idle = Duration::from_secs(server_settings.idle_timeout_seconds);
     let router = tonic::transport::Server::builder()
+        .max_concurrent_streams(server_settings.max_concurrent_streams)
+        .http2_keepalive_interval(Some(Duration::from_secs(
+            server_settings.keepalive_interval_seconds,
+        )))
+        .http2_keepalive_timeout(Some(Duration::from_secs(
+            server_settings.keepalive_timeout_seconds,
+        )))
         .layer(telemetry::RpcLayer)
         .add_routes(routes);
     let server = async move {
         match &live.tls {
             Some(config) => {
                 router
-                    .serve_with_incoming_shutdown(tls::tls(listener, config.clone()), on_signal)
+                    .serve_with_incoming_shutdown(
+                        tls::tls(listener, config.clone(), idle),
+                        on_signal,
+                    )
                     .await
             }
             None => {
                 router
-                    .serve_with_incoming_shutdown(tls::plain(listener), on_signal)
+                    .serve_with_incoming_shutdown(tls::plain_idle(listener, idle), on_signal)
                     .await
             }
         }

@@ -2,7 +2,10 @@
 //! (not by tonic) so that SIGHUP can swap the certificate, key and client CA
 //! for new connections, and so every accepted socket gets `TCP_NODELAY`.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
@@ -10,11 +13,13 @@ use rustls::RootCertStore;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::WebPkiClientVerifier;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::time::{Instant, Sleep};
 use tokio_rustls::server::TlsStream;
 use tokio_stream::StreamExt;
 use tokio_stream::wrappers::ReceiverStream;
-use tonic::transport::server::TcpIncoming;
+use tonic::transport::server::{Connected, TcpIncoming};
 
 use crate::config::TlsFiles;
 
@@ -64,10 +69,101 @@ pub fn server_config(files: &TlsFiles) -> Result<Arc<rustls::ServerConfig>, Stri
 /// The TLS configuration new connections get; replaced on reload.
 pub type LiveTls = Arc<ArcSwap<rustls::ServerConfig>>;
 
+/// A connection closed when the peer has sent nothing for `timeout`. The
+/// server's HTTP/2 keepalive pings make a live client answer well within
+/// it, so only connections that are silent (or never start HTTP/2) go.
+pub struct Idle<IO> {
+    io: IO,
+    timeout: Duration,
+    deadline: Pin<Box<Sleep>>,
+}
+
+impl<IO> Idle<IO> {
+    pub fn new(io: IO, timeout: Duration) -> Self {
+        Self {
+            io,
+            timeout,
+            deadline: Box::pin(tokio::time::sleep(timeout)),
+        }
+    }
+}
+
+impl<IO: AsyncRead + Unpin> AsyncRead for Idle<IO> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        match Pin::new(&mut self.io).poll_read(cx, buf) {
+            Poll::Ready(result) => {
+                if buf.filled().len() > before {
+                    let next = Instant::now() + self.timeout;
+                    self.deadline.as_mut().reset(next);
+                }
+                Poll::Ready(result)
+            }
+            Poll::Pending => match self.deadline.as_mut().poll(cx) {
+                Poll::Ready(()) => Poll::Ready(Err(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    "idle connection",
+                ))),
+                Poll::Pending => Poll::Pending,
+            },
+        }
+    }
+}
+
+impl<IO: AsyncWrite + Unpin> AsyncWrite for Idle<IO> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+}
+
+impl<IO: Connected> Connected for Idle<IO> {
+    type ConnectInfo = IO::ConnectInfo;
+
+    fn connect_info(&self) -> Self::ConnectInfo {
+        self.io.connect_info()
+    }
+}
+
 /// Accepted plaintext connections, with `TCP_NODELAY`: a response written
 /// in two pieces (body, trailers) must not wait for the peer's delayed ACK.
 pub fn plain(listener: TcpListener) -> TcpIncoming {
     TcpIncoming::from(listener).with_nodelay(Some(true))
+}
+
+/// `plain`, each connection closed after `idle` without a byte from its peer.
+pub fn plain_idle(
+    listener: TcpListener,
+    idle: Duration,
+) -> impl tokio_stream::Stream<Item = std::io::Result<Idle<TcpStream>>> {
+    plain(listener).map(move |accepted| accepted.map(|stream| Idle::new(stream, idle)))
 }
 
 /// Accepted TLS connections. Handshakes run concurrently, each in its own
@@ -75,7 +171,8 @@ pub fn plain(listener: TcpListener) -> TcpIncoming {
 pub fn tls(
     listener: TcpListener,
     config: LiveTls,
-) -> ReceiverStream<Result<TlsStream<TcpStream>, std::io::Error>> {
+    idle: Duration,
+) -> ReceiverStream<Result<Idle<TlsStream<TcpStream>>, std::io::Error>> {
     let (tx, rx) = tokio::sync::mpsc::channel(64);
     tokio::spawn(async move {
         let mut accepted = plain(listener);
@@ -96,7 +193,7 @@ pub fn tls(
             tokio::spawn(async move {
                 match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
                     Ok(Ok(tls)) => {
-                        let _ = tx.send(Ok(tls)).await;
+                        let _ = tx.send(Ok(Idle::new(tls, idle))).await;
                     }
                     Ok(Err(err)) => tracing::debug!(error = %err, "TLS handshake failed"),
                     Err(_) => tracing::debug!("TLS handshake timed out"),

@@ -9,6 +9,7 @@ use super::entity::accounts;
 use super::{DbResultExt, StoreResult, classify_conflict};
 use crate::domain::model::{Account, AccountState, AccountType};
 use crate::domain::page::{Page, PageRequest};
+use crate::error::quoted;
 
 impl TryFrom<accounts::Model> for Account {
     type Error = crate::error::Error;
@@ -63,7 +64,7 @@ pub async fn create_account(db: &impl ConnectionTrait, account: &Account) -> Sto
     accounts::Entity::insert(active(account))
         .exec_without_returning(db)
         .await
-        .map_err(|e| classify_conflict(e, format!("account {:?}", account.name)))?;
+        .map_err(|e| classify_conflict(e, format!("account {}", quoted(&account.name))))?;
     Ok(())
 }
 

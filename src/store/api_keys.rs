@@ -2,7 +2,7 @@ use chrono::{DateTime, Utc};
 use sea_orm::sea_query::Expr;
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, EntityTrait, PaginatorTrait,
-    QueryFilter, QueryOrder, QuerySelect,
+    QueryFilter, QueryOrder, QuerySelect, SqlErr,
 };
 use uuid::Uuid;
 
@@ -10,6 +10,7 @@ use super::entity::api_keys;
 use super::{DbResultExt, StoreResult, classify_conflict};
 use crate::domain::model::ApiKey;
 use crate::domain::page::{Page, PageRequest};
+use crate::error::{Error, quoted};
 
 impl From<api_keys::Model> for ApiKey {
     fn from(m: api_keys::Model) -> Self {
@@ -59,7 +60,12 @@ pub async fn create_api_key(
     api_keys::Entity::insert(model)
         .exec_without_returning(db)
         .await
-        .map_err(|e| classify_conflict(e, format!("API key {:?}", key.name)))?;
+        .map_err(|e| match e.sql_err() {
+            Some(SqlErr::ForeignKeyConstraintViolation(_)) => {
+                Error::not_found(format!("user {}", quoted(&key.username)))
+            }
+            _ => classify_conflict(e, format!("API key {}", quoted(&key.name))),
+        })?;
     Ok(())
 }
 
@@ -159,10 +165,9 @@ pub async fn update_api_key(
     if let Some(at) = revoke_at {
         update = update.col_expr(api_keys::Column::RevokedAt, Expr::value(Some(at)));
     }
-    let result = update
-        .exec(db)
-        .await
-        .map_err(|e| classify_conflict(e, format!("API key {:?}", name.unwrap_or_default())))?;
+    let result = update.exec(db).await.map_err(|e| {
+        classify_conflict(e, format!("API key {}", quoted(name.unwrap_or_default())))
+    })?;
     Ok(result.rows_affected > 0)
 }
 

@@ -10,6 +10,7 @@ use super::entity::{group_grants, group_members, user_groups, users};
 use super::{DbResultExt, StoreResult, classify_conflict, classify_missing_parent};
 use crate::domain::model::Group;
 use crate::domain::page::{Page, PageRequest};
+use crate::error::quoted;
 
 fn group(m: user_groups::Model) -> Group {
     Group {
@@ -94,7 +95,7 @@ pub async fn create_group(db: &impl ConnectionTrait, group: &Group) -> StoreResu
     user_groups::Entity::insert(model)
         .exec_without_returning(db)
         .await
-        .map_err(|e| classify_conflict(e, format!("group {:?}", group.name)))?;
+        .map_err(|e| classify_conflict(e, format!("group {}", quoted(&group.name))))?;
     Ok(())
 }
 
@@ -208,7 +209,9 @@ pub async fn add_grants(
             )
             .exec_without_returning(db)
             .await
-            .map_err(|e| classify_missing_parent(e, format!("account {account:?}")))?;
+            .map_err(|e| {
+                classify_missing_parent(e, format!("account {account}", account = quoted(account)))
+            })?;
     }
     Ok(())
 }

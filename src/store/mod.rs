@@ -64,6 +64,13 @@ pub fn classify(err: DbErr) -> Error {
     if is_unavailable(&err) {
         tracing::warn!(error = %err, "database unavailable");
         Error::Unavailable
+    } else if matches!(
+        err.sql_err(),
+        Some(SqlErr::ForeignKeyConstraintViolation(_))
+    ) {
+        // A row this write refers to was deleted by a concurrent one: the
+        // caller's target is gone, not a bug.
+        Error::not_found("a record this change refers to (deleted meanwhile)")
     } else {
         Error::internal(format!("database: {err}"))
     }

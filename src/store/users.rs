@@ -1,12 +1,12 @@
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::Expr;
-use sea_orm::{ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter};
+use sea_orm::{ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, SqlErr};
 use uuid::Uuid;
 
 use super::entity::{accounts, group_members, role_bindings, users};
 use super::{DbResultExt, StoreResult, classify_conflict, classify_missing_parent};
 use crate::domain::model::{Account, Grant, User, UserState, UserType};
-use crate::error::Error;
+use crate::error::{Error, quoted};
 
 impl TryFrom<users::Model> for User {
     type Error = Error;
@@ -109,7 +109,12 @@ pub async fn create_user(
     users::Entity::insert(model)
         .exec_without_returning(db)
         .await
-        .map_err(|e| classify_conflict(e, format!("user {:?}", user.username)))?;
+        .map_err(|e| match e.sql_err() {
+            Some(SqlErr::ForeignKeyConstraintViolation(_)) => {
+                Error::not_found(format!("account {}", quoted(&user.account)))
+            }
+            _ => classify_conflict(e, format!("user {}", quoted(&user.username))),
+        })?;
     Ok(())
 }
 
@@ -216,7 +221,16 @@ pub async fn create_binding(
     role_bindings::Entity::insert(model)
         .exec_without_returning(db)
         .await
-        .map_err(|e| classify_missing_parent(e, format!("role {role:?} in account {account:?}")))?;
+        .map_err(|e| {
+            classify_missing_parent(
+                e,
+                format!(
+                    "role {role} in account {account}",
+                    role = quoted(role),
+                    account = quoted(account)
+                ),
+            )
+        })?;
     Ok(())
 }
 

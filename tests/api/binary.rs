@@ -232,6 +232,11 @@ impl Drop for Server {
 
 /// The `address` of a JSON log line whose message is "authzd listening".
 fn listening_address(line: &str) -> Option<String> {
+    // The text format: `… authzd listening address=127.0.0.1:1234`.
+    if !line.starts_with('{') {
+        let (_, rest) = line.split_once("authzd listening address=")?;
+        return rest.split_whitespace().next().map(str::to_owned);
+    }
     let event: Value = serde_json::from_str(line).ok()?;
     let fields = event.get("fields")?;
     if fields.get("message")?.as_str()? != "authzd listening" {
@@ -322,11 +327,12 @@ async fn migrate_runs_alone_and_serving_finds_the_schema_ready(backend: Backend)
     conn.close().await.unwrap();
 }
 
-/// The line main prints once when it generates the admin password.
-fn generated_password(stderr: &str) -> Option<String> {
+/// The file main names when it generates the admin password.
+fn generated_password_file(stderr: &str) -> Option<std::path::PathBuf> {
     stderr.lines().find_map(|l| {
-        l.split_once("with generated password: ")
-            .map(|(_, p)| p.trim().to_owned())
+        l.split_once("with a generated password, written to ")
+            .and_then(|(_, rest)| rest.split_once(" (mode 0600)"))
+            .map(|(path, _)| std::path::PathBuf::from(path))
     })
 }
 
@@ -334,23 +340,39 @@ async fn admin_login(addr: &str, password: &str) -> Result<pb::Principal, tonic:
     login_on(&connect(addr).await, "admin", password).await
 }
 
-async fn first_start_prints_a_generated_password_once_and_sigterm_exits_zero(backend: Backend) {
+async fn first_start_writes_a_generated_password_to_a_private_file_and_sigterm_exits_zero(
+    backend: Backend,
+) {
+    use std::os::unix::fs::PermissionsExt;
     let db = TestDatabase::new(backend).await;
+    let dir = tempfile::tempdir().unwrap();
+    let chosen = dir.path().join("admin-password");
     let no_password = |c: &mut Command| {
         c.env_remove("AUTHZD_ADMIN_PASSWORD");
+        // SQLite: the default, next to the database; Postgres: a chosen path.
+        if backend == Backend::Postgres {
+            c.env("AUTHZD_ADMIN_PASSWORD_FILE", &chosen);
+        }
     };
     let mut first = Server::start_with(&db, no_password).await;
-    let password = generated_password(&first.stderr()).expect("a generated password on stderr");
+    let file = generated_password_file(&first.stderr()).expect("the password file on stderr");
+    match backend {
+        Backend::Postgres => assert_eq!(file, chosen),
+        Backend::Sqlite => assert_eq!(file.file_name().unwrap(), "authzd-admin-password"),
+    }
+    let mode = std::fs::metadata(&file).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600, "{}", file.display());
+    let password = std::fs::read_to_string(&file).unwrap().trim().to_owned();
     assert!(password.len() >= 24);
     let principal = admin_login(&first.addr, &password).await.unwrap();
     assert!(principal.global_admin);
-    // Never in a log line, only in the one notice.
-    assert_eq!(first.stderr().matches(&password).count(), 1);
+    // stderr (where the logs go) is not a terminal here: never printed.
+    assert!(!first.stderr().contains(&password));
     let status = first.terminate(Duration::from_secs(30));
     assert_eq!(status.code(), Some(0), "stderr:\n{}", first.stderr());
 
     let second = Server::start_with(&db, no_password).await;
-    assert!(generated_password(&second.stderr()).is_none());
+    assert!(generated_password_file(&second.stderr()).is_none());
     assert!(admin_login(&second.addr, &password).await.is_ok());
     assert!(admin_login(&second.addr, ADMIN_PASSWORD).await.is_err());
     second.stop();
@@ -358,5 +380,5 @@ async fn first_start_prints_a_generated_password_once_and_sigterm_exits_zero(bac
 
 dual!(
     migrate_runs_alone_and_serving_finds_the_schema_ready,
-    first_start_prints_a_generated_password_once_and_sigterm_exits_zero,
+    first_start_writes_a_generated_password_to_a_private_file_and_sigterm_exits_zero,
 );

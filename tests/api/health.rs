@@ -137,12 +137,16 @@ async fn bootstrap_runs_once_and_never_changes_the_admin(backend: Backend) {
     let db = TestDatabase::new(backend).await;
     let mut config = test_config(&db.url);
     config.admin.password = None;
+    let dir = tempfile::tempdir().unwrap();
+    config.admin.password_file = Some(dir.path().join("admin-password"));
     let (core, first) = authzd::prepare(&config, Clock::default()).await.unwrap();
     let generated = match first {
         Bootstrap::CreatedWithGeneratedPassword(password) => password,
         other => panic!("expected a generated password, got {other:?}"),
     };
     assert!(generated.expose().len() >= 24);
+    let written = std::fs::read_to_string(dir.path().join("admin-password")).unwrap();
+    assert_eq!(written.trim(), generated.expose());
     let credential = authzd::domain::authn::credentials::Credential::Password {
         username: "admin".into(),
         password: generated.clone(),

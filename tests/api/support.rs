@@ -445,7 +445,7 @@ impl TestApp {
     }
 
     pub async fn purge(&self) -> usize {
-        self.core.purge_deleting_accounts().await.unwrap()
+        self.core.purge_deleting_accounts().await.unwrap().purged
     }
 
     /// Stops this server and starts another on the same database.

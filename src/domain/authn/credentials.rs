@@ -31,6 +31,11 @@ impl Credential {
         }
         let decoded = STANDARD.decode(encoded.trim()).map_err(|_| malformed())?;
         let decoded = String::from_utf8(decoded).map_err(|_| malformed())?;
+        // A NUL or other control character can name no user and be no key;
+        // refused here, it never reaches the database (Postgres rejects NUL).
+        if decoded.chars().any(char::is_control) {
+            return Err(malformed());
+        }
         let (username, password) = decoded.split_once(':').ok_or_else(malformed)?;
         Ok(Self::from_parts(username, password.to_owned()))
     }

@@ -16,7 +16,7 @@ use super::model::{
 };
 use super::secret::Secret;
 use crate::cache::UserEntry;
-use crate::error::{AuthFailure, Error, Result};
+use crate::error::{AuthFailure, Error, Result, quoted};
 
 /// The success counter of a credential kind, registered once: it is
 /// incremented on every check.
@@ -160,10 +160,9 @@ impl Core {
     /// authenticated. Inactive users are returned as they are: the
     /// decisions then say why they are refused.
     pub async fn principal_by_username(&self, username: &str) -> Result<Principal> {
-        let (user, account) = self
-            .user_entry(username)
-            .await?
-            .ok_or_else(|| Error::not_found(format!("user {username:?}")))?;
+        let (user, account) = self.user_entry(username).await?.ok_or_else(|| {
+            Error::not_found(format!("user {username}", username = quoted(username)))
+        })?;
         Ok(principal(&user, &account, CredentialKind::Password))
     }
 }
