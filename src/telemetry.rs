@@ -75,7 +75,9 @@ fn is_quoted(text: &str) -> bool {
             escaped = false;
         } else if c == '\\' {
             escaped = true;
-        } else if c == '"' || c.is_control() {
+        } else if c == '"' || (c != '\'' && c.escape_debug().nth(1).is_some()) {
+            // Debug output holds no raw quote, control, line separator or
+            // other character it would escape.
             return false;
         }
     }
@@ -208,7 +210,10 @@ where
         };
         let started = Instant::now();
         Box::pin(async move {
-            let result = inner.call(request).instrument(span.clone()).await;
+            let mut result = inner.call(request).instrument(span.clone()).await;
+            if let Ok(response) = &mut result {
+                framing_errors_are_the_callers(response.headers_mut());
+            }
             let elapsed = started.elapsed();
             let code = match &result {
                 // Unary tonic responses put a failure's status in the
@@ -248,6 +253,68 @@ where
             })
         })
     }
+}
+
+/// tonic answers a request body it cannot frame (no message, a frame cut
+/// short, an unknown compression flag) with INTERNAL before any code of
+/// ours runs. Those are the caller's mistakes: INVALID_ARGUMENT, so that
+/// INTERNAL keeps meaning a bug. (A compressed flag without `grpc-encoding`
+/// stays INTERNAL, as the gRPC spec requires.)
+fn framing_errors_are_the_callers(headers: &mut http::HeaderMap) {
+    const CALLERS: [&str; 3] = [
+        "Missing request message.",
+        "Unexpected EOF decoding stream.",
+        "protocol error: received message with invalid compression flag",
+    ];
+    if headers.get("grpc-status").map(HeaderValue::as_bytes) != Some(b"13") {
+        return;
+    }
+    let Some(message) = headers
+        .get("grpc-message")
+        .and_then(|v| v.to_str().ok())
+        .map(percent_decoded)
+    else {
+        return;
+    };
+    if !CALLERS.iter().any(|known| message.starts_with(known)) {
+        return;
+    }
+    let text = format!("request: {}", message.trim_end_matches('.'));
+    let encoded: String = text
+        .bytes()
+        .map(|b| match b {
+            b' '..=b'~' if b != b'%' => char::from(b).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect();
+    headers.insert("grpc-status", HeaderValue::from_static("3"));
+    if let Ok(value) = HeaderValue::from_str(&encoded) {
+        headers.insert("grpc-message", value);
+    }
+}
+
+/// `grpc-message` is percent-encoded.
+fn percent_decoded(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (bytes[i], hex) {
+            (b'%', Some(b)) => {
+                out.push(b);
+                i += 3;
+            }
+            (b, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// The gRPC methods authzd serves, as `&'static str` labels; any other path

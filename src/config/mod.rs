@@ -84,6 +84,8 @@ settings! {
         keepalive_timeout_seconds: u64 = 10, check = |v| at_least(1)(v);
         /// Seconds a connection may send nothing (not even a ping answer) before it is closed; covers connections that never start HTTP/2.
         idle_timeout_seconds: u64 = 60, check = |v| at_least(1)(v);
+        /// Seconds after which a connection is asked to go away (clients reconnect), so no connection is held forever.
+        max_connection_age_seconds: u64 = 3600, check = |v| at_least(1)(v);
         /// Password hashes computed at once, each holding 19 MiB (unset: the number of CPUs).
         hash_concurrency: Option<usize> = None, old = ["hash_concurrency"], check = |v| v.map_or(Ok(()), |n| at_least(1)(&n));
     }
@@ -220,6 +222,15 @@ impl Config {
                  that is allowed only on a loopback address, not {} (set AUTHZD_SERVER_CALLER_KEYS)",
                 self.server.listen
             )));
+        }
+        let server = &self.server;
+        if server.idle_timeout_seconds
+            <= server.keepalive_interval_seconds + server.keepalive_timeout_seconds
+        {
+            // Otherwise a live client idle between requests is cut off
+            // before the keepalive ping could show it is there.
+            return Err(bad("server.idle_timeout_seconds: must be greater than \
+                 server.keepalive_interval_seconds + server.keepalive_timeout_seconds"));
         }
         if self.cache.max_staleness_ms <= self.cache.poll_interval_ms {
             return Err(bad(

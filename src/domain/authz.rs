@@ -118,7 +118,15 @@ impl Core {
                 account: account.as_deref().map_or(Lookup::Missing, Lookup::Found),
             })
             .collect();
-        if let Some(decision) = refusal_over_user(self.catalog(), principal, action, &targets) {
+        let Some(home) = self.account_entry(&user.account).await? else {
+            return Err(Error::not_found(format!(
+                "account {}",
+                quoted(&user.account)
+            )));
+        };
+        if let Some(decision) =
+            refusal_over_user(self.catalog(), principal, action, &home, &targets)
+        {
             tracing::info!(
                 caller = principal.username(),
                 action,
@@ -127,11 +135,16 @@ impl Core {
                 reason = ?decision.reason,
                 "permission denied"
             );
-            return Err(Error::denied(format!(
-                "{action} on user {} is not permitted: they hold roles in account {}, where you may not {action}",
-                quoted(&user.username),
-                quoted(&decision.domain)
-            )));
+            let user = quoted(&user.username);
+            let domain = quoted(&decision.domain);
+            return Err(Error::denied(match decision.reason {
+                Reason::PrivilegedTarget => format!(
+                    "{action} on user {user} is not permitted: only a global administrator manages users of account {domain}"
+                ),
+                _ => format!(
+                    "{action} on user {user} is not permitted: they hold roles in account {domain}, where you may not {action}"
+                ),
+            }));
         }
         Ok(())
     }

@@ -2,7 +2,9 @@
 //! catalog and the target account. Admin RPCs and `Authorize` both use it.
 
 use super::catalog::Catalog;
-use super::model::{Account, AccountState, ActionScope, CredentialKind, Principal, UserState};
+use super::model::{
+    Account, AccountState, AccountType, ActionScope, CredentialKind, Principal, UserState,
+};
 
 /// The permission domain for account and group management.
 pub const SYSTEM_DOMAIN: &str = "system";
@@ -22,6 +24,9 @@ pub enum Reason {
     /// A user-management action on a user who holds roles in an account
     /// where the caller may not perform it.
     ForeignGrant,
+    /// A user-management action on a user of the admin (or a service)
+    /// account by someone who is not a global administrator.
+    PrivilegedTarget,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -154,16 +159,29 @@ pub fn decide(
 /// also allowed `action` in every other account where the user holds a role
 /// (directly or through a group). Otherwise managing their password, state,
 /// keys or existence would hand the caller the user's roles elsewhere.
+/// A user at home in the admin account (or a service account) holds power
+/// no grant shows, so only a global administrator manages them.
 /// `foreign` are the user's other accounts; the answer is the first refusal
-/// there (reason `ForeignGrant`), if any.
+/// (reason `PrivilegedTarget` or `ForeignGrant`), if any.
 pub fn refusal_over_user(
     catalog: &Catalog,
     principal: &Principal,
     action: &str,
+    home: &Account,
     foreign: &[Target<'_>],
 ) -> Option<Decision> {
     if principal.is_global_admin() {
         return None;
+    }
+    if home.account_type != AccountType::User {
+        return Some(Decision {
+            action: action.to_owned(),
+            allowed: false,
+            reason: Reason::PrivilegedTarget,
+            role: None,
+            group: None,
+            domain: home.name.clone(),
+        });
     }
     foreign
         .iter()
@@ -373,8 +391,8 @@ mod tests {
         // in for the management action.
         let caller = principal(AccountType::User, vec![grant("read-only", "acct-a", None)]);
         assert!(decide(&c, &caller, "listImages", target(a)).allowed);
-        assert_eq!(refusal_over_user(&c, &caller, "listImages", &[]), None);
-        let d = refusal_over_user(&c, &caller, "listImages", &[target(b)]).unwrap();
+        assert_eq!(refusal_over_user(&c, &caller, "listImages", a, &[]), None);
+        let d = refusal_over_user(&c, &caller, "listImages", a, &[target(b)]).unwrap();
         assert_eq!((d.allowed, d.reason), (false, Reason::ForeignGrant));
         assert_eq!(d.domain, "acct-b");
         let both = principal(
@@ -385,12 +403,19 @@ mod tests {
             ],
         );
         assert_eq!(
-            refusal_over_user(&c, &both, "listImages", &[target(a), target(b)]),
+            refusal_over_user(&c, &both, "listImages", a, &[target(b)]),
             None
         );
+        // Holding the action in the admin account does not make its users
+        // manageable: their power shows in no grant.
+        let mut admin_home = account("admin", AccountState::Enabled);
+        admin_home.account_type = AccountType::Admin;
+        let delegate = principal(AccountType::User, vec![grant("read-only", "admin", None)]);
+        let d = refusal_over_user(&c, &delegate, "listImages", &admin_home, &[]).unwrap();
+        assert_eq!(d.reason, Reason::PrivilegedTarget);
         let admin = principal(AccountType::Admin, vec![]);
         assert_eq!(
-            refusal_over_user(&c, &admin, "listImages", &[target(b)]),
+            refusal_over_user(&c, &admin, "listImages", &admin_home, &[target(b)]),
             None
         );
     }

@@ -43,7 +43,12 @@ fn decode(token: &str, parts: usize) -> Option<Vec<String>> {
     let text = String::from_utf8(bytes).ok()?;
     let body = text.strip_prefix(TOKEN_PREFIX)?;
     let key: Vec<String> = body.split(SEPARATOR).map(str::to_owned).collect();
-    (key.len() == parts).then_some(key)
+    // The token is the caller's to forge: its parts go into SQL as names,
+    // so they must look like names (Postgres refuses NUL in text).
+    let names = key
+        .iter()
+        .all(|k| k.chars().count() <= 128 && !k.chars().any(char::is_control));
+    (key.len() == parts && names).then_some(key)
 }
 
 pub fn encode(key: &[&str]) -> String {

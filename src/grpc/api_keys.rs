@@ -39,7 +39,9 @@ fn key_name(field: &str, value: &str) -> Result<String> {
 fn owner_account(caller: &Caller, account: &str, username: &str) -> Result<String> {
     // One's own keys: usernames are global, so the account adds nothing.
     if username.is_empty() || username == caller.username() {
-        if !account.is_empty() && account != caller.account() {
+        let context = caller.account_context.as_deref().unwrap_or_default();
+        let named = if account.is_empty() { context } else { account };
+        if !named.is_empty() && named != caller.account() {
             return Err(Error::invalid(
                 "username",
                 "is required to manage keys of another account's user",

@@ -176,7 +176,9 @@ impl From<Decision> for pb::Decision {
             Reason::Role => pb::DecisionReason::Role,
             Reason::OwnBehalf => pb::DecisionReason::Self_,
             // ForeignGrant decides admin RPCs only, never an Authorize.
-            Reason::NoGrant | Reason::ForeignGrant => pb::DecisionReason::NoGrant,
+            Reason::NoGrant | Reason::ForeignGrant | Reason::PrivilegedTarget => {
+                pb::DecisionReason::NoGrant
+            }
             Reason::SubjectAccountDisabled => pb::DecisionReason::SubjectAccountDisabled,
             Reason::SubjectDisabled => pb::DecisionReason::SubjectDisabled,
             Reason::AccountDisabled => pb::DecisionReason::AccountDisabled,

@@ -86,8 +86,10 @@ pub fn max_items(field: &str) -> usize {
 fn deceptive(c: char) -> bool {
     matches!(
         c,
-        '\u{200B}'..='\u{200F}'
-            | '\u{202A}'..='\u{202E}'
+        '\u{061C}'
+            | '\u{180E}'
+            | '\u{200B}'..='\u{200F}'
+            | '\u{2028}'..='\u{202E}'
             | '\u{2060}'..='\u{2064}'
             | '\u{2066}'..='\u{2069}'
             | '\u{FEFF}'
@@ -354,6 +356,13 @@ mod tests {
         assert!(m.starts_with("email:"), "{m}");
         let (_, m) = code(msg, &encode_string(2, &vec![b'a'; 255])).unwrap();
         assert!(m.contains("254"), "{m}");
+    }
+
+    #[test]
+    fn every_request_of_every_service_is_known() {
+        // 34 RPCs; the group members and grants requests serve two each.
+        assert_eq!(requests().len(), 32);
+        assert!(requests().values().all(|m| schema().contains_key(m)));
     }
 
     #[test]

@@ -171,6 +171,7 @@ pub async fn serve_with_reloads(
     // alone, in plaintext, on a port of its own. It outlives the drain so
     // they see NOT_SERVING.
     let stop_health = CancellationToken::new();
+    let idle = Duration::from_secs(config.server.idle_timeout_seconds);
     let health_only = match config.server.health_listen {
         Some(addr) => {
             let listener = TcpListener::bind(addr)
@@ -185,8 +186,14 @@ pub async fn serve_with_reloads(
             let stop = stop_health.clone();
             Some(tokio::spawn(
                 tonic::transport::Server::builder()
+                    .http2_keepalive_interval(Some(Duration::from_secs(
+                        config.server.keepalive_interval_seconds,
+                    )))
+                    .http2_keepalive_timeout(Some(Duration::from_secs(
+                        config.server.keepalive_timeout_seconds,
+                    )))
                     .add_service(service)
-                    .serve_with_incoming_shutdown(tls::plain(listener), async move {
+                    .serve_with_incoming_shutdown(tls::plain_idle(listener, idle), async move {
                         stop.cancelled().await
                     }),
             ))
@@ -214,7 +221,6 @@ pub async fn serve_with_reloads(
         );
     }
     let server_settings = &config.server;
-    let idle = Duration::from_secs(server_settings.idle_timeout_seconds);
     let router = tonic::transport::Server::builder()
         .max_concurrent_streams(server_settings.max_concurrent_streams)
         .http2_keepalive_interval(Some(Duration::from_secs(
@@ -223,6 +229,9 @@ pub async fn serve_with_reloads(
         .http2_keepalive_timeout(Some(Duration::from_secs(
             server_settings.keepalive_timeout_seconds,
         )))
+        .max_connection_age(Duration::from_secs(
+            server_settings.max_connection_age_seconds,
+        ))
         .layer(telemetry::RpcLayer)
         .add_routes(routes);
     let server = async move {

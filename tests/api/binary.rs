@@ -255,6 +255,10 @@ fn bad_configuration_exits_with_one_clear_line() {
             &["--server-caller-keys", "short"],
             "server.caller_keys: [0]",
         ),
+        (
+            &["--server-idle-timeout-seconds", "25"],
+            "server.idle_timeout_seconds: must be greater than",
+        ),
     ];
     for (args, names) in cases {
         let output = authzd_command()

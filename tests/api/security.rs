@@ -139,6 +139,38 @@ async fn a_user_admin_cannot_take_over_users_who_hold_roles_in_other_accounts(ba
                 }))
                 .await,
         );
+        // Nor may it touch keys an administrator made for them.
+        let key_name = format!("{target}-key");
+        app.keys()
+            .create_api_key(as_admin(pb::CreateApiKeyRequest {
+                account: "acct-a".into(),
+                username: target.into(),
+                name: key_name.clone(),
+                expires_at: expires,
+                ..Default::default()
+            }))
+            .await
+            .unwrap();
+        assert_denied_for_foreign_roles(
+            app.keys()
+                .update_api_key(as_ua(pb::UpdateApiKeyRequest {
+                    account: "acct-a".into(),
+                    username: target.into(),
+                    name: key_name.clone(),
+                    description: Some("mine now".into()),
+                    ..Default::default()
+                }))
+                .await,
+        );
+        assert_denied_for_foreign_roles(
+            app.keys()
+                .delete_api_key(as_ua(pb::DeleteApiKeyRequest {
+                    account: "acct-a".into(),
+                    username: target.into(),
+                    name: key_name.clone(),
+                }))
+                .await,
+        );
         // Their password still works and nothing was minted.
         let password = format!("{}-password", target.trim_start_matches("ua_"));
         app.login(target, &password).await.unwrap();
@@ -187,6 +219,31 @@ async fn a_user_admin_cannot_take_over_users_who_hold_roles_in_other_accounts(ba
         }))
         .await
         .unwrap();
+    // A role in the admin account does not make its users manageable:
+    // their power shows in no grant.
+    app.roles()
+        .add_role_member(as_admin(pb::AddRoleMemberRequest {
+            role: "account-user-admin".into(),
+            username: "ua_admin".into(),
+            account: "admin".into(),
+        }))
+        .await
+        .unwrap();
+    let status = app
+        .users()
+        .set_password(as_ua(pb::SetPasswordRequest {
+            account: "admin".into(),
+            username: "admin".into(),
+            password: "taken-over-2".into(),
+        }))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::PermissionDenied);
+    assert_eq!(
+        status.message(),
+        "updateUser on user \"admin\" is not permitted: only a global administrator manages users of account \"admin\""
+    );
+    app.login("admin", ADMIN_PASSWORD).await.unwrap();
     // And a global administrator manages everyone.
     app.users()
         .set_user_state(as_admin(pb::SetUserStateRequest {
@@ -247,6 +304,19 @@ async fn control_characters_never_reach_the_database(backend: Backend) {
         .list_users(as_admin(pb::ListUsersRequest {
             account: "acme".into(),
             page_token: "\0".into(),
+            ..Default::default()
+        }))
+        .await;
+    assert_invalid(result, "page_token");
+    // A well-formed token that carries a NUL inside (tokens are the
+    // caller's to forge) never reaches the database either.
+    use base64::Engine;
+    let forged = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode("v1\u{1f}x\0y");
+    let result = app
+        .users()
+        .list_users(as_admin(pb::ListUsersRequest {
+            account: "acme".into(),
+            page_token: forged,
             ..Default::default()
         }))
         .await;
@@ -464,8 +534,9 @@ async fn server_settings(addr: &str) -> Vec<(u16, u32)> {
 async fn connections_are_bounded_and_silent_ones_closed(backend: Backend) {
     let db = TestDatabase::new(backend).await;
     let server = Server::start_with(&db, |c| {
-        c.env("AUTHZD_SERVER_IDLE_TIMEOUT_SECONDS", "2")
+        c.env("AUTHZD_SERVER_IDLE_TIMEOUT_SECONDS", "3")
             .env("AUTHZD_SERVER_KEEPALIVE_INTERVAL_SECONDS", "1")
+            .env("AUTHZD_SERVER_KEEPALIVE_TIMEOUT_SECONDS", "1")
             .env("AUTHZD_SERVER_MAX_CONCURRENT_STREAMS", "7");
     })
     .await;
@@ -488,7 +559,7 @@ async fn connections_are_bounded_and_silent_ones_closed(backend: Backend) {
     // server's keepalive pings are answered.
     let ch = connect(&server.addr).await;
     login_on(&ch, "admin", ADMIN_PASSWORD).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(4000)).await;
+    tokio::time::sleep(Duration::from_millis(5000)).await;
     login_on(&ch, "admin", ADMIN_PASSWORD).await.unwrap();
     server.stop();
 }
@@ -517,6 +588,29 @@ async fn malformed_bodies_are_invalid_argument_not_internal(backend: Backend) {
             "request: not a valid authz.v1.CreateAccountRequest message"
         );
     }
+}
+
+async fn a_request_without_a_message_is_invalid_argument(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let mut grpc = tonic::client::Grpc::new(app.channel.clone());
+    grpc.ready().await.unwrap();
+    let mut request = tonic::Request::new(tokio_stream::empty::<Vec<u8>>());
+    request.metadata_mut().insert(
+        "authorization",
+        basic("admin", ADMIN_PASSWORD).parse().unwrap(),
+    );
+    let status = grpc
+        .client_streaming(
+            request,
+            tonic::codegen::http::uri::PathAndQuery::from_static(
+                "/authz.v1.AccountService/ListAccounts",
+            ),
+            wire::RawCodec,
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+    assert_eq!(status.message(), "request: Missing request message");
 }
 
 async fn a_missing_parent_is_not_found(backend: Backend) {
@@ -657,6 +751,16 @@ async fn answers_agree_with_the_rest_of_the_api(backend: Backend) {
         .unwrap_err();
     assert_eq!(denied_ghost.code(), Code::PermissionDenied);
     assert_eq!(denied_real.code(), Code::PermissionDenied);
+    // One's own keys live in one's own account: a context naming another
+    // is refused, as a contradicting field is.
+    let result = app
+        .keys()
+        .list_api_keys(in_account(
+            as_ua(pb::ListApiKeysRequest::default()),
+            "ghost-acct",
+        ))
+        .await;
+    assert_invalid(result, "username");
     // Authorize keeps answering with the decision.
     let decision = app
         .authorize("ua_local", "ghost-acct", &["listImages"])
@@ -812,6 +916,7 @@ dual!(
     everything_is_bounded,
     connections_are_bounded_and_silent_ones_closed,
     malformed_bodies_are_invalid_argument_not_internal,
+    a_request_without_a_message_is_invalid_argument,
     a_missing_parent_is_not_found,
     one_failing_account_purge_does_not_stop_the_others,
     answers_agree_with_the_rest_of_the_api,

@@ -37,6 +37,10 @@ impl Credential {
             return Err(malformed());
         }
         let (username, password) = decoded.split_once(':').ok_or_else(malformed)?;
+        // The same bounds as the fields of a login (grpc::input).
+        if username.chars().count() > 128 || password.chars().count() > 8192 {
+            return Err(malformed());
+        }
         Ok(Self::from_parts(username, password.to_owned()))
     }
 
