@@ -24,6 +24,8 @@ async fn migrate_locked(db: &sea_orm::DatabaseConnection) -> Result<()> {
             .map_err(store::classify);
     }
     let txn = db.begin().await.map_err(store::classify)?;
+    // Another replica may hold the lock for as long as its migration takes.
+    store::without_statement_timeout(&txn).await?;
     txn.execute_unprepared(&format!("SELECT pg_advisory_xact_lock({MIGRATION_LOCK})"))
         .await
         .map_err(store::classify)?;
@@ -35,11 +37,7 @@ async fn migrate_locked(db: &sea_orm::DatabaseConnection) -> Result<()> {
 
 /// Applies pending migrations.
 pub async fn migrate(config: &Config) -> Result<()> {
-    let db = store::connect(
-        config.database.url.expose(),
-        config.database.max_connections,
-    )
-    .await?;
+    let db = store::connect(config.database.url.expose(), config.pool_settings()).await?;
     migrate_locked(&db).await?;
     db.close().await.map_err(store::classify)?;
     Ok(())
@@ -47,11 +45,7 @@ pub async fn migrate(config: &Config) -> Result<()> {
 
 /// Connects, migrates, loads the catalog and bootstraps the admin account.
 pub async fn prepare(config: &Config, clock: Clock) -> Result<(Core, Bootstrap)> {
-    let db = store::connect(
-        config.database.url.expose(),
-        config.database.max_connections,
-    )
-    .await?;
+    let db = store::connect(config.database.url.expose(), config.pool_settings()).await?;
     migrate_locked(&db).await?;
     // Computing the dummy hash is argon2 work: keep it off the async workers.
     let concurrency = config.hash_concurrency();
@@ -63,6 +57,7 @@ pub async fn prepare(config: &Config, clock: Clock) -> Result<(Core, Bootstrap)>
         api_keys: config.api_key_settings(),
         cache: config.cache_settings(),
         max_authorize_actions: config.server.max_authorize_actions,
+        health_timeout: std::time::Duration::from_millis(config.database.health_timeout_ms),
     };
     let core = Core::new(db, hasher, clock, settings).await?;
     let file = config.admin_password_file();

@@ -11,7 +11,7 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{OnceLock, RwLock};
 use std::task::{Context, Poll};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use http::{HeaderValue, Request, Response};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
@@ -153,21 +153,48 @@ fn code_name(code: i32) -> &'static str {
     }
 }
 
-/// Wraps the gRPC server: one span, one log line and two metrics per RPC.
-#[derive(Clone, Copy, Default)]
-pub struct RpcLayer;
+/// Wraps the gRPC server: one span, one log line and two metrics per RPC,
+/// and the deadline: the client's `grpc-timeout` or `request_timeout`,
+/// whichever is shorter.
+#[derive(Clone, Copy)]
+pub struct RpcLayer {
+    pub request_timeout: Duration,
+}
 
 impl<S> Layer<S> for RpcLayer {
     type Service = RpcService<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        RpcService { inner }
+        RpcService {
+            inner,
+            request_timeout: self.request_timeout,
+        }
     }
 }
 
 #[derive(Clone)]
 pub struct RpcService<S> {
     inner: S,
+    request_timeout: Duration,
+}
+
+/// `grpc-timeout`: an integer of at most 8 digits and a unit.
+fn grpc_timeout(headers: &http::HeaderMap) -> Option<Duration> {
+    let value = headers.get("grpc-timeout")?.to_str().ok()?;
+    let (digits, unit) = value.split_at(value.len().checked_sub(1)?);
+    if digits.is_empty() || digits.len() > 8 {
+        return None;
+    }
+    let n: u64 = digits.parse().ok()?;
+    Some(match unit {
+        "H" => Duration::from_secs(n.checked_mul(3600)?),
+        "M" => Duration::from_secs(n.checked_mul(60)?),
+        "S" => Duration::from_secs(n),
+        "m" => Duration::from_millis(n),
+        "u" => Duration::from_micros(n),
+        "n" => Duration::from_nanos(n),
+        _ => return None,
+    })
 }
 
 impl<S, B, R> Service<Request<B>> for RpcService<S>
@@ -176,6 +203,7 @@ where
     S::Future: Send + 'static,
     S::Error: Send,
     B: Send + 'static,
+    R: Default,
 {
     type Response = Response<R>;
     type Error = S::Error;
@@ -209,8 +237,21 @@ where
             tracing::info_span!("rpc", method, request_id = %request_id, caller = tracing::field::Empty)
         };
         let started = Instant::now();
+        let budget = grpc_timeout(request.headers())
+            .map_or(self.request_timeout, |t| t.min(self.request_timeout));
         Box::pin(async move {
-            let mut result = inner.call(request).instrument(span.clone()).await;
+            // Past the deadline the work is dropped: a query in flight is
+            // abandoned and a transaction rolls back.
+            let mut result =
+                match tokio::time::timeout(budget, inner.call(request).instrument(span.clone()))
+                    .await
+                {
+                    Ok(result) => result,
+                    Err(_) => Ok(tonic::Status::deadline_exceeded(
+                        "the request did not finish within its deadline",
+                    )
+                    .into_http()),
+                };
             if let Ok(response) = &mut result {
                 framing_errors_are_the_callers(response.headers_mut());
             }
@@ -390,6 +431,29 @@ fn new_request_id() -> String {
 /// Names who is calling on the current RPC span.
 pub fn record_caller(caller: &str) {
     tracing::Span::current().record("caller", caller);
+}
+
+#[cfg(test)]
+mod deadline_tests {
+    use std::time::Duration;
+
+    use super::grpc_timeout;
+
+    #[test]
+    fn grpc_timeout_headers_parse_by_their_unit() {
+        let parse = |v: &str| {
+            let mut headers = http::HeaderMap::new();
+            headers.insert("grpc-timeout", v.parse().unwrap());
+            grpc_timeout(&headers)
+        };
+        assert_eq!(parse("200m"), Some(Duration::from_millis(200)));
+        assert_eq!(parse("3S"), Some(Duration::from_secs(3)));
+        assert_eq!(parse("1H"), Some(Duration::from_secs(3600)));
+        assert_eq!(parse("5u"), Some(Duration::from_micros(5)));
+        assert_eq!(parse("123456789S"), None);
+        assert_eq!(parse("m"), None);
+        assert_eq!(parse("10x"), None);
+    }
 }
 
 #[cfg(test)]

@@ -76,6 +76,8 @@ settings! {
         max_message_bytes: usize = 1_048_576, check = |v| at_least(4096)(v);
         /// Concurrent requests (HTTP/2 streams) per connection.
         max_concurrent_streams: u32 = 100, check = |v| at_least(1)(v);
+        /// Milliseconds a request may take, unless the client's `grpc-timeout` is shorter (then DEADLINE_EXCEEDED).
+        request_timeout_ms: u64 = 10_000, check = |v| at_least(10)(v);
         /// Actions one Authorize may ask about.
         max_authorize_actions: usize = 100, check = |v| if (1..=1000).contains(v) { Ok(()) } else { Err("must be 1 to 1000".into()) };
         /// Seconds without a frame from the client before the server pings it.
@@ -104,6 +106,16 @@ settings! {
         url: DatabaseUrl = DatabaseUrl::new(DEFAULT_DATABASE_URL), env = ["DATABASE_URL"], old = ["database_url"];
         /// PostgreSQL pool size (SQLite always uses one connection).
         max_connections: u32 = 10, old = ["db_max_connections"], check = |v| at_least(1)(v);
+        /// PostgreSQL: a statement serving a request is cancelled after this long (UNAVAILABLE, retryable). Migrations and the purge are exempt.
+        statement_timeout_ms: u64 = 2000, check = |v| at_least(100)(v);
+        /// PostgreSQL: waiting for a row or table lock gives up after this long (UNAVAILABLE, retryable).
+        lock_timeout_ms: u64 = 1000, check = |v| at_least(10)(v);
+        /// Milliseconds a request waits for a pool connection before UNAVAILABLE.
+        acquire_timeout_ms: u64 = 5000, check = |v| at_least(10)(v);
+        /// Seconds after which a pooled connection is replaced.
+        max_lifetime_seconds: u64 = 1800, check = |v| at_least(1)(v);
+        /// Milliseconds the health probe's query may take before health says NOT_SERVING.
+        health_timeout_ms: u64 = 1000, check = |v| at_least(10)(v);
     }
 
     /// TLS on the gRPC port (rustls). Certificate, key and client CA are re-read on SIGHUP.
@@ -343,6 +355,17 @@ impl Config {
     }
 
     /// The SQLite file the URL names, if it names one.
+    pub fn pool_settings(&self) -> crate::store::PoolSettings {
+        let d = &self.database;
+        crate::store::PoolSettings {
+            max_connections: d.max_connections,
+            statement_timeout: Duration::from_millis(d.statement_timeout_ms),
+            lock_timeout: Duration::from_millis(d.lock_timeout_ms),
+            acquire_timeout: Duration::from_millis(d.acquire_timeout_ms),
+            max_lifetime: Duration::from_secs(d.max_lifetime_seconds),
+        }
+    }
+
     /// Where a generated admin password goes.
     pub fn admin_password_file(&self) -> PathBuf {
         const NAME: &str = "authzd-admin-password";

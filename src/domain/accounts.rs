@@ -206,6 +206,8 @@ impl Core {
 
     async fn purge_account(&self, name: &str) -> Result<bool> {
         let txn = self.write().await?;
+        // Tens of thousands of users may take longer than a request may.
+        store::without_statement_timeout(txn.db()).await?;
         let users = store::users::delete_users_of_account(txn.db(), name, self.now()).await?;
         let removed = store::accounts::delete_deleting_account(txn.db(), name).await?;
         txn.commit().await?;

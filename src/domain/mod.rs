@@ -68,6 +68,8 @@ pub struct Settings {
     pub cache: CacheSettings,
     /// Actions one `Authorize` may ask about.
     pub max_authorize_actions: usize,
+    /// How long the readiness probe's queries may take.
+    pub health_timeout: std::time::Duration,
 }
 
 struct Inner {
@@ -217,13 +219,18 @@ impl Core {
         {
             return false;
         }
-        if self.inner.db.ping().await.is_err() {
-            return false;
-        }
-        matches!(
-            migration::Migrator::get_pending_migrations_read_only(&self.inner.db).await,
-            Ok(pending) if pending.is_empty()
-        )
+        // A database that accepts connections but does not answer in time
+        // (a stuck table, an overloaded server) is not ready either.
+        let probe = async {
+            self.inner.db.ping().await.is_ok()
+                && matches!(
+                    migration::Migrator::get_pending_migrations_read_only(&self.inner.db).await,
+                    Ok(pending) if pending.is_empty()
+                )
+        };
+        tokio::time::timeout(self.inner.settings.health_timeout, probe)
+            .await
+            .unwrap_or(false)
     }
 }
 

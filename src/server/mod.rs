@@ -232,7 +232,9 @@ pub async fn serve_with_reloads(
         .max_connection_age(Duration::from_secs(
             server_settings.max_connection_age_seconds,
         ))
-        .layer(telemetry::RpcLayer)
+        .layer(telemetry::RpcLayer {
+            request_timeout: Duration::from_millis(server_settings.request_timeout_ms),
+        })
         .add_routes(routes);
     let server = async move {
         match &live.tls {

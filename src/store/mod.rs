@@ -14,26 +14,62 @@ pub mod users;
 use std::time::Duration;
 
 use sea_orm::sqlx;
-use sea_orm::{ConnectOptions, Database, DatabaseConnection, DbErr, RuntimeErr, SqlErr};
+use sea_orm::{
+    ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbErr, RuntimeErr, SqlErr,
+};
 
 use crate::error::Error;
 
 /// Opens the pool. SQLite gets one connection: writers never deadlock on
 /// lock upgrades, and a single connection answers far faster than any
 /// caller needs for an embedded deployment.
-pub async fn connect(url: &str, max_connections: u32) -> Result<DatabaseConnection, Error> {
+/// How the pool behaves; from the `database.*` settings.
+#[derive(Debug, Clone, Copy)]
+pub struct PoolSettings {
+    pub max_connections: u32,
+    pub statement_timeout: Duration,
+    pub lock_timeout: Duration,
+    pub acquire_timeout: Duration,
+    pub max_lifetime: Duration,
+}
+
+pub async fn connect(url: &str, pool: PoolSettings) -> Result<DatabaseConnection, Error> {
     let mut options = ConnectOptions::new(url.to_owned());
     let sqlite = url.starts_with("sqlite:");
+    let statement_timeout = pool.statement_timeout.as_millis().to_string();
+    let lock_timeout = pool.lock_timeout.as_millis().to_string();
     options
-        .max_connections(if sqlite { 1 } else { max_connections })
+        .max_connections(if sqlite { 1 } else { pool.max_connections })
         .min_connections(if sqlite { 1 } else { 0 })
         .connect_timeout(Duration::from_secs(5))
-        .acquire_timeout(Duration::from_secs(5))
+        .acquire_timeout(pool.acquire_timeout)
+        .max_lifetime(pool.max_lifetime)
+        // A stuck table or a slow plan must not hold a request (and its
+        // connection) for longer than this: Postgres cancels the statement,
+        // and the caller gets UNAVAILABLE. Long maintenance work lifts it
+        // with `SET LOCAL` (see `without_statement_timeout`).
+        .map_sqlx_postgres_opts(move |o| {
+            o.options([
+                ("statement_timeout", statement_timeout.as_str()),
+                ("lock_timeout", lock_timeout.as_str()),
+            ])
+        })
         // A ping on every checkout costs a quarter of the throughput; broken
         // connections surface as errors and are replaced.
         .test_before_acquire(false)
         .sqlx_logging(false);
     Database::connect(options).await.map_err(classify)
+}
+
+/// Lifts the request timeouts for the rest of a transaction (migrations,
+/// purges): they may legitimately run long or wait on a lock.
+pub async fn without_statement_timeout(db: &impl ConnectionTrait) -> Result<(), Error> {
+    if db.get_database_backend() == sea_orm::DbBackend::Postgres {
+        db.execute_unprepared("SET LOCAL statement_timeout = 0; SET LOCAL lock_timeout = 0")
+            .await
+            .map_err(classify)?;
+    }
+    Ok(())
 }
 
 /// True when the error means "the database did not answer", as opposed to
@@ -51,10 +87,37 @@ fn is_unavailable(err: &DbErr) -> bool {
                     | sqlx::Error::Tls(_)
                     | sqlx::Error::Protocol(_)
             ) || matches!(e.as_ref(), sqlx::Error::Database(d)
-                    // Postgres: admin shutdown / cannot connect now.
-                    if matches!(d.code().as_deref(), Some("57P01" | "57P02" | "57P03")))
+            // Postgres: admin shutdown / cannot connect now; a
+            // statement or lock wait cut off by our timeouts.
+            if matches!(
+                d.code().as_deref(),
+                Some("57P01" | "57P02" | "57P03" | "57014" | "55P03")
+            ))
         }
         _ => false,
+    }
+}
+
+/// Logs an unavailable database once per second at most, with how many
+/// errors the silence hid: a stuck table fails every request, and one line
+/// per request would bury the log.
+fn log_unavailable(err: &DbErr) {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static LAST_SECOND: AtomicU64 = AtomicU64::new(0);
+    static SUPPRESSED: AtomicU64 = AtomicU64::new(0);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let last = LAST_SECOND.load(Ordering::Relaxed);
+    if now != last
+        && LAST_SECOND
+            .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
+    {
+        let suppressed = SUPPRESSED.swap(0, Ordering::Relaxed);
+        tracing::warn!(error = %err, suppressed, "database unavailable");
+    } else {
+        SUPPRESSED.fetch_add(1, Ordering::Relaxed);
     }
 }
 
@@ -62,7 +125,7 @@ fn is_unavailable(err: &DbErr) -> bool {
 /// everything else is internal (its text goes to the log only).
 pub fn classify(err: DbErr) -> Error {
     if is_unavailable(&err) {
-        tracing::warn!(error = %err, "database unavailable");
+        log_unavailable(&err);
         Error::Unavailable
     } else if matches!(
         err.sql_err(),

@@ -194,7 +194,9 @@ async fn one_caller_one_call_at_a_time_gets_no_delayed_ack_stalls(backend: Backe
 async fn postgres_large_statements_do_not_wait_for_delayed_acks() {
     use sea_orm::ConnectionTrait;
     let db = TestDatabase::new(Backend::Postgres).await;
-    let conn = authzd::store::connect(&db.url, 1).await.unwrap();
+    let mut pool = authzd::config::Config::default().pool_settings();
+    pool.max_connections = 1;
+    let conn = authzd::store::connect(&db.url, pool).await.unwrap();
     let big = "x".repeat(64 * 1024);
     let mut latencies = Vec::new();
     for _ in 0..20 {

@@ -1,0 +1,125 @@
+//! A stuck database: statements and lock waits are cut off, clients'
+//! deadlines are honoured, and health says so when the probe stalls.
+
+use std::time::{Duration, Instant};
+
+use authzd::pb;
+use sea_orm::{ConnectionTrait, DatabaseTransaction, TransactionTrait};
+use tonic::Code;
+
+use crate::support::*;
+
+/// Another session holding `table` in ACCESS EXCLUSIVE mode until dropped.
+async fn lock_table(url: &str, table: &str) -> (sea_orm::DatabaseConnection, DatabaseTransaction) {
+    let conn = sea_orm::Database::connect(url).await.unwrap();
+    let txn = conn.begin().await.unwrap();
+    txn.execute_unprepared(&format!("LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE"))
+        .await
+        .unwrap();
+    (conn, txn)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_locked_table_fails_fast_and_the_rest_keeps_working() {
+    let app = spawn_app_with(Backend::Postgres, |c| {
+        c.database.lock_timeout_ms = 300;
+    })
+    .await;
+    app.create_account("acme").await;
+    app.create_user("acme", "alice", "alice-password", &["read-only"])
+        .await;
+    let key = app.create_key("admin", "admin", "faults", 1).await;
+    // Warm: the key and its principal are in memory.
+    app.key_login(&key).await.unwrap();
+
+    let (_conn, lock) = lock_table(&app.db.url, "users").await;
+    let started = Instant::now();
+    let status = app
+        .users()
+        .get_user(as_key(
+            &key,
+            pb::GetUserRequest {
+                account: "acme".into(),
+                username: "alice".into(),
+            },
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+    assert!(
+        started.elapsed() < Duration::from_millis(300 + 1000),
+        "took {:?}",
+        started.elapsed()
+    );
+    // What does not touch the table still answers: checks from memory,
+    // the role catalog.
+    app.key_login(&key).await.unwrap();
+    app.roles()
+        .list_roles(as_key(&key, pb::ListRolesRequest {}))
+        .await
+        .unwrap();
+
+    lock.rollback().await.unwrap();
+    app.users()
+        .get_user(as_key(
+            &key,
+            pb::GetUserRequest {
+                account: "acme".into(),
+                username: "alice".into(),
+            },
+        ))
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deadline_shorter_than_the_work_is_deadline_exceeded() {
+    let app = spawn_app_with(Backend::Postgres, |c| {
+        // The lock wait outlasts the client's deadline.
+        c.database.lock_timeout_ms = 5000;
+        c.database.statement_timeout_ms = 5000;
+        c.server.request_timeout_ms = 1000;
+    })
+    .await;
+    app.create_account("acme").await;
+    let key = app.create_key("admin", "admin", "faults", 1).await;
+    app.key_login(&key).await.unwrap();
+    let (_conn, lock) = lock_table(&app.db.url, "accounts").await;
+    // The server's own deadline (a client's shorter `grpc-timeout` would
+    // win, but tonic's client enforces that one itself too, so a test
+    // could not tell who answered).
+    let request = as_key(&key, pb::ListAccountsRequest::default());
+    let started = Instant::now();
+    let status = app.accounts().list_accounts(request).await.unwrap_err();
+    assert_eq!(status.code(), Code::DeadlineExceeded, "{status:?}");
+    assert!(started.elapsed() < Duration::from_millis(2500));
+    lock.rollback().await.unwrap();
+    // The abandoned request left nothing behind: the pool still serves.
+    app.accounts()
+        .list_accounts(as_key(&key, pb::ListAccountsRequest::default()))
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_follows_a_database_that_stops_answering_in_time() {
+    let app = spawn_app_with(Backend::Postgres, |c| {
+        c.database.health_timeout_ms = 300;
+        c.database.lock_timeout_ms = 5000;
+        c.database.statement_timeout_ms = 5000;
+    })
+    .await;
+    // The probe reads the migration table: hold it.
+    let (_conn, lock) = lock_table(&app.db.url, "seaql_migrations").await;
+    wait_for_status(
+        &app.channel,
+        pb_health::health_check_response::ServingStatus::NotServing,
+    )
+    .await;
+    lock.rollback().await.unwrap();
+    wait_for_status(
+        &app.channel,
+        pb_health::health_check_response::ServingStatus::Serving,
+    )
+    .await;
+}
