@@ -123,3 +123,52 @@ async fn health_follows_a_database_that_stops_answering_in_time() {
     )
     .await;
 }
+
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap()
+}
+
+/// Each argon2 verification works in 19 MiB. A storm of wrong passwords
+/// must not leave the process holding that much per attempt: RSS stays
+/// under idle + hash_concurrency x 19 MiB + 64 MB (the Kubernetes manifest
+/// allows 512 Mi).
+async fn a_password_storm_does_not_grow_memory(backend: Backend) {
+    use crate::binary::Server;
+    let db = TestDatabase::new(backend).await;
+    let server = Server::start_with(&db, |c| {
+        c.env("AUTHZD_SERVER_HASH_CONCURRENCY", "2");
+    })
+    .await;
+    let ch = connect(&server.addr).await;
+    login_on(&ch, "admin", ADMIN_PASSWORD).await.unwrap();
+    let idle = rss_kib(server.pid());
+    let mut storm = tokio::task::JoinSet::new();
+    for worker in 0..8 {
+        let ch = ch.clone();
+        storm.spawn(async move {
+            for i in 0..25 {
+                let guess = format!("wrong-{worker}-{i}");
+                assert!(login_on(&ch, "admin", &guess).await.is_err());
+            }
+        });
+    }
+    while let Some(done) = storm.join_next().await {
+        done.unwrap();
+    }
+    let after = rss_kib(server.pid());
+    let bound = idle + 2 * 19 * 1024 + 64 * 1024;
+    eprintln!("RSS: idle {idle} KiB, after 200 failed logins {after} KiB, bound {bound} KiB");
+    assert!(
+        after < bound,
+        "RSS grew from {idle} KiB to {after} KiB after 200 failed logins (bound {bound} KiB)"
+    );
+    server.stop();
+}
+
+crate::dual!(a_password_storm_does_not_grow_memory);
