@@ -23,6 +23,8 @@ pub enum AuthFailure {
     KeyRevoked,
     OwnerDeleted,
     SamlKeysDisallowed,
+    /// The user is locked after repeated wrong passwords.
+    Locked,
 }
 
 impl AuthFailure {
@@ -44,6 +46,7 @@ impl AuthFailure {
             Self::KeyRevoked => "key_revoked",
             Self::OwnerDeleted => "owner_deleted",
             Self::SamlKeysDisallowed => "saml_keys_disallowed",
+            Self::Locked => "locked",
         }
     }
 }

@@ -58,6 +58,7 @@ pub async fn prepare(config: &Config, clock: Clock) -> Result<(Core, Bootstrap)>
         cache: config.cache_settings(),
         max_authorize_actions: config.server.max_authorize_actions,
         health_timeout: std::time::Duration::from_millis(config.database.health_timeout_ms),
+        lockout: config.lockout_settings(),
     };
     let core = Core::new(db, hasher, clock, settings).await?;
     let file = config.admin_password_file();

@@ -7,6 +7,7 @@ mod m20261122_000001_identity;
 mod m20261122_000002_predefined_roles;
 mod m20261122_000003_api_keys;
 mod m20261129_000004_change_records;
+mod m20261130_000005_login_failures;
 
 pub struct Migrator;
 
@@ -18,6 +19,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261122_000002_predefined_roles::Migration),
             Box::new(m20261122_000003_api_keys::Migration),
             Box::new(m20261129_000004_change_records::Migration),
+            Box::new(m20261130_000005_login_failures::Migration),
         ]
     }
 }

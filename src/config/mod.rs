@@ -136,6 +136,22 @@ settings! {
         password_file: Option<PathBuf> = None;
     }
 
+    /// Password lockout, per user: after `threshold` consecutive failures the user is locked for a delay that doubles with each further lock.
+    lockout: Lockout {
+        /// Lock users after repeated wrong passwords.
+        enabled: bool = true;
+        /// Consecutive failures that lock the user.
+        threshold: u32 = 5, check = |v| at_least(1)(v);
+        /// The first lock's length; each further lock doubles it.
+        initial_delay_ms: u64 = 1000, check = |v| at_least(1)(v);
+        /// The longest lock.
+        max_delay_seconds: u64 = 900, check = |v| at_least(1)(v);
+        /// Failures since the last success after which the lock is permanent until an unlock (0: never; a permanent lock lets anyone lock `admin` out for good).
+        permanent_after: u32 = 0;
+        /// Seconds without a failure after which the count starts again.
+        reset_after_seconds: u64 = 900, check = |v| at_least(1)(v);
+    }
+
     /// Checks from memory: what a check needs is cached and kept right by the
     /// change records every write leaves (NOTIFY on Postgres, with polling as the backstop).
     cache: CacheSection {
@@ -364,6 +380,17 @@ impl Config {
             acquire_timeout: Duration::from_millis(d.acquire_timeout_ms),
             max_lifetime: Duration::from_secs(d.max_lifetime_seconds),
         }
+    }
+
+    pub fn lockout_settings(&self) -> Option<crate::domain::authn::LockoutSettings> {
+        let l = &self.lockout;
+        l.enabled.then(|| crate::domain::authn::LockoutSettings {
+            threshold: i64::from(l.threshold),
+            initial_delay: Duration::from_millis(l.initial_delay_ms),
+            max_delay: Duration::from_secs(l.max_delay_seconds),
+            permanent_after: i64::from(l.permanent_after),
+            reset_after: Duration::from_secs(l.reset_after_seconds),
+        })
     }
 
     /// Where a generated admin password goes.

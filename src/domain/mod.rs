@@ -70,6 +70,8 @@ pub struct Settings {
     pub max_authorize_actions: usize,
     /// How long the readiness probe's queries may take.
     pub health_timeout: std::time::Duration,
+    /// Password lockout (`None`: off).
+    pub lockout: Option<authn::LockoutSettings>,
 }
 
 struct Inner {

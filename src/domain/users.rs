@@ -237,6 +237,10 @@ impl Core {
         {
             return Err(not_found(account, username));
         }
+        // A new password set by someone else also lifts a lock.
+        if !is_self(caller, account, username) {
+            store::lockout::clear(self.db(), user.id).await?;
+        }
         tracing::info!(
             caller = caller.username(),
             user = username,
@@ -244,6 +248,27 @@ impl Core {
             "password replaced"
         );
         Ok(now)
+    }
+
+    /// Clears the user's password failures and lock.
+    pub async fn unlock_user(
+        &self,
+        caller: &Caller,
+        account: &str,
+        username: &str,
+    ) -> Result<bool> {
+        self.require(caller, UPDATE_USER, Some(account)).await?;
+        let user = self.user_in(account, username).await?;
+        self.require_over_user(caller, UPDATE_USER, &user).await?;
+        let cleared = store::lockout::clear(self.db(), user.id).await?;
+        tracing::info!(
+            caller = caller.username(),
+            user = username,
+            account,
+            cleared,
+            "user unlocked"
+        );
+        Ok(cleared)
     }
 
     pub async fn set_user_state(

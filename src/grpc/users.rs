@@ -137,6 +137,17 @@ impl UserService for UserApi {
         }))
     }
 
+    async fn unlock_user(
+        &self,
+        request: Request<pb::UnlockUserRequest>,
+    ) -> Result<Response<pb::UnlockUserResponse>, Status> {
+        let (caller, req) = authenticated(&self.core, request).await?;
+        let account = caller.target_account("account", &req.account)?;
+        let username = names::required("username", &req.username)?;
+        let cleared = self.core.unlock_user(&caller, &account, username).await?;
+        Ok(Response::new(pb::UnlockUserResponse { cleared }))
+    }
+
     async fn set_user_state(
         &self,
         request: Request<pb::SetUserStateRequest>,

@@ -7,6 +7,7 @@ pub mod api_keys;
 pub mod changes;
 pub mod entity;
 pub mod groups;
+pub mod lockout;
 pub mod principals;
 pub mod roles;
 pub mod users;

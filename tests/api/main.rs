@@ -16,6 +16,7 @@ mod faults;
 mod fuzz;
 mod groups;
 pub mod health;
+mod lockout;
 mod ops;
 mod roles;
 mod scale;

@@ -8,6 +8,7 @@ pub mod passwords;
 mod source;
 
 use std::sync::OnceLock;
+use std::time::Duration;
 
 use self::credentials::Credential;
 use super::Core;
@@ -17,6 +18,7 @@ use super::model::{
 use super::secret::Secret;
 use crate::cache::UserEntry;
 use crate::error::{AuthFailure, Error, Result, quoted};
+use crate::store;
 
 /// The success counter of a credential kind, registered once: it is
 /// incremented on every check.
@@ -35,6 +37,31 @@ fn successes(kind: &'static str) -> &'static metrics::Counter {
 
 fn fail(reason: AuthFailure) -> Error {
     Error::Unauthenticated(reason)
+}
+
+/// The lockout settings (`lockout.*`).
+#[derive(Debug, Clone, Copy)]
+pub struct LockoutSettings {
+    pub threshold: i64,
+    pub initial_delay: Duration,
+    pub max_delay: Duration,
+    pub permanent_after: i64,
+    pub reset_after: Duration,
+}
+
+impl LockoutSettings {
+    /// The length of the lock after `earlier` locks: doubling, capped.
+    pub fn delay(&self, earlier: i64) -> Duration {
+        let doublings = u32::try_from(earlier.clamp(0, 40)).unwrap_or(40);
+        self.initial_delay
+            .checked_mul(1u32 << doublings.min(31))
+            .unwrap_or(self.max_delay)
+            .min(self.max_delay)
+    }
+}
+
+fn duration_ms(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
 
 /// The principal of a user, as a check answers it.
@@ -94,6 +121,17 @@ impl Core {
     /// Passwords are never cached: the hash is read and verified every time.
     async fn authenticate_password(&self, username: &str, password: &Secret) -> Result<Principal> {
         let loaded = self.load_user_for_password(username).await?;
+        // The attempt is counted before the hash is checked; while the user
+        // is locked nothing is verified, and the refusal takes as long as a
+        // verification would have.
+        let lockout = match (&self.settings().lockout, &loaded) {
+            (Some(settings), Some((user, _, Some(_)))) => {
+                let (failures, total, lockouts) =
+                    self.claim_attempt(settings, user.user.id).await?;
+                Some((settings, user.user.id, failures, total, lockouts))
+            }
+            _ => None,
+        };
         // The hash is verified before any state is looked at, and a dummy
         // hash stands in for a missing one, so the time taken does not tell
         // which check failed.
@@ -106,10 +144,60 @@ impl Core {
             return Err(fail(AuthFailure::NoPassword));
         }
         if !verified {
+            if let Some((settings, id, failures, total, lockouts)) = lockout {
+                let permanent = settings.permanent_after > 0 && total >= settings.permanent_after;
+                if failures >= settings.threshold || permanent {
+                    let until =
+                        self.now().timestamp_millis() + duration_ms(settings.delay(lockouts));
+                    store::lockout::lock(self.db(), id, until, permanent).await?;
+                    tracing::warn!(
+                        user = user.user.username,
+                        lockouts = lockouts + 1,
+                        permanent,
+                        "user locked after repeated wrong passwords"
+                    );
+                }
+            }
             return Err(fail(AuthFailure::WrongPassword));
+        }
+        if let Some((_, id, ..)) = lockout {
+            store::lockout::clear(self.db(), id).await?;
         }
         check_active(&user, &account)?;
         Ok(principal(&user, &account, CredentialKind::Password))
+    }
+
+    /// Takes a numbered attempt for the user, or refuses as locked. More
+    /// attempts in flight than the threshold wait for earlier ones to end
+    /// (a success clears the count) instead of being verified, so the
+    /// number of verifications between locks never exceeds the threshold,
+    /// and a client making many correct logins at once is not refused.
+    async fn claim_attempt(
+        &self,
+        settings: &LockoutSettings,
+        user_id: uuid::Uuid,
+    ) -> Result<(i64, i64, i64)> {
+        use store::lockout::Claim;
+        for _ in 0..20 {
+            let now_ms = self.now().timestamp_millis();
+            let reset_before = now_ms - duration_ms(settings.reset_after);
+            match store::lockout::claim(self.db(), user_id, now_ms, reset_before).await? {
+                Claim::Attempt {
+                    failures,
+                    total,
+                    lockouts,
+                } if failures <= settings.threshold => return Ok((failures, total, lockouts)),
+                Claim::Attempt { .. } => {
+                    store::lockout::release(self.db(), user_id).await?;
+                    tokio::time::sleep(self.hasher().median_verification()).await;
+                }
+                Claim::Locked => break,
+            }
+        }
+        // Locked, or still crowded after waiting: refused like any failure,
+        // and as slowly as a verification.
+        tokio::time::sleep(self.hasher().median_verification()).await;
+        Err(fail(AuthFailure::Locked))
     }
 
     /// The checksum refuses garbage, the index of existing key ids refuses

@@ -24,7 +24,13 @@ pub struct PasswordHasher {
     /// Verified against when the user is unknown, so that case costs the same.
     dummy_hash: Arc<str>,
     verifications: Arc<AtomicU64>,
+    /// The last verifications' durations (µs), for the median a locked
+    /// user's refusal waits instead of verifying.
+    recent: Arc<std::sync::Mutex<std::collections::VecDeque<u64>>>,
 }
+
+/// Verification durations kept for the median.
+const RECENT: usize = 31;
 
 fn argon2() -> Result<Argon2<'static>> {
     let params = Params::new(MEMORY_KIB, ITERATIONS, PARALLELISM, None)
@@ -57,6 +63,7 @@ impl PasswordHasher {
             permits: Arc::new(Semaphore::new(concurrency.max(1))),
             dummy_hash: dummy_hash.into(),
             verifications: Arc::new(AtomicU64::new(0)),
+            recent: Arc::default(),
         })
     }
 
@@ -79,6 +86,22 @@ impl PasswordHasher {
     }
 
     /// Password verifications performed so far (known and unknown users alike).
+    /// The median time of the last verifications, queueing included (20 ms
+    /// before any): what a refusal without verifying waits, so it takes as
+    /// long as one with.
+    pub fn median_verification(&self) -> Duration {
+        let mut recent: Vec<u64> = self
+            .recent
+            .lock()
+            .map(|r| r.iter().copied().collect())
+            .unwrap_or_default();
+        if recent.is_empty() {
+            return Duration::from_millis(20);
+        }
+        recent.sort_unstable();
+        Duration::from_micros(recent[recent.len() / 2])
+    }
+
     pub fn verifications(&self) -> u64 {
         self.verifications.load(Ordering::Relaxed)
     }
@@ -95,10 +118,18 @@ impl PasswordHasher {
         let known = hash.is_some();
         let password = password.clone();
         let hash: Arc<str> = hash.map_or_else(|| self.dummy_hash.clone(), Arc::from);
+        let started = Instant::now();
         let (ok, waited) = self
             .run(move || verify_blocking(password.expose(), &hash))
             .await?;
         self.verifications.fetch_add(1, Ordering::Relaxed);
+        let took = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+        if let Ok(mut recent) = self.recent.lock() {
+            if recent.len() == RECENT {
+                recent.pop_front();
+            }
+            recent.push_back(took);
+        }
         tracing::trace!(waited_us = waited.as_micros() as u64, "password verified");
         Ok(ok && known)
     }

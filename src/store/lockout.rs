@@ -1,0 +1,119 @@
+//! Password failure counters and locks (`login_failures`). Single
+//! statements on the pool, outside any unit of work: they leave no change
+//! record, since password checks are never cached.
+
+use sea_orm::{ConnectionTrait, Value};
+use uuid::Uuid;
+
+use super::{DbResultExt, StoreResult, sql};
+
+/// What a claimed attempt found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Claim {
+    /// Locked (or permanently locked): no attempt is allowed.
+    Locked,
+    /// This attempt is failure number `failures` since the last reset, of
+    /// `total` since the last success, after `lockouts` locks.
+    Attempt {
+        failures: i64,
+        lockouts: i64,
+        total: i64,
+    },
+}
+
+/// Counts an attempt as a failure *before* the password is checked, in one
+/// statement, so parallel guesses each take a number and none can race
+/// past the threshold. Nothing is counted while the user is locked.
+/// Failures older than `reset_before_ms` start the count again.
+pub async fn claim(
+    db: &impl ConnectionTrait,
+    user_id: Uuid,
+    now_ms: i64,
+    reset_before_ms: i64,
+) -> StoreResult<Claim> {
+    let statement = sql(
+        db,
+        "INSERT INTO login_failures AS f \
+             (user_id, failures, lockouts, total_failures, locked_until_ms, permanent, last_failure_ms) \
+         VALUES ($1, 1, 0, 1, NULL, FALSE, $2) \
+         ON CONFLICT (user_id) DO UPDATE SET \
+             failures = CASE WHEN f.last_failure_ms < $3 THEN 1 ELSE f.failures + 1 END, \
+             lockouts = CASE WHEN f.last_failure_ms < $4 THEN 0 ELSE f.lockouts END, \
+             total_failures = CASE WHEN f.last_failure_ms < $5 THEN 1 ELSE f.total_failures + 1 END, \
+             last_failure_ms = $6 \
+         WHERE NOT f.permanent AND (f.locked_until_ms IS NULL OR f.locked_until_ms <= $7) \
+         RETURNING failures, lockouts, total_failures",
+        // Each placeholder once: on SQLite they become `?` in order.
+        vec![
+            Value::from(user_id),
+            Value::from(now_ms),
+            Value::from(reset_before_ms),
+            Value::from(reset_before_ms),
+            Value::from(reset_before_ms),
+            Value::from(now_ms),
+            Value::from(now_ms),
+        ],
+    );
+    let row = db.query_one_raw(statement).await.db()?;
+    let Some(row) = row else {
+        return Ok(Claim::Locked);
+    };
+    let get = |column: &str| -> StoreResult<i64> {
+        row.try_get::<i32>("", column)
+            .map(i64::from)
+            .or_else(|_| row.try_get::<i64>("", column))
+            .db()
+    };
+    Ok(Claim::Attempt {
+        failures: get("failures")?,
+        lockouts: get("lockouts")?,
+        total: get("total_failures")?,
+    })
+}
+
+/// Gives back a claimed attempt that was not made (too many in flight).
+pub async fn release(db: &impl ConnectionTrait, user_id: Uuid) -> StoreResult<()> {
+    let statement = sql(
+        db,
+        "UPDATE login_failures SET failures = failures - 1, total_failures = total_failures - 1 \
+         WHERE user_id = $1 AND failures > 0",
+        vec![Value::from(user_id)],
+    );
+    db.execute_raw(statement).await.db()?;
+    Ok(())
+}
+
+/// Locks the user until `until_ms` (or for good), and starts the next
+/// count from zero.
+pub async fn lock(
+    db: &impl ConnectionTrait,
+    user_id: Uuid,
+    until_ms: i64,
+    permanent: bool,
+) -> StoreResult<()> {
+    let statement = sql(
+        db,
+        "UPDATE login_failures SET failures = 0, lockouts = lockouts + 1, \
+             locked_until_ms = $1, permanent = (permanent OR $2) \
+         WHERE user_id = $3",
+        // Placeholders in textual order: on SQLite they become `?`.
+        vec![
+            Value::from(until_ms),
+            Value::from(permanent),
+            Value::from(user_id),
+        ],
+    );
+    db.execute_raw(statement).await.db()?;
+    Ok(())
+}
+
+/// Forgets the user's failures and lock: a success, an unlock, a new
+/// password set by an administrator. Returns whether there was any.
+pub async fn clear(db: &impl ConnectionTrait, user_id: Uuid) -> StoreResult<bool> {
+    let statement = sql(
+        db,
+        "DELETE FROM login_failures WHERE user_id = $1",
+        vec![Value::from(user_id)],
+    );
+    Ok(db.execute_raw(statement).await.db()?.rows_affected() > 0)
+}

@@ -1,0 +1,145 @@
+//! Password lockout: counted before the hash is checked, so parallel
+//! guesses cannot race past the threshold; a doubling ladder; refusals that
+//! look and take the same as any failure; unlocks.
+
+use authzd::pb;
+use chrono::TimeDelta;
+use tonic::Code;
+
+use crate::dual;
+use crate::support::*;
+
+async fn locked_app(backend: Backend, threshold: u32) -> TestApp {
+    let app = spawn_app_with(backend, |c| {
+        c.lockout.threshold = threshold;
+        c.lockout.initial_delay_ms = 1000;
+    })
+    .await;
+    app.create_account("acme").await;
+    app.create_user("acme", "bob", "bob-password", &["read-only"])
+        .await;
+    app
+}
+
+async fn parallel_guesses_never_get_more_than_the_threshold_verified(backend: Backend) {
+    let app = locked_app(backend, 5).await;
+    let before = app.core.hasher().verifications();
+    let mut guesses = tokio::task::JoinSet::new();
+    for i in 0..20 {
+        let channel = app.channel.clone();
+        guesses.spawn(async move { login_on(&channel, "bob", &format!("guess-{i}")).await });
+    }
+    while let Some(result) = guesses.join_next().await {
+        let status = result.unwrap().unwrap_err();
+        assert_eq!(status.code(), Code::Unauthenticated);
+        assert_eq!(status.message(), "invalid credentials");
+    }
+    let verified = app.core.hasher().verifications() - before;
+    assert!(
+        verified <= 5,
+        "{verified} hash verifications for 20 parallel guesses"
+    );
+    // Locked: even the right password is refused, the same way, unverified.
+    let before = app.core.hasher().verifications();
+    let status = app.login("bob", "bob-password").await.unwrap_err();
+    assert_eq!(status.message(), "invalid credentials");
+    assert_eq!(app.core.hasher().verifications(), before);
+    // After the first delay (1 s), the right password works.
+    app.core.clock().advance(TimeDelta::milliseconds(1100));
+    app.login("bob", "bob-password").await.unwrap();
+}
+
+async fn locks_double_and_a_success_resets_them(backend: Backend) {
+    let app = locked_app(backend, 2).await;
+    for _ in 0..2 {
+        app.login("bob", "wrong-1").await.unwrap_err();
+    }
+    app.login("bob", "bob-password").await.unwrap_err();
+    app.core.clock().advance(TimeDelta::milliseconds(1100));
+    // Two more failures: the second lock lasts 2 s.
+    for _ in 0..2 {
+        app.login("bob", "wrong-2").await.unwrap_err();
+    }
+    app.core.clock().advance(TimeDelta::milliseconds(1100));
+    app.login("bob", "bob-password").await.unwrap_err();
+    app.core.clock().advance(TimeDelta::milliseconds(1000));
+    app.login("bob", "bob-password").await.unwrap();
+    // The success reset the ladder: the next lock is 1 s again.
+    for _ in 0..2 {
+        app.login("bob", "wrong-3").await.unwrap_err();
+    }
+    app.core.clock().advance(TimeDelta::milliseconds(1100));
+    app.login("bob", "bob-password").await.unwrap();
+}
+
+async fn failures_older_than_the_reset_window_are_forgotten(backend: Backend) {
+    let app = locked_app(backend, 3).await;
+    for _ in 0..2 {
+        app.login("bob", "wrong").await.unwrap_err();
+    }
+    app.core.clock().advance(TimeDelta::seconds(901));
+    for _ in 0..2 {
+        app.login("bob", "wrong").await.unwrap_err();
+    }
+    // Four failures, but never three within the window: not locked.
+    app.login("bob", "bob-password").await.unwrap();
+}
+
+async fn administrators_unlock_and_api_keys_cannot(backend: Backend) {
+    let app = locked_app(backend, 2).await;
+    let lock_bob = || async {
+        for _ in 0..2 {
+            app.login("bob", "wrong").await.unwrap_err();
+        }
+        app.login("bob", "bob-password").await.unwrap_err();
+    };
+    lock_bob().await;
+    let unlock = pb::UnlockUserRequest {
+        account: "acme".into(),
+        username: "bob".into(),
+    };
+    // Never on an API key's authority (updateUser is restricted).
+    let key = app.create_key("admin", "admin", "ops", 1).await;
+    let status = app
+        .users()
+        .unlock_user(as_key(&key, unlock.clone()))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::PermissionDenied);
+    // Nor by bob's peers without updateUser.
+    app.create_user("acme", "carol", "carol-password", &["read-only"])
+        .await;
+    let status = app
+        .users()
+        .unlock_user(as_user("carol", "carol-password", unlock.clone()))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::PermissionDenied);
+    let cleared = app
+        .users()
+        .unlock_user(as_admin(unlock.clone()))
+        .await
+        .unwrap()
+        .into_inner()
+        .cleared;
+    assert!(cleared);
+    app.login("bob", "bob-password").await.unwrap();
+    // A password set by an administrator unlocks too.
+    lock_bob().await;
+    app.users()
+        .set_password(as_admin(pb::SetPasswordRequest {
+            account: "acme".into(),
+            username: "bob".into(),
+            password: "bob-new-password".into(),
+        }))
+        .await
+        .unwrap();
+    app.login("bob", "bob-new-password").await.unwrap();
+}
+
+dual!(
+    parallel_guesses_never_get_more_than_the_threshold_verified,
+    locks_double_and_a_success_resets_them,
+    failures_older_than_the_reset_window_are_forgotten,
+    administrators_unlock_and_api_keys_cannot,
+);
