@@ -59,6 +59,14 @@ async fn main() -> ExitCode {
 
 async fn run(invocation: Invocation, loaded: Loaded) -> Result<(), String> {
     let config = loaded.config;
+    match &invocation.command {
+        Command::AdminUnlock { username } => return break_glass_unlock(&config, username).await,
+        Command::AdminResetPassword {
+            username,
+            password_file,
+        } => return break_glass_reset(&config, username, password_file.as_deref()).await,
+        _ => {}
+    }
     if invocation.command == Command::Migrate {
         authzd::migrate(&config)
             .await
@@ -192,4 +200,53 @@ async fn shutdown_signal() {
         _ = ctrl_c => {}
         _ = term => {}
     }
+}
+
+/// `authzd admin unlock USERNAME`.
+async fn break_glass_unlock(config: &Config, username: &str) -> Result<(), String> {
+    let (core, _) = authzd::prepare(config, Clock::default())
+        .await
+        .map_err(|e| format!("start-up failed: {e}"))?;
+    let cleared = core
+        .break_glass_unlock(username)
+        .await
+        .map_err(|e| format!("unlock failed: {e}"))?;
+    println!(
+        "{username}: {}",
+        if cleared {
+            "unlocked"
+        } else {
+            "was not locked"
+        }
+    );
+    Ok(())
+}
+
+/// `authzd admin reset-password USERNAME [--password-file FILE]`: the
+/// password never appears on a command line (where `ps` would show it).
+async fn break_glass_reset(
+    config: &Config,
+    username: &str,
+    file: Option<&std::path::Path>,
+) -> Result<(), String> {
+    let text = match file {
+        Some(path) => std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read {}: {e}", path.display()))?,
+        None => {
+            let mut line = String::new();
+            std::io::stdin()
+                .read_line(&mut line)
+                .map_err(|e| format!("cannot read the password from standard input: {e}"))?;
+            line
+        }
+    };
+    let password = authzd::domain::secret::Secret::new(text.trim_end_matches(['\n', '\r']));
+    let (core, _) = authzd::prepare(config, Clock::default())
+        .await
+        .map_err(|e| format!("start-up failed: {e}"))?;
+    core.break_glass_reset_password(username, &password)
+        .await
+        .map_err(|e| format!("reset failed: {e}"))?;
+    println!("{username}: password replaced, lock cleared");
+    Ok(())
 }

@@ -10,7 +10,7 @@ use super::SETTINGS;
 use super::declare::FlagValue;
 
 /// What to do.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
     /// Migrate, then serve (the default).
     Serve,
@@ -20,6 +20,14 @@ pub enum Command {
     ConfigPrint,
     /// Print the settings reference (docs/configuration.md).
     ConfigReference,
+    /// Break-glass, on the configured database: clear a user's lockout.
+    AdminUnlock { username: String },
+    /// Break-glass: set a user's password, read from `password_file` or
+    /// standard input (never a flag), and clear their lockout.
+    AdminResetPassword {
+        username: String,
+        password_file: Option<PathBuf>,
+    },
 }
 
 /// A parsed command line: kept, so SIGHUP can load the settings again the
@@ -78,6 +86,30 @@ fn command() -> ClapCommand {
                 .subcommand(
                     ClapCommand::new("reference").about("Print the settings reference (Markdown)"),
                 ),
+        )
+        .subcommand(
+            ClapCommand::new("admin")
+                .about("Break-glass, run locally against the configured database")
+                .subcommand_required(true)
+                .subcommand(
+                    ClapCommand::new("unlock")
+                        .about("Clear a user's password failures and lock")
+                        .arg(Arg::new("username").required(true)),
+                )
+                .subcommand(
+                    ClapCommand::new("reset-password")
+                        .about(
+                            "Set a user's password (read from --password-file or standard input) \
+                             and clear their lock",
+                        )
+                        .arg(Arg::new("username").required(true))
+                        .arg(
+                            Arg::new("password-file")
+                                .long("password-file")
+                                .value_name("FILE")
+                                .help("Read the new password from FILE instead of standard input"),
+                        ),
+                ),
         );
     for def in SETTINGS {
         cmd = cmd.arg(
@@ -115,6 +147,21 @@ where
 fn from_matches(matches: &ArgMatches, env: &dyn Fn(&str) -> Option<String>) -> Invocation {
     let command = match matches.subcommand() {
         Some(("migrate", _)) => Command::Migrate,
+        Some(("admin", sub)) => {
+            let (name, args) = sub.subcommand().unwrap_or(("unlock", sub));
+            let username = args
+                .get_one::<String>("username")
+                .cloned()
+                .unwrap_or_default();
+            if name == "reset-password" {
+                Command::AdminResetPassword {
+                    username,
+                    password_file: args.get_one::<String>("password-file").map(PathBuf::from),
+                }
+            } else {
+                Command::AdminUnlock { username }
+            }
+        }
         Some(("config", sub)) => match sub.subcommand_name() {
             Some("reference") => Command::ConfigReference,
             _ => Command::ConfigPrint,
@@ -123,7 +170,7 @@ fn from_matches(matches: &ArgMatches, env: &dyn Fn(&str) -> Option<String>) -> I
     };
     // Global flags may follow the subcommand: read them where they landed.
     let scope = match matches.subcommand() {
-        Some(("config", sub)) => sub.subcommand().map_or(sub, |(_, m)| m),
+        Some(("config" | "admin", sub)) => sub.subcommand().map_or(sub, |(_, m)| m),
         Some((_, sub)) => sub,
         None => matches,
     };

@@ -250,6 +250,43 @@ impl Core {
         Ok(now)
     }
 
+    /// Break-glass (`authzd admin unlock`): no caller, run by whoever can
+    /// reach the database with the service's configuration.
+    pub async fn break_glass_unlock(&self, username: &str) -> Result<bool> {
+        let user = self.user_named(username).await?;
+        let cleared = store::lockout::clear(self.db(), user.id).await?;
+        tracing::warn!(user = username, cleared, "break-glass unlock");
+        Ok(cleared)
+    }
+
+    /// Break-glass (`authzd admin reset-password`).
+    pub async fn break_glass_reset_password(
+        &self,
+        username: &str,
+        password: &Secret,
+    ) -> Result<()> {
+        check_password("password", password)?;
+        let user = self.user_named(username).await?;
+        if user.user_type != UserType::Native {
+            return Err(Error::precondition("only native users have a password"));
+        }
+        let hash = self.hasher().hash(password).await?;
+        let now = self.now();
+        self.write_with(async |db| store::users::set_password_hash(db, user.id, hash, now).await)
+            .await?;
+        store::lockout::clear(self.db(), user.id).await?;
+        tracing::warn!(user = username, "break-glass password reset");
+        Ok(())
+    }
+
+    /// A user by name (usernames are global).
+    async fn user_named(&self, username: &str) -> Result<User> {
+        store::users::find_user_record(self.db(), username)
+            .await?
+            .map(|record| record.user)
+            .ok_or_else(|| Error::not_found(format!("user {}", quoted(username))))
+    }
+
     /// Clears the user's password failures and lock.
     pub async fn unlock_user(
         &self,

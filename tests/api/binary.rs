@@ -382,7 +382,73 @@ async fn first_start_writes_a_generated_password_to_a_private_file_and_sigterm_e
     second.stop();
 }
 
+/// Runs `authzd admin …` against the database, with `stdin` as its input.
+fn admin_command(db: &TestDatabase, args: &[&str], stdin: &str) -> std::process::Output {
+    use std::io::Write;
+    let mut child = authzd_command()
+        .arg("admin")
+        .args(args)
+        .env("DATABASE_URL", &db.url)
+        .env("AUTHZD_LOG_LEVEL", "warn")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
+/// The day the only administrator is locked out or its password is lost.
+async fn break_glass_unlocks_and_resets_passwords_locally(backend: Backend) {
+    let db = TestDatabase::new(backend).await;
+    let lockout = |c: &mut Command| {
+        c.env("AUTHZD_LOCKOUT_THRESHOLD", "2")
+            .env("AUTHZD_LOCKOUT_INITIAL_DELAY_MS", "600000");
+    };
+    let server = Server::start_with(&db, lockout).await;
+    for _ in 0..2 {
+        admin_login(&server.addr, "a-wrong-guess")
+            .await
+            .unwrap_err();
+    }
+    admin_login(&server.addr, ADMIN_PASSWORD).await.unwrap_err();
+    server.stop();
+
+    let output = admin_command(&db, &["unlock", "admin"], "");
+    assert!(output.status.success(), "{output:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout).trim(),
+        "admin: unlocked"
+    );
+    let server = Server::start_with(&db, lockout).await;
+    admin_login(&server.addr, ADMIN_PASSWORD).await.unwrap();
+    server.stop();
+
+    // A lost password: the new one comes on standard input, never a flag.
+    let output = admin_command(&db, &["reset-password", "admin"], "brand-new-admin-pw\n");
+    assert!(output.status.success(), "{output:?}");
+    let output = admin_command(&db, &["reset-password", "nobody"], "whatever-pw\n");
+    assert!(!output.status.success());
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("user \"nobody\" not found"),
+        "{output:?}"
+    );
+    let server = Server::start_with(&db, lockout).await;
+    admin_login(&server.addr, "brand-new-admin-pw")
+        .await
+        .unwrap();
+    admin_login(&server.addr, ADMIN_PASSWORD).await.unwrap_err();
+    server.stop();
+}
+
 dual!(
+    break_glass_unlocks_and_resets_passwords_locally,
     migrate_runs_alone_and_serving_finds_the_schema_ready,
     first_start_writes_a_generated_password_to_a_private_file_and_sigterm_exits_zero,
 );
