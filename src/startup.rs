@@ -49,7 +49,8 @@ pub async fn prepare(config: &Config, clock: Clock) -> Result<(Core, Bootstrap)>
     migrate_locked(&db).await?;
     // Computing the dummy hash is argon2 work: keep it off the async workers.
     let concurrency = config.hash_concurrency();
-    let hasher = tokio::task::spawn_blocking(move || PasswordHasher::new(concurrency))
+    let queue_limit = config.server.hash_queue_limit;
+    let hasher = tokio::task::spawn_blocking(move || PasswordHasher::new(concurrency, queue_limit))
         .await
         .map_err(|e| Error::internal(format!("hasher start-up: {e}")))??;
     let settings = Settings {

@@ -88,7 +88,9 @@ settings! {
         idle_timeout_seconds: u64 = 60, check = |v| at_least(1)(v);
         /// Seconds after which a connection is asked to go away (clients reconnect), so no connection is held forever.
         max_connection_age_seconds: u64 = 3600, check = |v| at_least(1)(v);
-        /// Password hashes computed at once, each holding 19 MiB (unset: the number of CPUs).
+        /// Password checks waiting for a hashing slot; beyond it, new ones are refused at once with RESOURCE_EXHAUSTED instead of queueing for seconds.
+        hash_queue_limit: usize = 64, check = |v| at_least(1)(v);
+        /// Password hashes computed at once, each holding 19 MiB (unset: the number of CPUs minus one, at least 1, so a core stays free for key checks).
         hash_concurrency: Option<usize> = None, old = ["hash_concurrency"], check = |v| v.map_or(Ok(()), |n| at_least(1)(&n));
     }
 
@@ -326,9 +328,9 @@ impl Config {
     }
 
     pub fn hash_concurrency(&self) -> usize {
-        self.server
-            .hash_concurrency
-            .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()))
+        self.server.hash_concurrency.unwrap_or_else(|| {
+            std::thread::available_parallelism().map_or(1, |n| n.get().saturating_sub(1).max(1))
+        })
     }
 
     pub fn cache_settings(&self) -> crate::cache::CacheSettings {

@@ -84,6 +84,16 @@ pub struct User {
 pub struct UserWithGrants {
     pub user: User,
     pub grants: Vec<Grant>,
+    /// Password failures and lock, where the caller may see them.
+    pub lock: Option<LockState>,
+}
+
+/// A user's password failures and lock.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LockState {
+    pub failures: i64,
+    pub locked_until: Option<chrono::DateTime<chrono::Utc>>,
+    pub permanent: bool,
 }
 
 /// The API key a principal authenticated with.

@@ -108,6 +108,7 @@ impl Core {
         Ok(UserWithGrants {
             user: loaded.user,
             grants: loaded.grants,
+            lock: None,
         })
     }
 
@@ -130,6 +131,7 @@ impl Core {
             .map(|loaded| UserWithGrants {
                 user: loaded.user,
                 grants: loaded.grants,
+                lock: None,
             })
             .collect();
         Ok(Page::from_rows(rows, page.limit, |u: &UserWithGrants| {
@@ -154,7 +156,23 @@ impl Core {
             self.require(caller, GET_USER, Some(account)).await?;
         }
         let user = self.user_in(account, username).await?;
-        self.with_grants(user).await
+        // The lock state, to those who may manage the user.
+        let manager = !is_self(caller, account, username)
+            && self
+                .require_over_user(caller, UPDATE_USER, &user)
+                .await
+                .is_ok();
+        let id = user.id;
+        let mut found = self.with_grants(user).await?;
+        if manager {
+            let now = self.now();
+            found.lock = store::lockout::state(self.db(), id).await?.map(|mut lock| {
+                // A lock that has run out is no lock.
+                lock.locked_until = lock.locked_until.filter(|until| *until > now);
+                lock
+            });
+        }
+        Ok(found)
     }
 
     pub async fn list_users(

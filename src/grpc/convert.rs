@@ -129,7 +129,7 @@ impl From<Grant> for pb::RoleGrant {
 
 impl From<UserWithGrants> for pb::User {
     fn from(u: UserWithGrants) -> Self {
-        let UserWithGrants { user, grants } = u;
+        let UserWithGrants { user, grants, lock } = u;
         pb::User {
             id: user.id.to_string(),
             username: user.username,
@@ -141,6 +141,11 @@ impl From<UserWithGrants> for pb::User {
             updated_at: timestamp(user.updated_at),
             password_last_updated: user.password_updated_at.and_then(timestamp),
             roles: grants.into_iter().map(Into::into).collect(),
+            lock: lock.map(|l| pb::LockState {
+                failures: i32::try_from(l.failures).unwrap_or(i32::MAX),
+                locked_until: l.locked_until.and_then(timestamp),
+                permanent: l.permanent,
+            }),
         }
     }
 }

@@ -117,3 +117,30 @@ pub async fn clear(db: &impl ConnectionTrait, user_id: Uuid) -> StoreResult<bool
     );
     Ok(db.execute_raw(statement).await.db()?.rows_affected() > 0)
 }
+
+/// The user's failures and lock, if any are recorded.
+pub async fn state(
+    db: &impl ConnectionTrait,
+    user_id: Uuid,
+) -> StoreResult<Option<crate::domain::model::LockState>> {
+    let statement = sql(
+        db,
+        "SELECT failures, locked_until_ms, permanent FROM login_failures WHERE user_id = $1",
+        vec![Value::from(user_id)],
+    );
+    let Some(row) = db.query_one_raw(statement).await.db()? else {
+        return Ok(None);
+    };
+    let failures = row
+        .try_get::<i32>("", "failures")
+        .map(i64::from)
+        .or_else(|_| row.try_get::<i64>("", "failures"))
+        .db()?;
+    let until: Option<i64> = row.try_get("", "locked_until_ms").db()?;
+    let permanent: bool = row.try_get("", "permanent").db()?;
+    Ok(Some(crate::domain::model::LockState {
+        failures,
+        locked_until: until.and_then(chrono::DateTime::from_timestamp_millis),
+        permanent,
+    }))
+}

@@ -94,6 +94,20 @@ async fn administrators_unlock_and_api_keys_cannot(backend: Backend) {
         app.login("bob", "bob-password").await.unwrap_err();
     };
     lock_bob().await;
+    let get_bob = || async {
+        app.users()
+            .get_user(as_admin(pb::GetUserRequest {
+                account: "acme".into(),
+                username: "bob".into(),
+            }))
+            .await
+            .unwrap()
+            .into_inner()
+    };
+    // Those who may manage bob see the lock.
+    let lock = get_bob().await.lock.expect("a lock state");
+    assert!(lock.locked_until.is_some(), "{lock:?}");
+    assert!(!lock.permanent);
     let unlock = pb::UnlockUserRequest {
         account: "acme".into(),
         username: "bob".into(),
@@ -123,6 +137,7 @@ async fn administrators_unlock_and_api_keys_cannot(backend: Backend) {
         .into_inner()
         .cleared;
     assert!(cleared);
+    assert_eq!(get_bob().await.lock, None);
     app.login("bob", "bob-password").await.unwrap();
     // A password set by an administrator unlocks too.
     lock_bob().await;

@@ -2,7 +2,7 @@
 //! cannot starve the runtime or exhaust memory (each hash takes 19 MiB).
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use argon2::password_hash::phc::PasswordHash;
@@ -21,6 +21,9 @@ const PARALLELISM: u32 = 1;
 #[derive(Clone)]
 pub struct PasswordHasher {
     permits: Arc<Semaphore>,
+    /// Checks waiting for a permit, bounded by `queue_limit`.
+    waiting: Arc<AtomicUsize>,
+    queue_limit: usize,
     /// Verified against when the user is unknown, so that case costs the same.
     dummy_hash: Arc<str>,
     verifications: Arc<AtomicU64>,
@@ -56,11 +59,14 @@ fn verify_blocking(password: &str, hash: &str) -> bool {
 }
 
 impl PasswordHasher {
-    /// `concurrency` bounds simultaneous hashes (and so their memory).
-    pub fn new(concurrency: usize) -> Result<Self> {
+    /// `concurrency` bounds simultaneous hashes (and so their memory);
+    /// `queue_limit` the checks waiting for one.
+    pub fn new(concurrency: usize, queue_limit: usize) -> Result<Self> {
         let dummy_hash = hash_blocking("authzd-dummy-password-for-unknown-users")?;
         Ok(Self {
             permits: Arc::new(Semaphore::new(concurrency.max(1))),
+            waiting: Arc::new(AtomicUsize::new(0)),
+            queue_limit: queue_limit.max(1),
             dummy_hash: dummy_hash.into(),
             verifications: Arc::new(AtomicU64::new(0)),
             recent: Arc::default(),
@@ -72,11 +78,18 @@ impl PasswordHasher {
         job: impl FnOnce() -> T + Send + 'static,
     ) -> Result<(T, Duration)> {
         let queued = Instant::now();
-        let _permit = self
-            .permits
-            .acquire()
-            .await
-            .map_err(|_| Error::internal("password hashing pool closed"))?;
+        // A storm of password checks fails fast past the queue's bound
+        // rather than making everyone wait seconds.
+        if self.waiting.fetch_add(1, Ordering::AcqRel) >= self.queue_limit {
+            self.waiting.fetch_sub(1, Ordering::AcqRel);
+            metrics::counter!("authzd_password_hash_refused_total").increment(1);
+            return Err(Error::LimitReached(
+                "too many password checks waiting; retry later".into(),
+            ));
+        }
+        let permit = self.permits.acquire().await;
+        self.waiting.fetch_sub(1, Ordering::AcqRel);
+        let _permit = permit.map_err(|_| Error::internal("password hashing pool closed"))?;
         let waited = queued.elapsed();
         metrics::histogram!("authzd_password_hash_wait_seconds").record(waited.as_secs_f64());
         let value = tokio::task::spawn_blocking(job)
@@ -141,7 +154,7 @@ mod tests {
 
     #[tokio::test]
     async fn hashes_are_argon2id_with_owasp_parameters_and_verify() {
-        let hasher = PasswordHasher::new(1).unwrap();
+        let hasher = PasswordHasher::new(1, 8).unwrap();
         let secret = Secret::new("correct horse");
         let hash = hasher.hash(&secret).await.unwrap();
         assert!(
@@ -157,5 +170,31 @@ mod tests {
         );
         assert!(!hasher.verify(&secret, None).await.unwrap());
         assert!(!hasher.verify(&secret, Some("not a hash")).await.unwrap());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_full_queue_refuses_at_once() {
+        // One slot, one waiting: of 6 checks at once, some are refused.
+        let hasher = PasswordHasher::new(1, 1).unwrap();
+        let mut checks = tokio::task::JoinSet::new();
+        for _ in 0..6 {
+            let hasher = hasher.clone();
+            checks.spawn(async move { hasher.verify(&Secret::new("x"), None).await });
+        }
+        let mut refused = 0;
+        while let Some(result) = checks.join_next().await {
+            match result.unwrap() {
+                Ok(_) => {}
+                Err(Error::LimitReached(_)) => refused += 1,
+                Err(other) => panic!("{other:?}"),
+            }
+        }
+        assert!(refused >= 1, "no check was refused");
+        assert!(
+            refused <= 4,
+            "{refused} refused: the running and waiting ones must pass"
+        );
+        // The queue drains: a later check runs.
+        assert!(hasher.verify(&Secret::new("x"), None).await.is_ok());
     }
 }
