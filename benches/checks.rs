@@ -7,6 +7,7 @@
 
 use authzd::config::{Config, DatabaseUrl};
 use authzd::domain::authn::credentials::Credential;
+use authzd::domain::authn::sources::Source;
 use authzd::domain::caller::Caller;
 use authzd::domain::secret::Secret;
 use authzd::domain::{Clock, Core};
@@ -23,10 +24,13 @@ async fn setup(dir: &std::path::Path) -> (Core, Credential) {
     config.admin.password = Some(Secret::new("bench-admin-password"));
     let (core, _) = authzd::prepare(&config, Clock::default()).await.unwrap();
     let admin = core
-        .authenticate(&Credential::Password {
-            username: "admin".into(),
-            password: Secret::new("bench-admin-password"),
-        })
+        .authenticate(
+            &Credential::Password {
+                username: "admin".into(),
+                password: Secret::new("bench-admin-password"),
+            },
+            Source::LOCAL,
+        )
         .await
         .unwrap();
     let (_, value) = core
@@ -58,12 +62,14 @@ fn checks(c: &mut Criterion) {
         None,
         stop.clone(),
     ));
-    let principal = runtime.block_on(core.authenticate(&key)).unwrap();
+    let principal = runtime
+        .block_on(core.authenticate(&key, Source::LOCAL))
+        .unwrap();
     let actions: Vec<String> = ACTIONS.iter().map(|a| (*a).to_owned()).collect();
 
     c.bench_function("authenticate (API key, warm)", |b| {
         b.to_async(&runtime)
-            .iter(|| async { core.authenticate(&key).await.unwrap() })
+            .iter(|| async { core.authenticate(&key, Source::LOCAL).await.unwrap() })
     });
     c.bench_function("authorize (3 actions, warm)", |b| {
         b.to_async(&runtime)
@@ -71,7 +77,7 @@ fn checks(c: &mut Criterion) {
     });
     c.bench_function("authenticate + authorize (API key, 3 actions, warm)", |b| {
         b.to_async(&runtime).iter(|| async {
-            let principal = core.authenticate(&key).await.unwrap();
+            let principal = core.authenticate(&key, Source::LOCAL).await.unwrap();
             core.authorize(&principal, None, &actions).await.unwrap()
         })
     });

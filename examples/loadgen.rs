@@ -6,6 +6,13 @@
 //!   loadgen setup --target ADDR --admin-password P --keys-file keys.txt --keys 10000
 //!   loadgen run --target ADDR --caller-key K --mode authenticate-key --key-file keys.txt
 //!
+//!   loadgen storm --target ADDR --caller-key K --key-file keys.txt --guessers 200
+//!
+//! `storm` measures a legitimate password login (client address 10.0.0.2)
+//! and API-key checks, idle and then while `--guessers` clients guess
+//! passwords of unknown users from client address 10.0.0.1 as fast as
+//! they are answered, and prints the ratios.
+//!
 //! Modes: `health`, `authenticate-key`, `authorize-user` (3 actions),
 //! `authorize-key` (3 actions), `authenticate-password`. With `--keys N`
 //! above 1, each call takes the next of N keys (a cache-miss run when the
@@ -70,6 +77,25 @@ enum Command {
         /// Seconds of calls before measuring (connections, caches).
         #[arg(long, default_value_t = 1.0)]
         warmup: f64,
+    },
+    /// A password-guessing storm from one source, measured from another.
+    Storm {
+        #[arg(long)]
+        target: String,
+        #[arg(long)]
+        caller_key: String,
+        #[arg(long)]
+        keys_file: String,
+        #[arg(long, default_value_t = 200)]
+        guessers: usize,
+        /// Seconds measured in each phase (idle, storm).
+        #[arg(long, default_value_t = 5.0)]
+        seconds: f64,
+        /// Concurrent API-key checks.
+        #[arg(long, default_value_t = 4)]
+        key_streams: usize,
+        #[arg(long, default_value = "")]
+        label: String,
     },
 }
 
@@ -191,6 +217,7 @@ async fn call(channel: &Channel, mode: &str, caller: &str, key: &str) -> bool {
                 caller,
                 pb::AuthenticateRequest {
                     credentials: Some(Credentials::ApiKey(key.to_owned())),
+                    ..Default::default()
                 },
             ))
             .await
@@ -203,6 +230,7 @@ async fn call(channel: &Channel, mode: &str, caller: &str, key: &str) -> bool {
                         username: USER.into(),
                         password: USER_PASSWORD.into(),
                     })),
+                    ..Default::default()
                 },
             ))
             .await
@@ -325,6 +353,178 @@ async fn run(
     );
 }
 
+fn percentile(sorted: &[Duration], p: f64) -> f64 {
+    sorted
+        .get(((sorted.len() as f64 - 1.0) * p).round() as usize)
+        .map_or(f64::NAN, |d| d.as_secs_f64() * 1000.0)
+}
+
+/// Legitimate traffic for `seconds`: one password login at a time and
+/// `key_streams` key checks. Returns the sorted login and key latencies.
+async fn legitimate(
+    channel: &Channel,
+    caller: &str,
+    key: &str,
+    key_streams: usize,
+    seconds: f64,
+) -> (Vec<Duration>, Vec<Duration>) {
+    use pb::authenticate_request::Credentials;
+    let deadline = Instant::now() + Duration::from_secs_f64(seconds);
+    let login = {
+        let (mut auth, caller) = (AuthServiceClient::new(channel.clone()), caller.to_owned());
+        tokio::spawn(async move {
+            let mut latencies = Vec::new();
+            while Instant::now() < deadline {
+                let begun = Instant::now();
+                let ok = auth
+                    .authenticate(with_auth(
+                        &caller,
+                        pb::AuthenticateRequest {
+                            credentials: Some(Credentials::Password(pb::PasswordCredentials {
+                                username: USER.into(),
+                                password: USER_PASSWORD.into(),
+                            })),
+                            client_address: "10.0.0.2".into(),
+                        },
+                    ))
+                    .await
+                    .is_ok();
+                assert!(ok, "the legitimate login failed");
+                latencies.push(begun.elapsed());
+            }
+            latencies
+        })
+    };
+    let keys: Vec<_> = (0..key_streams)
+        .map(|_| {
+            let (mut auth, caller, key) = (
+                AuthServiceClient::new(channel.clone()),
+                caller.to_owned(),
+                key.to_owned(),
+            );
+            tokio::spawn(async move {
+                let mut latencies = Vec::new();
+                while Instant::now() < deadline {
+                    let begun = Instant::now();
+                    let ok = auth
+                        .authenticate(with_auth(
+                            &caller,
+                            pb::AuthenticateRequest {
+                                credentials: Some(Credentials::ApiKey(key.clone())),
+                                client_address: "10.0.0.3".into(),
+                            },
+                        ))
+                        .await
+                        .is_ok();
+                    assert!(ok, "a key check failed");
+                    latencies.push(begun.elapsed());
+                }
+                latencies
+            })
+        })
+        .collect();
+    let mut login = login.await.unwrap();
+    let mut key_latencies = Vec::new();
+    for k in keys {
+        key_latencies.extend(k.await.unwrap());
+    }
+    login.sort();
+    key_latencies.sort();
+    (login, key_latencies)
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn storm(
+    target: String,
+    caller_key: String,
+    keys_file: String,
+    guessers: usize,
+    seconds: f64,
+    key_streams: usize,
+    label: String,
+) {
+    use pb::authenticate_request::Credentials;
+    let key = std::fs::read_to_string(&keys_file)
+        .unwrap()
+        .lines()
+        .next()
+        .unwrap()
+        .to_owned();
+    let caller = format!("Bearer {caller_key}");
+    // The measured traffic has a connection of its own, like another
+    // client would; the guessers share a few.
+    let channel = connect(&target).await;
+    let _ = legitimate(&channel, &caller, &key, key_streams, 1.0).await;
+    let (idle_login, idle_key) = legitimate(&channel, &caller, &key, key_streams, seconds).await;
+
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let counts = Arc::new(std::sync::Mutex::new(std::collections::BTreeMap::<
+        String,
+        u64,
+    >::new()));
+    let mut guess_channels = Vec::new();
+    for _ in 0..4 {
+        guess_channels.push(connect(&target).await);
+    }
+    let tasks: Vec<_> = (0..guessers)
+        .map(|g| {
+            let mut auth = AuthServiceClient::new(guess_channels[g % 4].clone());
+            let (caller, stop, counts) = (caller.clone(), stop.clone(), counts.clone());
+            tokio::spawn(async move {
+                let mut n = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    n += 1;
+                    let code = match auth
+                        .authenticate(with_auth(
+                            &caller,
+                            pb::AuthenticateRequest {
+                                credentials: Some(Credentials::Password(pb::PasswordCredentials {
+                                    username: format!("guess-{g}-{n}"),
+                                    password: "guess".into(),
+                                })),
+                                client_address: "10.0.0.1".into(),
+                            },
+                        ))
+                        .await
+                    {
+                        Ok(_) => tonic::Code::Ok,
+                        Err(status) => status.code(),
+                    };
+                    *counts
+                        .lock()
+                        .unwrap()
+                        .entry(format!("{code:?}"))
+                        .or_default() += 1;
+                }
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    counts.lock().unwrap().clear();
+    let (storm_login, storm_key) = legitimate(&channel, &caller, &key, key_streams, seconds).await;
+    stop.store(true, Ordering::Relaxed);
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let counts = counts.lock().unwrap().clone();
+    let guesses = counts
+        .iter()
+        .map(|(code, n)| format!("{code}={:.0}/s", *n as f64 / seconds))
+        .collect::<Vec<_>>()
+        .join(" ");
+    println!(
+        "{label}: login p95 idle {:.1} ms, storm {:.1} ms ({:.2}x); \
+         key p99 idle {:.2} ms, storm {:.2} ms ({:.2}x); \
+         {guessers} guessers answered: {guesses}",
+        percentile(&idle_login, 0.95),
+        percentile(&storm_login, 0.95),
+        percentile(&storm_login, 0.95) / percentile(&idle_login, 0.95),
+        percentile(&idle_key, 0.99),
+        percentile(&storm_key, 0.99),
+        percentile(&storm_key, 0.99) / percentile(&idle_key, 0.99),
+    );
+}
+
 #[tokio::main]
 async fn main() {
     match Args::parse().command {
@@ -357,6 +557,26 @@ async fn main() {
                 streams,
                 seconds,
                 warmup,
+            )
+            .await
+        }
+        Command::Storm {
+            target,
+            caller_key,
+            keys_file,
+            guessers,
+            seconds,
+            key_streams,
+            label,
+        } => {
+            storm(
+                target,
+                caller_key,
+                keys_file,
+                guessers,
+                seconds,
+                key_streams,
+                label,
             )
             .await
         }

@@ -73,6 +73,13 @@ pub enum Error {
     /// A per-user quota is used up.
     #[error("{0}")]
     LimitReached(String),
+    /// Too much at once from a source, or for the password hashing queue:
+    /// the caller should come back after `retry_after`.
+    #[error("{why}")]
+    Busy {
+        why: String,
+        retry_after: std::time::Duration,
+    },
     #[error("invalid credentials")]
     Unauthenticated(AuthFailure),
     /// The database does not answer.

@@ -49,10 +49,15 @@ pub async fn prepare(config: &Config, clock: Clock) -> Result<(Core, Bootstrap)>
     migrate_locked(&db).await?;
     // Computing the dummy hash is argon2 work: keep it off the async workers.
     let concurrency = config.hash_concurrency();
-    let queue_limit = config.server.hash_queue_limit;
-    let hasher = tokio::task::spawn_blocking(move || PasswordHasher::new(concurrency, queue_limit))
-        .await
-        .map_err(|e| Error::internal(format!("hasher start-up: {e}")))??;
+    let (queue_limit, per_source) = (
+        config.server.hash_queue_limit,
+        config.server.hash_queue_per_source,
+    );
+    let hasher = tokio::task::spawn_blocking(move || {
+        PasswordHasher::new(concurrency, queue_limit, per_source)
+    })
+    .await
+    .map_err(|e| Error::internal(format!("hasher start-up: {e}")))??;
     let settings = Settings {
         sqlite_path: config.sqlite_path(),
         api_keys: config.api_key_settings(),
@@ -60,6 +65,7 @@ pub async fn prepare(config: &Config, clock: Clock) -> Result<(Core, Bootstrap)>
         max_authorize_actions: config.server.max_authorize_actions,
         health_timeout: std::time::Duration::from_millis(config.database.health_timeout_ms),
         lockout: config.lockout_settings(),
+        rate_limit: config.rate_limit_settings(),
     };
     let core = Core::new(db, hasher, clock, settings).await?;
     let file = config.admin_password_file();

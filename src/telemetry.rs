@@ -429,6 +429,48 @@ fn new_request_id() -> String {
 }
 
 /// Names who is calling on the current RPC span.
+/// A log line for a condition that may repeat on every request (a stuck
+/// database, a rate-limited source): written at most once a second, with
+/// how many the silence hid.
+pub struct LogThrottle {
+    last_second: AtomicU64,
+    suppressed: AtomicU64,
+}
+
+impl LogThrottle {
+    pub const fn new() -> Self {
+        Self {
+            last_second: AtomicU64::new(0),
+            suppressed: AtomicU64::new(0),
+        }
+    }
+
+    /// `Some(suppressed)` when a line may be written now.
+    pub fn admit(&self) -> Option<u64> {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let last = self.last_second.load(Ordering::Relaxed);
+        if now != last
+            && self
+                .last_second
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            Some(self.suppressed.swap(0, Ordering::Relaxed))
+        } else {
+            self.suppressed.fetch_add(1, Ordering::Relaxed);
+            None
+        }
+    }
+}
+
+impl Default for LogThrottle {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 pub fn record_caller(caller: &str) {
     tracing::Span::current().record("caller", caller);
 }

@@ -90,6 +90,8 @@ settings! {
         max_connection_age_seconds: u64 = 3600, check = |v| at_least(1)(v);
         /// Password checks waiting for a hashing slot; beyond it, new ones are refused at once with RESOURCE_EXHAUSTED instead of queueing for seconds.
         hash_queue_limit: usize = 64, check = |v| at_least(1)(v);
+        /// Places in that queue one source (client address) may hold, so one source cannot fill it; a freed hashing slot goes to the waiting sources in turn.
+        hash_queue_per_source: usize = 16, check = |v| at_least(1)(v);
         /// Password hashes computed at once, each holding 19 MiB (unset: the number of CPUs minus one, at least 1, so a core stays free for key checks).
         hash_concurrency: Option<usize> = None, old = ["hash_concurrency"], check = |v| v.map_or(Ok(()), |n| at_least(1)(&n));
     }
@@ -152,6 +154,18 @@ settings! {
         permanent_after: u32 = 0;
         /// Seconds without a failure after which the count starts again.
         reset_after_seconds: u64 = 900, check = |v| at_least(1)(v);
+    }
+
+    /// The limit on failed authentications per source: the peer's address, or the `client_address` a calling service names (IPv6 grouped by /64). A token bucket charged by failures only, so successful bursts never use it up.
+    rate_limit: RateLimit {
+        /// Refuse every credential from a source whose failures exceed the limit, with RESOURCE_EXHAUSTED and a retry delay (google.rpc.RetryInfo).
+        enabled: bool = true;
+        /// Failed authentications per second a source may keep up.
+        failures_per_second: u32 = 20, check = |v| at_least(1)(v);
+        /// Failed authentications a source may make at once before the rate applies.
+        burst: u32 = 100, check = |v| at_least(1)(v);
+        /// Sources remembered, least recently seen forgotten first (about 150 bytes each).
+        max_sources: u64 = 100_000, check = |v| at_least(1)(v);
     }
 
     /// Checks from memory: what a check needs is cached and kept right by the
@@ -393,6 +407,16 @@ impl Config {
             permanent_after: i64::from(l.permanent_after),
             reset_after: Duration::from_secs(l.reset_after_seconds),
         })
+    }
+
+    pub fn rate_limit_settings(&self) -> Option<crate::domain::authn::sources::RateLimitSettings> {
+        let r = &self.rate_limit;
+        r.enabled
+            .then(|| crate::domain::authn::sources::RateLimitSettings {
+                per_second: f64::from(r.failures_per_second),
+                burst: f64::from(r.burst),
+                max_sources: r.max_sources,
+            })
     }
 
     /// Where a generated admin password goes.

@@ -50,7 +50,11 @@ impl Core {
         };
         let password = admin_password.or(generated.as_ref());
         let hash = match password {
-            Some(password) => self.hasher().hash(password).await?,
+            Some(password) => {
+                self.hasher()
+                    .hash(password, crate::domain::authn::sources::Source::LOCAL)
+                    .await?
+            }
             None => return Ok(Bootstrap::AlreadyDone),
         };
         let now = self.now();

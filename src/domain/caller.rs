@@ -37,6 +37,14 @@ impl Deref for Caller {
     }
 }
 
+impl Origin {
+    /// The source a credential is counted against: the peer's address.
+    pub fn source(&self) -> crate::domain::authn::sources::Source {
+        use crate::domain::authn::sources::Source;
+        self.peer.map_or(Source::LOCAL, |p| Source::from_ip(p.ip()))
+    }
+}
+
 impl Caller {
     /// A caller acting with no request around it (tests, break-glass tools).
     pub fn local(principal: Principal) -> Self {

@@ -72,6 +72,8 @@ pub struct Settings {
     pub health_timeout: std::time::Duration,
     /// Password lockout (`None`: off).
     pub lockout: Option<authn::LockoutSettings>,
+    /// The per-source limit on failed authentications (`None`: off).
+    pub rate_limit: Option<authn::sources::RateLimitSettings>,
 }
 
 struct Inner {
@@ -84,6 +86,7 @@ struct Inner {
     last_used: LastUsed,
     queries: Queries,
     follower: Arc<Follower>,
+    limiter: Option<authn::sources::SourceLimiter>,
 }
 
 /// Shared state of the domain: cheap to clone, one per process.
@@ -103,6 +106,7 @@ impl Core {
         let catalog = store::roles::load_catalog(&db).await?;
         let cache = Arc::new(Cache::new(settings.cache, clock.clone()));
         let follower = Follower::start(cache, db.clone()).await?;
+        let settings_limiter = settings.rate_limit.map(authn::sources::SourceLimiter::new);
         Ok(Self {
             inner: Arc::new(Inner {
                 queries: Queries::new(db.get_database_backend()),
@@ -114,8 +118,14 @@ impl Core {
                 purge_wakeup: Notify::new(),
                 last_used: LastUsed::default(),
                 follower,
+                limiter: settings_limiter,
             }),
         })
+    }
+
+    /// The per-source limit on failed authentications, when on.
+    pub fn limiter(&self) -> Option<&authn::sources::SourceLimiter> {
+        self.inner.limiter.as_ref()
     }
 
     pub fn db(&self) -> &DatabaseConnection {

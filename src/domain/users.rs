@@ -1,5 +1,6 @@
 //! Users, their passwords and their state.
 
+use crate::domain::authn::sources::Source;
 use uuid::Uuid;
 
 use super::Core;
@@ -65,7 +66,7 @@ impl Core {
         }
         // Hash before opening the transaction: no connection is held for the 20 ms.
         let password_hash = match &new.password {
-            Some(password) => Some(self.hasher().hash(password).await?),
+            Some(password) => Some(self.hasher().hash(password, caller.origin.source()).await?),
             None => None,
         };
         let now = self.now();
@@ -247,7 +248,7 @@ impl Core {
         if user.user_type != UserType::Native {
             return Err(Error::precondition("only native users have a password"));
         }
-        let hash = self.hasher().hash(password).await?;
+        let hash = self.hasher().hash(password, caller.origin.source()).await?;
         let now = self.now();
         if !self
             .write_with(async |db| store::users::set_password_hash(db, user.id, hash, now).await)
@@ -288,7 +289,7 @@ impl Core {
         if user.user_type != UserType::Native {
             return Err(Error::precondition("only native users have a password"));
         }
-        let hash = self.hasher().hash(password).await?;
+        let hash = self.hasher().hash(password, Source::LOCAL).await?;
         let now = self.now();
         self.write_with(async |db| store::users::set_password_hash(db, user.id, hash, now).await)
             .await?;

@@ -2,10 +2,11 @@
 
 use tonic::{Request, Response, Status};
 
-use super::context::context_account;
+use super::context::{context, context_account};
 use super::convert::enum_field;
 use crate::domain::Core;
 use crate::domain::authn::credentials::Credential;
+use crate::domain::authn::sources::Source;
 use crate::domain::caller::resolve_account;
 use crate::domain::model::{CredentialKind, Principal};
 use crate::domain::secret::Secret;
@@ -22,24 +23,34 @@ impl AuthApi {
         Self { core }
     }
 
-    async fn authenticate_header(&self, header: &str) -> Result<Principal, Error> {
+    async fn authenticate_header(&self, header: &str, source: Source) -> Result<Principal, Error> {
         let credential = Credential::from_authorization(header);
         if let Err(Error::Unauthenticated(reason)) = &credential {
             tracing::info!(reason = reason.as_str(), "authentication failed");
         }
-        self.core.authenticate(&credential?).await
+        self.core.authenticate(&credential?, source).await
     }
 
-    async fn authenticate_key(&self, value: String) -> Result<Principal, Error> {
+    async fn authenticate_key(&self, value: String, source: Source) -> Result<Principal, Error> {
         self.core
-            .authenticate(&Credential::ApiKey(Secret::new(value)))
+            .authenticate(&Credential::ApiKey(Secret::new(value)), source)
             .await
     }
 
-    async fn authenticate_password(&self, p: pb::PasswordCredentials) -> Result<Principal, Error> {
+    async fn authenticate_password(
+        &self,
+        p: pb::PasswordCredentials,
+        source: Source,
+    ) -> Result<Principal, Error> {
         let credential = Credential::from_parts(&p.username, p.password);
-        self.core.authenticate(&credential).await
+        self.core.authenticate(&credential, source).await
     }
+}
+
+/// The end user's source: the request's `client_address`, else the peer.
+fn source_of<T>(request: &Request<T>, client_address: &str) -> Result<Source, Status> {
+    let peer = context(request)?.origin.peer;
+    Ok(Source::of("client_address", client_address, peer)?)
 }
 
 #[tonic::async_trait]
@@ -49,10 +60,13 @@ impl AuthService for AuthApi {
         request: Request<pb::AuthenticateRequest>,
     ) -> Result<Response<pb::AuthenticateResponse>, Status> {
         use authenticate_request::Credentials;
+        let source = source_of(&request, &request.get_ref().client_address)?;
         let principal = match request.into_inner().credentials {
-            Some(Credentials::Authorization(header)) => self.authenticate_header(&header).await?,
-            Some(Credentials::Password(p)) => self.authenticate_password(p).await?,
-            Some(Credentials::ApiKey(value)) => self.authenticate_key(value).await?,
+            Some(Credentials::Authorization(header)) => {
+                self.authenticate_header(&header, source).await?
+            }
+            Some(Credentials::Password(p)) => self.authenticate_password(p, source).await?,
+            Some(Credentials::ApiKey(value)) => self.authenticate_key(value, source).await?,
             None => return Err(Error::Unauthenticated(AuthFailure::MissingCredentials).into()),
         };
         Ok(Response::new(pb::AuthenticateResponse {
@@ -66,14 +80,17 @@ impl AuthService for AuthApi {
     ) -> Result<Response<pb::AuthorizeResponse>, Status> {
         use authorize_request::Subject;
         let header = context_account(&request)?;
+        let source = source_of(&request, &request.get_ref().client_address)?;
         let req = request.into_inner();
         // Limits and shapes before any credential is checked.
         let context = resolve_account("account", &req.account, header.as_deref())?;
         self.core.check_action_count(&req.actions)?;
         let principal = match req.subject {
-            Some(Subject::Authorization(header)) => self.authenticate_header(&header).await?,
-            Some(Subject::Password(p)) => self.authenticate_password(p).await?,
-            Some(Subject::ApiKey(value)) => self.authenticate_key(value).await?,
+            Some(Subject::Authorization(header)) => {
+                self.authenticate_header(&header, source).await?
+            }
+            Some(Subject::Password(p)) => self.authenticate_password(p, source).await?,
+            Some(Subject::ApiKey(value)) => self.authenticate_key(value, source).await?,
             Some(Subject::Username(username)) => {
                 crate::domain::names::required("username", &username)?;
                 let mut principal = self.core.principal_by_username(&username).await?;

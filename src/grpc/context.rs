@@ -131,7 +131,9 @@ pub async fn authenticated<T>(core: &Core, request: Request<T>) -> Result<(Calle
     let credential = context
         .credential
         .ok_or_else(|| Status::from(Error::Unauthenticated(AuthFailure::MissingCredentials)))?;
-    let principal = core.authenticate(&credential).await?;
+    let principal = core
+        .authenticate(&credential, context.origin.source())
+        .await?;
     crate::telemetry::record_caller(principal.username());
     let caller = Caller {
         principal,

@@ -73,6 +73,22 @@ pub async fn without_statement_timeout(db: &impl ConnectionTrait) -> Result<(), 
     Ok(())
 }
 
+/// Database error codes that mean "not now" rather than "not this".
+fn unavailable_code(code: &str) -> bool {
+    match code {
+        // Postgres: admin shutdown / cannot connect now; a statement or lock
+        // wait cut off by our timeouts; disk full, out of memory, too many
+        // connections; the connection-exception class.
+        "57P01" | "57P02" | "57P03" | "57014" | "55P03" | "53100" | "53200" | "53300" => true,
+        c if c.len() == 5 && c.starts_with("08") => true,
+        // SQLite (extended codes; the low byte is the primary one): busy,
+        // I/O error, disk full, cannot open.
+        c => c
+            .parse::<i32>()
+            .is_ok_and(|n| matches!(n & 0xff, 5 | 10 | 13 | 14)),
+    }
+}
+
 /// True when the error means "the database did not answer", as opposed to
 /// "the database refused this statement".
 fn is_unavailable(err: &DbErr) -> bool {
@@ -88,12 +104,7 @@ fn is_unavailable(err: &DbErr) -> bool {
                     | sqlx::Error::Tls(_)
                     | sqlx::Error::Protocol(_)
             ) || matches!(e.as_ref(), sqlx::Error::Database(d)
-            // Postgres: admin shutdown / cannot connect now; a
-            // statement or lock wait cut off by our timeouts.
-            if matches!(
-                d.code().as_deref(),
-                Some("57P01" | "57P02" | "57P03" | "57014" | "55P03")
-            ))
+                if d.code().as_deref().is_some_and(unavailable_code))
         }
         _ => false,
     }
@@ -103,22 +114,9 @@ fn is_unavailable(err: &DbErr) -> bool {
 /// errors the silence hid: a stuck table fails every request, and one line
 /// per request would bury the log.
 fn log_unavailable(err: &DbErr) {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static LAST_SECOND: AtomicU64 = AtomicU64::new(0);
-    static SUPPRESSED: AtomicU64 = AtomicU64::new(0);
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    let last = LAST_SECOND.load(Ordering::Relaxed);
-    if now != last
-        && LAST_SECOND
-            .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
-            .is_ok()
-    {
-        let suppressed = SUPPRESSED.swap(0, Ordering::Relaxed);
+    static THROTTLE: crate::telemetry::LogThrottle = crate::telemetry::LogThrottle::new();
+    if let Some(suppressed) = THROTTLE.admit() {
         tracing::warn!(error = %err, suppressed, "database unavailable");
-    } else {
-        SUPPRESSED.fetch_add(1, Ordering::Relaxed);
     }
 }
 

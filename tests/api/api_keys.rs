@@ -90,6 +90,7 @@ async fn a_key_is_shown_once_and_authenticates_as_its_owner(backend: Backend) {
         .auth()
         .authenticate(as_service(pb::AuthenticateRequest {
             credentials: Some(pb::authenticate_request::Credentials::ApiKey(value.clone())),
+            ..Default::default()
         }))
         .await
         .unwrap()
@@ -832,6 +833,7 @@ async fn an_api_key_may_never_change_identities_or_credentials(backend: Backend)
                 "selfCreateApiKey".into(),
                 "listImages".into(),
             ],
+            ..Default::default()
         }))
         .await
         .unwrap()
@@ -858,6 +860,7 @@ async fn an_api_key_may_never_change_identities_or_credentials(backend: Backend)
         account: "acme".into(),
         actions: vec!["createUser".into()],
         username_credential: kind.into(),
+        ..Default::default()
     };
     let via_key = app
         .auth()

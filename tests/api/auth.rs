@@ -9,6 +9,7 @@ use crate::support::*;
 fn by_header(header: &str) -> pb::AuthenticateRequest {
     pb::AuthenticateRequest {
         credentials: Some(Credentials::Authorization(header.into())),
+        ..Default::default()
     }
 }
 
@@ -42,6 +43,7 @@ async fn authenticate_returns_the_principal(backend: Backend) {
                 username: "alice".into(),
                 password: "alice-password".into(),
             })),
+            ..Default::default()
         }))
         .await
         .unwrap()
@@ -121,7 +123,10 @@ async fn every_authentication_failure_looks_the_same(backend: Backend) {
     }
     let missing = app
         .auth()
-        .authenticate(as_service(pb::AuthenticateRequest { credentials: None }))
+        .authenticate(as_service(pb::AuthenticateRequest {
+            credentials: None,
+            ..Default::default()
+        }))
         .await
         .unwrap_err();
     assert_eq!(missing.code(), Code::Unauthenticated);
@@ -258,6 +263,7 @@ async fn authorize_takes_the_account_context_from_metadata_or_field(backend: Bac
         subject: Some(Subject::Authorization(basic("bob", "bob-password"))),
         account: account.into(),
         actions: vec!["listImages".into()],
+        ..Default::default()
     };
     let via_header = app
         .auth()
@@ -307,6 +313,7 @@ async fn authorize_refuses_bad_subjects_and_unknown_actions(backend: Backend) {
         subject: Some(subject),
         account: String::new(),
         actions: actions.iter().map(|a| a.to_string()).collect(),
+        ..Default::default()
     };
     assert_invalid(
         auth.authorize(as_service(with(
@@ -354,6 +361,7 @@ async fn authorize_refuses_bad_subjects_and_unknown_actions(backend: Backend) {
             subject: None,
             account: String::new(),
             actions: vec!["listImages".into()],
+            ..Default::default()
         }))
         .await,
         "subject",

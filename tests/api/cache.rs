@@ -353,6 +353,7 @@ async fn a_check_racing_a_revoke_never_allows_after_the_ack(backend: Backend) {
                             credentials: Some(pb::authenticate_request::Credentials::ApiKey(
                                 key.clone(),
                             )),
+                            ..Default::default()
                         }))
                         .await
                         .is_ok();
@@ -445,6 +446,7 @@ async fn observe_on(b: &tonic::transport::Channel, key: &str, within: Duration) 
         let ok = AuthServiceClient::new(b.clone())
             .authenticate(as_service(pb::AuthenticateRequest {
                 credentials: Some(pb::authenticate_request::Credentials::ApiKey(key.into())),
+                ..Default::default()
             }))
             .await
             .is_ok();
@@ -504,6 +506,7 @@ async fn postgres_two_replicas_see_each_others_revocations() {
                     credentials: Some(pb::authenticate_request::Credentials::ApiKey(
                         created.clone(),
                     )),
+                    ..Default::default()
                 }))
                 .await
                 .is_ok();

@@ -176,6 +176,7 @@ async fn caller_key_works(channel: &tonic::transport::Channel, key: &str) -> boo
             "admin",
             ADMIN_PASSWORD,
         ))),
+        ..Default::default()
     });
     request
         .metadata_mut()

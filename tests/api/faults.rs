@@ -137,12 +137,14 @@ fn rss_kib(pid: u32) -> u64 {
 /// Each argon2 verification works in 19 MiB. A storm of wrong passwords
 /// must not leave the process holding that much per attempt: RSS stays
 /// under idle + hash_concurrency x 19 MiB + 64 MB (the Kubernetes manifest
-/// allows 512 Mi).
+/// allows 512 Mi). Unknown usernames, and no source limit, so every one of
+/// the 200 logins runs a full verification (no lockout shortcut).
 async fn a_password_storm_does_not_grow_memory(backend: Backend) {
     use crate::binary::Server;
     let db = TestDatabase::new(backend).await;
     let server = Server::start_with(&db, |c| {
-        c.env("AUTHZD_SERVER_HASH_CONCURRENCY", "2");
+        c.env("AUTHZD_SERVER_HASH_CONCURRENCY", "2")
+            .env("AUTHZD_RATE_LIMIT_ENABLED", "false");
     })
     .await;
     let ch = connect(&server.addr).await;
@@ -153,8 +155,9 @@ async fn a_password_storm_does_not_grow_memory(backend: Backend) {
         let ch = ch.clone();
         storm.spawn(async move {
             for i in 0..25 {
-                let guess = format!("wrong-{worker}-{i}");
-                assert!(login_on(&ch, "admin", &guess).await.is_err());
+                let user = format!("nobody-{worker}-{i}");
+                let status = login_on(&ch, &user, "guess").await.unwrap_err();
+                assert_eq!(status.code(), tonic::Code::Unauthenticated, "{status:?}");
             }
         });
     }
@@ -172,3 +175,100 @@ async fn a_password_storm_does_not_grow_memory(backend: Backend) {
 }
 
 crate::dual!(a_password_storm_does_not_grow_memory);
+
+fn scalar(rows: &[sea_orm::QueryResult]) -> i64 {
+    rows[0].try_get_by_index::<i64>(0).unwrap()
+}
+
+/// A full disk (simulated with `PRAGMA max_page_count` on the server's one
+/// SQLite connection: tests run as root, so permissions cannot stop
+/// writes): writes fail with UNAVAILABLE, none half-done, reads go on, the
+/// file stays intact, and writes succeed again once there is room.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_sqlite_disk_is_unavailable_and_corrupts_nothing() {
+    let app = spawn_app_with(Backend::Sqlite, |c| {
+        c.server.background_purge = false;
+    })
+    .await;
+    app.create_account("acme").await;
+    let db = app.core.db();
+    let pages = scalar(&db.query_all_raw(stmt("PRAGMA page_count")).await.unwrap());
+    db.execute_unprepared(&format!("PRAGMA max_page_count = {}", pages + 3))
+        .await
+        .unwrap();
+    let (mut created, mut refused) = (0, 0);
+    for i in 0..200 {
+        let result = app
+            .users()
+            .create_user(as_admin(pb::CreateUserRequest {
+                account: "acme".into(),
+                username: format!("filler_{i:03}_{}", "x".repeat(100)),
+                password: "filler-password".into(),
+                roles: vec!["read-only".into(), "image-analyzer".into()],
+                ..Default::default()
+            }))
+            .await;
+        match result {
+            Ok(_) => created += 1,
+            Err(status) => {
+                assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+                assert!(!status.message().contains("full"), "{status:?}");
+                refused += 1;
+                if refused == 3 {
+                    break;
+                }
+            }
+        }
+    }
+    eprintln!("full disk: {created} users created, then {refused} refused");
+    assert!(refused > 0, "the database never filled");
+    // Nothing half-written: every user has both role bindings.
+    let orphans = scalar(
+        &db.query_all_raw(stmt(
+            "SELECT COUNT(*) FROM users u WHERE u.account_name = 'acme' \
+             AND (SELECT COUNT(*) FROM role_bindings b WHERE b.user_id = u.id) <> 2",
+        ))
+        .await
+        .unwrap(),
+    );
+    assert_eq!(orphans, 0, "users without their bindings");
+    let users = scalar(
+        &db.query_all_raw(stmt(
+            "SELECT COUNT(*) FROM users WHERE account_name = 'acme'",
+        ))
+        .await
+        .unwrap(),
+    );
+    assert_eq!(users, created);
+    // Reads still answer.
+    app.accounts()
+        .get_account(as_admin(pb::GetAccountRequest {
+            name: "acme".into(),
+        }))
+        .await
+        .unwrap();
+    let check = db
+        .query_all_raw(stmt("PRAGMA integrity_check"))
+        .await
+        .unwrap();
+    assert_eq!(
+        check[0].try_get_by_index::<String>(0).unwrap(),
+        "ok",
+        "integrity_check"
+    );
+    // Room again: writes work without a restart.
+    db.execute_unprepared("PRAGMA max_page_count = 1073741823")
+        .await
+        .unwrap();
+    app.create_user(
+        "acme",
+        "after_the_disk_filled",
+        "a-password-1",
+        &["read-only"],
+    )
+    .await;
+}
+
+fn stmt(sql: &str) -> sea_orm::Statement {
+    sea_orm::Statement::from_string(sea_orm::DbBackend::Sqlite, sql)
+}

@@ -2,6 +2,7 @@ use std::sync::Arc;
 
 use authzd::config::DatabaseUrl;
 use authzd::domain::Clock;
+use authzd::domain::authn::sources::Source;
 use authzd::domain::bootstrap::Bootstrap;
 use authzd::domain::secret::Secret;
 use authzd::pb;
@@ -151,13 +152,13 @@ async fn bootstrap_runs_once_and_never_changes_the_admin(backend: Backend) {
         username: "admin".into(),
         password: generated.clone(),
     };
-    assert!(core.authenticate(&credential).await.is_ok());
+    assert!(core.authenticate(&credential, Source::LOCAL).await.is_ok());
 
     // A later start with a configured password leaves the admin alone.
     config.admin.password = Some(Secret::new("a-different-password"));
     let (core, second) = authzd::prepare(&config, Clock::default()).await.unwrap();
     assert!(matches!(second, Bootstrap::AlreadyDone));
-    assert!(core.authenticate(&credential).await.is_ok());
+    assert!(core.authenticate(&credential, Source::LOCAL).await.is_ok());
 }
 
 async fn shutdown_stops_serving_cleanly(backend: Backend) {

@@ -98,6 +98,7 @@ async fn metrics_count_real_calls(backend: Backend) {
         AuthServiceClient::new(ch.clone())
             .authenticate(as_service(pb::AuthenticateRequest {
                 credentials: Some(pb::authenticate_request::Credentials::ApiKey(key.clone())),
+                ..Default::default()
             }))
             .await
             .unwrap();

@@ -276,6 +276,7 @@ async fn control_characters_never_reach_the_database(backend: Backend) {
                     password: ADMIN_PASSWORD.into(),
                 },
             )),
+            ..Default::default()
         }))
         .await;
     assert_code(result, Code::Unauthenticated);

@@ -126,6 +126,16 @@ impl TestDatabase {
         }
     }
 
+    /// A database someone else owns (e.g. a throwaway cluster).
+    pub fn external(url: &str) -> Self {
+        Self {
+            url: url.to_owned(),
+            pg: None,
+            _dir: None,
+            sqlite_path: None,
+        }
+    }
+
     pub fn postgres_name(&self) -> Option<&str> {
         self.pg.as_ref().map(|(_, name)| name.as_str())
     }
@@ -274,6 +284,7 @@ pub async fn login_on(
             credentials: Some(pb::authenticate_request::Credentials::Authorization(basic(
                 username, password,
             ))),
+            ..Default::default()
         }))
         .await
         .map(|r| r.into_inner().principal.unwrap())
@@ -438,6 +449,7 @@ impl TestApp {
                 subject: Some(pb::authorize_request::Subject::Username(username.into())),
                 account: account.into(),
                 actions: actions.iter().map(|a| a.to_string()).collect(),
+                ..Default::default()
             }))
             .await
             .unwrap()
@@ -486,6 +498,7 @@ impl TestApp {
                 credentials: Some(pb::authenticate_request::Credentials::Authorization(basic(
                     "_api_key", value,
                 ))),
+                ..Default::default()
             }))
             .await
             .map(|r| r.into_inner().principal.unwrap())

@@ -6,11 +6,13 @@ pub mod credentials;
 pub mod key_format;
 pub mod passwords;
 mod source;
+pub mod sources;
 
 use std::sync::OnceLock;
 use std::time::Duration;
 
 use self::credentials::Credential;
+use self::sources::Source;
 use super::Core;
 use super::model::{
     Account, AccountState, ApiKeyRef, CredentialKind, Principal, UserState, UserType,
@@ -89,16 +91,24 @@ fn check_active(user: &UserEntry, account: &Account) -> Result<()> {
 }
 
 impl Core {
-    /// Verifies a credential. Every failure is `Unauthenticated`; the reason
-    /// inside is for the log and the metrics, never for the caller.
-    pub async fn authenticate(&self, credential: &Credential) -> Result<Principal> {
+    /// Verifies a credential from `source`. Every failure is
+    /// `Unauthenticated`; the reason inside is for the log and the metrics,
+    /// never for the caller. A source whose failures exceed the rate limit
+    /// is refused with `Busy` before anything is checked.
+    pub async fn authenticate(&self, credential: &Credential, source: Source) -> Result<Principal> {
+        if let Some(limiter) = self.limiter() {
+            limiter.check(source)?;
+        }
         let (kind, result) = match credential {
             Credential::Password { username, password } => (
                 "password",
-                self.authenticate_password(username, password).await,
+                self.authenticate_password(username, password, source).await,
             ),
             Credential::ApiKey(value) => ("api_key", self.authenticate_api_key(value).await),
         };
+        if let (Some(limiter), Err(Error::Unauthenticated(_))) = (self.limiter(), &result) {
+            limiter.charge(source);
+        }
         match &result {
             Ok(_) => successes(kind).increment(1),
             Err(Error::Unauthenticated(reason)) => {
@@ -119,7 +129,12 @@ impl Core {
     }
 
     /// Passwords are never cached: the hash is read and verified every time.
-    async fn authenticate_password(&self, username: &str, password: &Secret) -> Result<Principal> {
+    async fn authenticate_password(
+        &self,
+        username: &str,
+        password: &Secret,
+        source: Source,
+    ) -> Result<Principal> {
         let loaded = self.load_user_for_password(username).await?;
         // The attempt is counted before the hash is checked; while the user
         // is locked nothing is verified, and the refusal takes as long as a
@@ -136,7 +151,7 @@ impl Core {
         // hash stands in for a missing one, so the time taken does not tell
         // which check failed.
         let hash = loaded.as_ref().and_then(|(_, _, hash)| hash.as_deref());
-        let verified = self.hasher().verify(password, hash).await?;
+        let verified = self.hasher().verify(password, hash, source).await?;
         let Some((user, account, hash)) = loaded else {
             return Err(fail(AuthFailure::UnknownUser));
         };

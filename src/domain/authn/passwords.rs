@@ -1,15 +1,17 @@
 //! argon2id hashing, off the async workers and bounded, so a burst of logins
 //! cannot starve the runtime or exhaust memory (each hash takes 19 MiB).
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use argon2::password_hash::phc::PasswordHash;
 use argon2::password_hash::{PasswordHasher as _, PasswordVerifier as _};
 use argon2::{Algorithm, Argon2, Params, Version};
-use tokio::sync::Semaphore;
+use tokio::sync::oneshot;
 
+use super::sources::Source;
 use crate::domain::secret::Secret;
 use crate::error::{Error, Result};
 
@@ -20,10 +22,7 @@ const PARALLELISM: u32 = 1;
 
 #[derive(Clone)]
 pub struct PasswordHasher {
-    permits: Arc<Semaphore>,
-    /// Checks waiting for a permit, bounded by `queue_limit`.
-    waiting: Arc<AtomicUsize>,
-    queue_limit: usize,
+    slots: Arc<Slots>,
     /// Verified against when the user is unknown, so that case costs the same.
     dummy_hash: Arc<str>,
     verifications: Arc<AtomicU64>,
@@ -34,6 +33,125 @@ pub struct PasswordHasher {
 
 /// Verification durations kept for the median.
 const RECENT: usize = 31;
+
+/// The hashing slots, handed out fairly: while all are busy, waiting
+/// checks queue per source and a freed slot goes to the next source in
+/// turn, so 200 guesses from one address delay another address's login by
+/// one hash, not by 200. A source may hold at most `per_source` places in
+/// the queue and the queue at most `limit`; past either, the check is
+/// refused at once.
+struct Slots {
+    state: Mutex<Queue>,
+    limit: usize,
+    per_source: usize,
+}
+
+#[derive(Default)]
+struct Queue {
+    free: usize,
+    waiting: usize,
+    by_source: HashMap<Source, VecDeque<oneshot::Sender<Slot>>>,
+    /// Sources with waiting checks, in the order they are served.
+    turn: VecDeque<Source>,
+}
+
+/// A hashing slot; dropping it hands it to the next waiting check.
+struct Slot(Option<Arc<Slots>>);
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        if let Some(slots) = self.0.take() {
+            slots.release();
+        }
+    }
+}
+
+enum Place {
+    Now(Slot),
+    Queued(oneshot::Receiver<Slot>),
+}
+
+impl Slots {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Queue> {
+        // The queue's invariants hold between statements: a panic elsewhere
+        // cannot leave it half-updated.
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn take(self: &Arc<Self>, source: Source) -> Result<Place> {
+        let mut queue = self.lock();
+        if queue.free > 0 && queue.waiting == 0 {
+            queue.free -= 1;
+            return Ok(Place::Now(Slot(Some(self.clone()))));
+        }
+        // Checks whose callers went away (deadline, cancellation) leave.
+        let queue = &mut *queue;
+        if let Some(own) = queue.by_source.get_mut(&source) {
+            let before = own.len();
+            own.retain(|tx| !tx.is_closed());
+            queue.waiting -= before - own.len();
+            if own.is_empty() {
+                queue.by_source.remove(&source);
+                queue.turn.retain(|s| *s != source);
+            }
+        }
+        let own = queue.by_source.get(&source).map_or(0, VecDeque::len);
+        let why = if queue.waiting >= self.limit {
+            "queue_full"
+        } else if own >= self.per_source {
+            "source_full"
+        } else {
+            let (tx, rx) = oneshot::channel();
+            let own = queue.by_source.entry(source).or_default();
+            if own.is_empty() {
+                queue.turn.push_back(source);
+            }
+            own.push_back(tx);
+            queue.waiting += 1;
+            return Ok(Place::Queued(rx));
+        };
+        metrics::counter!("authzd_password_hash_refused_total", "reason" => why).increment(1);
+        Err(Error::Busy {
+            why: "too many password checks waiting; retry later".into(),
+            retry_after: Duration::from_secs(1),
+        })
+    }
+
+    fn release(self: &Arc<Self>) {
+        loop {
+            let next = {
+                let mut queue = self.lock();
+                let Some(source) = queue.turn.pop_front() else {
+                    queue.free += 1;
+                    return;
+                };
+                let Some(own) = queue.by_source.get_mut(&source) else {
+                    continue;
+                };
+                let next = own.pop_front();
+                if own.is_empty() {
+                    queue.by_source.remove(&source);
+                } else {
+                    queue.turn.push_back(source);
+                }
+                if next.is_some() {
+                    queue.waiting -= 1;
+                }
+                next
+            };
+            let Some(tx) = next else { continue };
+            // A check that went away leaves the slot to the next one.
+            match tx.send(Slot(Some(self.clone()))) {
+                Ok(()) => return,
+                Err(mut slot) => {
+                    slot.0 = None;
+                }
+            }
+        }
+    }
+}
 
 fn argon2() -> Result<Argon2<'static>> {
     let params = Params::new(MEMORY_KIB, ITERATIONS, PARALLELISM, None)
@@ -60,13 +178,19 @@ fn verify_blocking(password: &str, hash: &str) -> bool {
 
 impl PasswordHasher {
     /// `concurrency` bounds simultaneous hashes (and so their memory);
-    /// `queue_limit` the checks waiting for one.
-    pub fn new(concurrency: usize, queue_limit: usize) -> Result<Self> {
+    /// `queue_limit` the checks waiting for one, `per_source` those of one
+    /// source.
+    pub fn new(concurrency: usize, queue_limit: usize, per_source: usize) -> Result<Self> {
         let dummy_hash = hash_blocking("authzd-dummy-password-for-unknown-users")?;
         Ok(Self {
-            permits: Arc::new(Semaphore::new(concurrency.max(1))),
-            waiting: Arc::new(AtomicUsize::new(0)),
-            queue_limit: queue_limit.max(1),
+            slots: Arc::new(Slots {
+                state: Mutex::new(Queue {
+                    free: concurrency.max(1),
+                    ..Queue::default()
+                }),
+                limit: queue_limit.max(1),
+                per_source: per_source.max(1),
+            }),
             dummy_hash: dummy_hash.into(),
             verifications: Arc::new(AtomicU64::new(0)),
             recent: Arc::default(),
@@ -75,26 +199,25 @@ impl PasswordHasher {
 
     async fn run<T: Send + 'static>(
         &self,
+        source: Source,
         job: impl FnOnce() -> T + Send + 'static,
     ) -> Result<(T, Duration)> {
         let queued = Instant::now();
-        // A storm of password checks fails fast past the queue's bound
-        // rather than making everyone wait seconds.
-        if self.waiting.fetch_add(1, Ordering::AcqRel) >= self.queue_limit {
-            self.waiting.fetch_sub(1, Ordering::AcqRel);
-            metrics::counter!("authzd_password_hash_refused_total").increment(1);
-            return Err(Error::LimitReached(
-                "too many password checks waiting; retry later".into(),
-            ));
-        }
-        let permit = self.permits.acquire().await;
-        self.waiting.fetch_sub(1, Ordering::AcqRel);
-        let _permit = permit.map_err(|_| Error::internal("password hashing pool closed"))?;
+        let slot = match self.slots.take(source)? {
+            Place::Now(slot) => slot,
+            Place::Queued(rx) => rx
+                .await
+                .map_err(|_| Error::internal("password hashing queue closed"))?,
+        };
         let waited = queued.elapsed();
         metrics::histogram!("authzd_password_hash_wait_seconds").record(waited.as_secs_f64());
-        let value = tokio::task::spawn_blocking(job)
-            .await
-            .map_err(|e| Error::internal(format!("password hashing task: {e}")))?;
+        let value = tokio::task::spawn_blocking(move || {
+            let value = job();
+            drop(slot);
+            value
+        })
+        .await
+        .map_err(|e| Error::internal(format!("password hashing task: {e}")))?;
         Ok((value, waited))
     }
 
@@ -119,21 +242,28 @@ impl PasswordHasher {
         self.verifications.load(Ordering::Relaxed)
     }
 
-    pub async fn hash(&self, password: &Secret) -> Result<String> {
+    pub async fn hash(&self, password: &Secret, source: Source) -> Result<String> {
         let password = password.clone();
-        let (hash, _) = self.run(move || hash_blocking(password.expose())).await?;
+        let (hash, _) = self
+            .run(source, move || hash_blocking(password.expose()))
+            .await?;
         hash
     }
 
     /// Verifies against `hash`, or against a dummy when there is none, so an
     /// unknown user costs the same work as a wrong password.
-    pub async fn verify(&self, password: &Secret, hash: Option<&str>) -> Result<bool> {
+    pub async fn verify(
+        &self,
+        password: &Secret,
+        hash: Option<&str>,
+        source: Source,
+    ) -> Result<bool> {
         let known = hash.is_some();
         let password = password.clone();
         let hash: Arc<str> = hash.map_or_else(|| self.dummy_hash.clone(), Arc::from);
         let started = Instant::now();
         let (ok, waited) = self
-            .run(move || verify_blocking(password.expose(), &hash))
+            .run(source, move || verify_blocking(password.expose(), &hash))
             .await?;
         self.verifications.fetch_add(1, Ordering::Relaxed);
         let took = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
@@ -154,38 +284,49 @@ mod tests {
 
     #[tokio::test]
     async fn hashes_are_argon2id_with_owasp_parameters_and_verify() {
-        let hasher = PasswordHasher::new(1, 8).unwrap();
+        let hasher = PasswordHasher::new(1, 8, 8).unwrap();
         let secret = Secret::new("correct horse");
-        let hash = hasher.hash(&secret).await.unwrap();
+        let hash = hasher.hash(&secret, Source::LOCAL).await.unwrap();
         assert!(
             hash.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"),
             "{hash}"
         );
-        assert!(hasher.verify(&secret, Some(&hash)).await.unwrap());
         assert!(
-            !hasher
-                .verify(&Secret::new("wrong"), Some(&hash))
+            hasher
+                .verify(&secret, Some(&hash), Source::LOCAL)
                 .await
                 .unwrap()
         );
-        assert!(!hasher.verify(&secret, None).await.unwrap());
-        assert!(!hasher.verify(&secret, Some("not a hash")).await.unwrap());
+        assert!(
+            !hasher
+                .verify(&Secret::new("wrong"), Some(&hash), Source::LOCAL)
+                .await
+                .unwrap()
+        );
+        assert!(!hasher.verify(&secret, None, Source::LOCAL).await.unwrap());
+        assert!(
+            !hasher
+                .verify(&secret, Some("not a hash"), Source::LOCAL)
+                .await
+                .unwrap()
+        );
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_full_queue_refuses_at_once() {
         // One slot, one waiting: of 6 checks at once, some are refused.
-        let hasher = PasswordHasher::new(1, 1).unwrap();
+        let hasher = PasswordHasher::new(1, 1, 1).unwrap();
         let mut checks = tokio::task::JoinSet::new();
         for _ in 0..6 {
             let hasher = hasher.clone();
-            checks.spawn(async move { hasher.verify(&Secret::new("x"), None).await });
+            checks
+                .spawn(async move { hasher.verify(&Secret::new("x"), None, Source::LOCAL).await });
         }
         let mut refused = 0;
         while let Some(result) = checks.join_next().await {
             match result.unwrap() {
                 Ok(_) => {}
-                Err(Error::LimitReached(_)) => refused += 1,
+                Err(Error::Busy { .. }) => refused += 1,
                 Err(other) => panic!("{other:?}"),
             }
         }
@@ -195,6 +336,60 @@ mod tests {
             "{refused} refused: the running and waiting ones must pass"
         );
         // The queue drains: a later check runs.
-        assert!(hasher.verify(&Secret::new("x"), None).await.is_ok());
+        assert!(
+            hasher
+                .verify(&Secret::new("x"), None, Source::LOCAL)
+                .await
+                .is_ok()
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_second_source_is_served_before_the_first_sources_queue_drains() {
+        let hasher = PasswordHasher::new(1, 64, 16).unwrap();
+        let flood = Source::from_ip("10.0.0.1".parse().unwrap());
+        let other = Source::from_ip("10.0.0.2".parse().unwrap());
+        let done = Arc::new(Mutex::new(Vec::new()));
+        let mut checks = tokio::task::JoinSet::new();
+        for i in 0..8 {
+            let (hasher, done) = (hasher.clone(), done.clone());
+            checks.spawn(async move {
+                hasher.verify(&Secret::new("x"), None, flood).await.unwrap();
+                done.lock().unwrap().push(format!("flood-{i}"));
+            });
+        }
+        // The flood is queued before the other source asks.
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        hasher.verify(&Secret::new("x"), None, other).await.unwrap();
+        done.lock().unwrap().push("other".into());
+        while checks.join_next().await.is_some() {}
+        let done = done.lock().unwrap().clone();
+        let position = done.iter().position(|d| d == "other").unwrap();
+        assert!(
+            position <= 2,
+            "the other source waited behind the flood: {done:?}"
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn one_source_cannot_take_the_whole_queue() {
+        let hasher = PasswordHasher::new(1, 64, 2).unwrap();
+        let flood = Source::from_ip("10.0.0.1".parse().unwrap());
+        let mut checks = tokio::task::JoinSet::new();
+        for _ in 0..8 {
+            let hasher = hasher.clone();
+            checks.spawn(async move { hasher.verify(&Secret::new("x"), None, flood).await });
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        let other = Source::from_ip("10.0.0.2".parse().unwrap());
+        assert!(hasher.verify(&Secret::new("x"), None, other).await.is_ok());
+        let mut refused = 0;
+        while let Some(result) = checks.join_next().await {
+            if matches!(result.unwrap(), Err(Error::Busy { .. })) {
+                refused += 1;
+            }
+        }
+        // One running, two queued: the rest of the flood is refused.
+        assert_eq!(refused, 5);
     }
 }

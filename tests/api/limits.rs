@@ -1,0 +1,193 @@
+//! The per-source limit on failed authentications: charged by failures
+//! only, per client address (the calling service's `client_address`, else
+//! the peer), answered with RESOURCE_EXHAUSTED and a retry delay.
+
+use std::time::Duration;
+
+use authzd::grpc::status::retry_delay;
+use authzd::pb;
+use authzd::pb::authenticate_request::Credentials;
+use tonic::{Code, Status};
+
+use crate::dual;
+use crate::support::*;
+
+const LIMITED: &str = "too many failed authentications from this source; retry later";
+
+async fn limited_app(backend: Backend) -> TestApp {
+    let app = spawn_app_with(backend, |c| {
+        c.rate_limit.failures_per_second = 2;
+        c.rate_limit.burst = 5;
+    })
+    .await;
+    app.create_account("acme").await;
+    app.create_user("acme", "alice", "alice-password", &["read-only"])
+        .await;
+    app
+}
+
+/// Authenticate with an API key on behalf of an end user at `client`.
+async fn key_from(app: &TestApp, value: &str, client: &str) -> Result<pb::Principal, Status> {
+    app.auth()
+        .authenticate(as_service(pb::AuthenticateRequest {
+            credentials: Some(Credentials::ApiKey(value.into())),
+            client_address: client.into(),
+        }))
+        .await
+        .map(|r| r.into_inner().principal.unwrap_or_default())
+}
+
+fn assert_limited(status: &Status) -> Duration {
+    assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
+    assert_eq!(status.message(), LIMITED);
+    let delay = retry_delay(status).expect("a RetryInfo detail");
+    assert!(
+        delay > Duration::ZERO && delay <= Duration::from_millis(500),
+        "retry delay {delay:?} at 2 failures per second"
+    );
+    delay
+}
+
+async fn failures_past_the_burst_are_refused_per_client_address(backend: Backend) {
+    let app = limited_app(backend).await;
+    let key = app.create_key("acme", "alice", "limits", 1).await;
+    // Successes never use the bucket up.
+    for _ in 0..20 {
+        key_from(&app, &key, "198.51.100.7").await.unwrap();
+    }
+    let wrong = format!("{}x", &key[..key.len() - 1]);
+    for _ in 0..5 {
+        let status = key_from(&app, &wrong, "198.51.100.7").await.unwrap_err();
+        assert_eq!(status.code(), Code::Unauthenticated);
+    }
+    // The sixth failure's source is refused, even with the right key...
+    let delay = assert_limited(&key_from(&app, &key, "198.51.100.7").await.unwrap_err());
+    // ...and the same end user through Authorize.
+    let status = app
+        .auth()
+        .authorize(as_service(pb::AuthorizeRequest {
+            subject: Some(pb::authorize_request::Subject::ApiKey(key.clone())),
+            actions: vec!["listImages".into()],
+            client_address: "198.51.100.7".into(),
+            ..Default::default()
+        }))
+        .await
+        .unwrap_err();
+    assert_limited(&status);
+    // Another end user of the same calling service is not, nor the caller
+    // itself (its peer address), nor an address given with a port.
+    key_from(&app, &key, "198.51.100.8").await.unwrap();
+    key_from(&app, &key, "").await.unwrap();
+    key_from(&app, &key, "[2001:db8::1]:443").await.unwrap();
+    // After the delay the source may try again.
+    tokio::time::sleep(delay + Duration::from_millis(20)).await;
+    key_from(&app, &key, "198.51.100.7").await.unwrap();
+}
+
+async fn admin_callers_are_limited_by_their_peer_address(backend: Backend) {
+    let app = limited_app(backend).await;
+    // Unknown users: no lockout, only the source limit stands in the way.
+    for i in 0..5 {
+        let status = app
+            .login(&format!("nobody-{i}"), "guess")
+            .await
+            .unwrap_err();
+        assert_eq!(status.code(), Code::Unauthenticated);
+    }
+    let before = app.core.hasher().verifications();
+    let status = app.login("alice", "alice-password").await.unwrap_err();
+    assert_limited(&status);
+    assert_eq!(
+        app.core.hasher().verifications(),
+        before,
+        "a refused source costs no hash"
+    );
+}
+
+async fn client_address_must_be_an_ip_address(backend: Backend) {
+    let app = limited_app(backend).await;
+    let key = app.create_key("acme", "alice", "limits", 1).await;
+    assert_invalid(
+        app.auth()
+            .authenticate(as_service(pb::AuthenticateRequest {
+                credentials: Some(Credentials::ApiKey(key)),
+                client_address: "client.example.com".into(),
+            }))
+            .await,
+        "client_address",
+    );
+}
+
+/// A password login on behalf of an end user at `client`.
+async fn password_from(
+    app: &TestApp,
+    username: &str,
+    password: &str,
+    client: &str,
+) -> Result<pb::Principal, Status> {
+    app.auth()
+        .authenticate(as_service(pb::AuthenticateRequest {
+            credentials: Some(Credentials::Password(pb::PasswordCredentials {
+                username: username.into(),
+                password: password.into(),
+            })),
+            client_address: client.into(),
+        }))
+        .await
+        .map(|r| r.into_inner().principal.unwrap_or_default())
+}
+
+async fn one_source_cannot_fill_the_hashing_queue(backend: Backend) {
+    let app = spawn_app_with(backend, |c| {
+        c.server.hash_concurrency = Some(1);
+        c.server.hash_queue_per_source = 2;
+        c.rate_limit.enabled = false;
+    })
+    .await;
+    app.create_account("acme").await;
+    app.create_user("acme", "alice", "alice-password", &["read-only"])
+        .await;
+    let mut flood = tokio::task::JoinSet::new();
+    for i in 0..12 {
+        let auth = app.auth();
+        flood.spawn(async move {
+            let mut auth = auth;
+            auth.authenticate(as_service(pb::AuthenticateRequest {
+                credentials: Some(Credentials::Password(pb::PasswordCredentials {
+                    username: format!("nobody-{i}"),
+                    password: "guess".into(),
+                })),
+                client_address: "203.0.113.9".into(),
+            }))
+            .await
+        });
+    }
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    // Another source still gets a place, and its turn.
+    password_from(&app, "alice", "alice-password", "203.0.113.10")
+        .await
+        .unwrap();
+    let mut refused = 0;
+    while let Some(result) = flood.join_next().await {
+        if let Err(status) = result.unwrap() {
+            if status.code() == Code::ResourceExhausted {
+                assert_eq!(
+                    status.message(),
+                    "too many password checks waiting; retry later"
+                );
+                assert!(retry_delay(&status).is_some());
+                refused += 1;
+            } else {
+                assert_eq!(status.code(), Code::Unauthenticated, "{status:?}");
+            }
+        }
+    }
+    assert!(refused >= 1, "the flooding source was never refused");
+}
+
+dual!(
+    one_source_cannot_fill_the_hashing_queue,
+    failures_past_the_burst_are_refused_per_client_address,
+    admin_callers_are_limited_by_their_peer_address,
+    client_address_must_be_an_ip_address
+);
