@@ -29,10 +29,11 @@ pub async fn watch_health(
     loop {
         let ready = core.is_ready().await;
         metrics::gauge!("authzd_health_serving").set(if ready { 1.0 } else { 0.0 });
-        if let Some((in_use, idle)) = core.pool_usage() {
+        if let Some((in_use, idle, waiting)) = core.pool_usage() {
             metrics::gauge!("authzd_db_pool_connections", "state" => "in_use")
                 .set(f64::from(in_use));
             metrics::gauge!("authzd_db_pool_connections", "state" => "idle").set(f64::from(idle));
+            metrics::gauge!("authzd_db_pool_waiters").set(f64::from(waiting));
         }
         if serving != Some(ready) {
             if ready {

@@ -77,7 +77,7 @@ pub struct Settings {
 }
 
 struct Inner {
-    db: DatabaseConnection,
+    db: store::Db,
     hasher: PasswordHasher,
     catalog: Catalog,
     clock: Clock,
@@ -110,7 +110,7 @@ impl Core {
         Ok(Self {
             inner: Arc::new(Inner {
                 queries: Queries::new(db.get_database_backend()),
-                db,
+                db: store::Db::new(db),
                 hasher,
                 catalog,
                 clock,
@@ -128,7 +128,7 @@ impl Core {
         self.inner.limiter.as_ref()
     }
 
-    pub fn db(&self) -> &DatabaseConnection {
+    pub fn db(&self) -> &store::Db {
         &self.inner.db
     }
 
@@ -187,9 +187,11 @@ impl Core {
 
     /// Opens a unit of work: every write goes through one.
     pub(crate) async fn write(&self) -> Result<Write> {
+        let in_flight = self.inner.db.enter();
         Ok(Write {
             txn: self.inner.db.begin().await.map_err(store::classify)?,
             core: self.clone(),
+            _in_flight: in_flight,
         })
     }
 
@@ -202,8 +204,11 @@ impl Core {
         self.inner.purge_wakeup.notified().await;
     }
 
-    /// Connections of the pool: (in use, idle).
-    pub fn pool_usage(&self) -> Option<(u32, u32)> {
+    /// Connections of the pool: (in use, idle), and the operations waiting
+    /// for one (those in flight beyond the connections in use; the change
+    /// follower and the purge use connections too, so this can only
+    /// under-count).
+    pub fn pool_usage(&self) -> Option<(u32, u32, u32)> {
         let db = &self.inner.db;
         // Each accessor matches the backend checked just before it.
         let (size, idle) = match db.get_database_backend() {
@@ -220,7 +225,9 @@ impl Core {
         // sqlx's idle count can briefly read past the pool size (a racy
         // counter); never report more idle connections than exist.
         let idle = u32::try_from(idle).unwrap_or(u32::MAX).min(size);
-        Some((size - idle, idle))
+        let in_use = size - idle;
+        let in_flight = u32::try_from(db.in_flight()).unwrap_or(u32::MAX);
+        Some((in_use, idle, in_flight.saturating_sub(in_use)))
     }
 
     /// Ready to serve: the database answers, every migration is applied,
@@ -253,6 +260,7 @@ impl Core {
 pub(crate) struct Write {
     txn: DatabaseTransaction,
     core: Core,
+    _in_flight: store::InFlight,
 }
 
 impl Write {

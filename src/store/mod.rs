@@ -62,6 +62,89 @@ pub async fn connect(url: &str, pool: PoolSettings) -> Result<DatabaseConnection
     Database::connect(options).await.map_err(classify)
 }
 
+/// The request-serving pool, counting the operations in flight on it
+/// (statements, and transactions from `begin` to their end): those beyond
+/// the connections in use are waiting for one. sqlx does not expose its
+/// waiters, so this is how `authzd_db_pool_waiters` is known.
+#[derive(Clone)]
+pub struct Db {
+    conn: DatabaseConnection,
+    in_flight: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+/// One operation in flight on the pool, until dropped.
+pub struct InFlight(std::sync::Arc<std::sync::atomic::AtomicUsize>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+impl Db {
+    pub fn new(conn: DatabaseConnection) -> Self {
+        Self {
+            conn,
+            in_flight: std::sync::Arc::default(),
+        }
+    }
+
+    pub fn enter(&self) -> InFlight {
+        self.in_flight
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        InFlight(self.in_flight.clone())
+    }
+
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+impl std::ops::Deref for Db {
+    type Target = DatabaseConnection;
+
+    fn deref(&self) -> &DatabaseConnection {
+        &self.conn
+    }
+}
+
+#[async_trait::async_trait]
+impl ConnectionTrait for Db {
+    fn get_database_backend(&self) -> sea_orm::DbBackend {
+        self.conn.get_database_backend()
+    }
+
+    async fn execute_raw(&self, stmt: sea_orm::Statement) -> Result<sea_orm::ExecResult, DbErr> {
+        let _in_flight = self.enter();
+        self.conn.execute_raw(stmt).await
+    }
+
+    async fn execute_unprepared(&self, sql: &str) -> Result<sea_orm::ExecResult, DbErr> {
+        let _in_flight = self.enter();
+        self.conn.execute_unprepared(sql).await
+    }
+
+    async fn query_one_raw(
+        &self,
+        stmt: sea_orm::Statement,
+    ) -> Result<Option<sea_orm::QueryResult>, DbErr> {
+        let _in_flight = self.enter();
+        self.conn.query_one_raw(stmt).await
+    }
+
+    async fn query_all_raw(
+        &self,
+        stmt: sea_orm::Statement,
+    ) -> Result<Vec<sea_orm::QueryResult>, DbErr> {
+        let _in_flight = self.enter();
+        self.conn.query_all_raw(stmt).await
+    }
+
+    fn support_returning(&self) -> bool {
+        self.conn.support_returning()
+    }
+}
+
 /// Lifts the request timeouts for the rest of a transaction (migrations,
 /// purges): they may legitimately run long or wait on a lock.
 pub async fn without_statement_timeout(db: &impl ConnectionTrait) -> Result<(), Error> {

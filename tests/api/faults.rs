@@ -272,3 +272,45 @@ async fn a_full_sqlite_disk_is_unavailable_and_corrupts_nothing() {
 fn stmt(sql: &str) -> sea_orm::Statement {
     sea_orm::Statement::from_string(sea_orm::DbBackend::Sqlite, sql)
 }
+
+/// `authzd_db_pool_waiters`: with the pool's one connection stuck on a
+/// locked table, the requests behind it are counted as waiting, and the
+/// count returns to zero when the lock goes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_waiting_for_a_pool_connection_are_counted() {
+    let app = spawn_app_with(Backend::Postgres, |c| {
+        c.database.max_connections = 1;
+        c.database.lock_timeout_ms = 3000;
+        c.database.statement_timeout_ms = 5000;
+    })
+    .await;
+    app.create_account("acme").await;
+    let (_conn, lock) = lock_table(&app.db.url, "accounts").await;
+    let mut stuck = tokio::task::JoinSet::new();
+    for _ in 0..3 {
+        let mut accounts = app.accounts();
+        stuck.spawn(async move {
+            accounts
+                .create_account(as_admin(pb::CreateAccountRequest {
+                    name: format!("waiting-{}", uuid::Uuid::new_v4().simple()),
+                    ..Default::default()
+                }))
+                .await
+        });
+    }
+    let deadline = Instant::now() + Duration::from_secs(2);
+    let mut seen = (0, 0, 0);
+    while Instant::now() < deadline {
+        seen = app.core.pool_usage().unwrap();
+        if seen.2 >= 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(seen.0, 1, "the one connection is in use: {seen:?}");
+    assert!(seen.2 >= 2, "the requests behind it are waiting: {seen:?}");
+    lock.rollback().await.unwrap();
+    while stuck.join_next().await.is_some() {}
+    let (_, _, waiting) = app.core.pool_usage().unwrap();
+    assert_eq!(waiting, 0);
+}

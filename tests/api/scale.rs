@@ -125,7 +125,7 @@ async fn postgres_listing_and_purge_are_index_driven_at_100k_users() {
     // a transaction rolled back.
     for statement in authzd::store::users::PURGE_ACCOUNT {
         let sql = statement.replace("$1", "'gone'").replace("$2", "now()");
-        let txn = sea_orm::TransactionTrait::begin(db).await.unwrap();
+        let txn = sea_orm::TransactionTrait::begin(&**db).await.unwrap();
         let (plan, ms) = explain(&txn, &sql).await;
         txn.rollback().await.unwrap();
         eprintln!(
