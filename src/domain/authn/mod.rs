@@ -96,8 +96,15 @@ impl Core {
     /// never for the caller. A source whose failures exceed the rate limit
     /// is refused with `Busy` before anything is checked.
     pub async fn authenticate(&self, credential: &Credential, source: Source) -> Result<Principal> {
-        if let Some(limiter) = self.limiter() {
-            limiter.check(source)?;
+        if let Some(Err(refused)) = self.limiter().map(|l| l.check(source)) {
+            return Err(sources::held(refused).await);
+        }
+        // A password attempt takes its token before it is verified, so the
+        // ones in flight at once cannot all slip through on the last token
+        // (a key check fails in microseconds: it is charged after).
+        let reserved = matches!(credential, Credential::Password { .. });
+        if let (true, Some(limiter)) = (reserved, self.limiter()) {
+            limiter.charge(source);
         }
         let (kind, result) = match credential {
             Credential::Password { username, password } => (
@@ -106,9 +113,18 @@ impl Core {
             ),
             Credential::ApiKey(value) => ("api_key", self.authenticate_api_key(value).await),
         };
-        if let (Some(limiter), Err(Error::Unauthenticated(_))) = (self.limiter(), &result) {
-            limiter.charge(source);
+        if let Some(limiter) = self.limiter() {
+            match (&result, reserved) {
+                (Err(Error::Unauthenticated(_)), false) => limiter.charge(source),
+                (Err(Error::Unauthenticated(_)), true) | (_, false) => {}
+                (_, true) => limiter.refund(source),
+            }
         }
+        // A full hashing queue is answered as slowly as a rate limit.
+        let result = match result {
+            Err(busy @ Error::Busy { .. }) => Err(sources::held(busy).await),
+            other => other,
+        };
         match &result {
             Ok(_) => successes(kind).increment(1),
             Err(Error::Unauthenticated(reason)) => {

@@ -103,7 +103,9 @@ impl SourceLimiter {
     }
 
     /// Refuses a source whose failures have used up its bucket, saying when
-    /// the next attempt may come.
+    /// the next attempt may come. A refusal costs a token too: a source
+    /// that keeps hammering stays refused (up to `burst / per_second`
+    /// seconds of debt) instead of slipping a guess in at every refill.
     pub fn check(&self, source: Source) -> Result<()> {
         let Some(bucket) = self.buckets.get(&source) else {
             return Ok(());
@@ -115,6 +117,7 @@ impl SourceLimiter {
         if bucket.tokens >= 1.0 {
             return Ok(());
         }
+        bucket.tokens = (bucket.tokens - 1.0).max(-self.settings.burst);
         let retry_after = Duration::from_secs_f64((1.0 - bucket.tokens) / self.settings.per_second);
         drop(bucket);
         metrics::counter!("authzd_rate_limited_total").increment(1);
@@ -125,7 +128,9 @@ impl SourceLimiter {
         })
     }
 
-    /// Takes a token for a failed authentication.
+    /// Takes a token for a failed authentication. Failures already in
+    /// flight when the bucket ran dry leave it in debt, so over time a
+    /// source's failures never exceed the rate.
     pub fn charge(&self, source: Source) {
         let burst = self.settings.burst;
         let bucket = self.buckets.get_with(source, || {
@@ -136,8 +141,44 @@ impl SourceLimiter {
         });
         if let Ok(mut bucket) = bucket.lock() {
             self.refilled(&mut bucket, Instant::now());
-            bucket.tokens = (bucket.tokens - 1.0).max(0.0);
+            bucket.tokens = (bucket.tokens - 1.0).max(-burst);
         }
+    }
+}
+
+impl SourceLimiter {
+    /// Gives back a token taken by `charge` for an attempt that did not
+    /// fail (password attempts are charged before they are verified).
+    pub fn refund(&self, source: Source) {
+        if let Some(bucket) = self.buckets.get(&source)
+            && let Ok(mut bucket) = bucket.lock()
+        {
+            bucket.tokens = (bucket.tokens + 1.0).min(self.settings.burst);
+        }
+    }
+}
+
+/// The longest a refused credential check is held before it is answered.
+pub const MAX_HOLD: Duration = Duration::from_secs(1);
+
+/// Holds a `Busy` refusal for its retry delay, up to `MAX_HOLD`, before it
+/// is answered; the answer's delay is what remains (at least 1 ms). A
+/// client that retries at once is so paced to about one attempt a second
+/// per concurrent request, and a storm of refused guesses costs next to
+/// nothing instead of a tight loop of RPCs.
+pub async fn held(err: Error) -> Error {
+    match err {
+        Error::Busy { why, retry_after } => {
+            let hold = retry_after.min(MAX_HOLD);
+            tokio::time::sleep(hold).await;
+            Error::Busy {
+                why,
+                retry_after: retry_after
+                    .saturating_sub(hold)
+                    .max(Duration::from_millis(1)),
+            }
+        }
+        other => other,
     }
 }
 
@@ -170,14 +211,35 @@ mod tests {
             assert!(limiter.check(a).is_ok());
             limiter.charge(a);
         }
+        // Empty: refused, and the refusal itself is a token of debt.
         match limiter.check(a) {
             Err(Error::Busy { retry_after, .. }) => {
-                assert!(retry_after > Duration::from_millis(500), "{retry_after:?}");
-                assert!(retry_after <= Duration::from_secs(1), "{retry_after:?}");
+                assert!(retry_after > Duration::from_millis(1500), "{retry_after:?}");
+                assert!(retry_after <= Duration::from_secs(2), "{retry_after:?}");
+            }
+            other => panic!("{other:?}"),
+        }
+        match limiter.check(a) {
+            Err(Error::Busy { retry_after, .. }) => {
+                assert!(retry_after > Duration::from_millis(2500), "{retry_after:?}");
             }
             other => panic!("{other:?}"),
         }
         assert!(limiter.check(b).is_ok(), "another source is not limited");
+    }
+
+    #[test]
+    fn a_refunded_attempt_costs_nothing() {
+        let limiter = limiter(1.0, 2.0);
+        let a = Source::from_ip("10.0.0.1".parse().unwrap());
+        for _ in 0..10 {
+            assert!(limiter.check(a).is_ok());
+            limiter.charge(a);
+            limiter.refund(a);
+        }
+        limiter.charge(a);
+        limiter.charge(a);
+        assert!(limiter.check(a).is_err());
     }
 
     #[test]
@@ -187,8 +249,35 @@ mod tests {
         limiter.charge(a);
         limiter.charge(a);
         assert!(limiter.check(a).is_err());
-        std::thread::sleep(Duration::from_millis(40));
+        // One token of debt (the refusal) and one to spend: 40 ms at 50/s.
+        std::thread::sleep(Duration::from_millis(45));
         assert!(limiter.check(a).is_ok());
+    }
+
+    #[tokio::test]
+    async fn a_refusal_is_held_for_its_delay_up_to_a_second() {
+        let busy = |ms| Error::Busy {
+            why: "x".into(),
+            retry_after: Duration::from_millis(ms),
+        };
+        let started = Instant::now();
+        match held(busy(30)).await {
+            Error::Busy { retry_after, .. } => assert_eq!(retry_after, Duration::from_millis(1)),
+            other => panic!("{other:?}"),
+        }
+        assert!(started.elapsed() >= Duration::from_millis(30));
+        let started = Instant::now();
+        match held(busy(1100)).await {
+            Error::Busy { retry_after, .. } => {
+                assert_eq!(retry_after, Duration::from_millis(100));
+            }
+            other => panic!("{other:?}"),
+        }
+        let took = started.elapsed();
+        assert!(
+            took >= MAX_HOLD && took < Duration::from_millis(1090),
+            "{took:?}"
+        );
     }
 
     #[test]
