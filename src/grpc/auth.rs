@@ -2,7 +2,7 @@
 
 use tonic::{Request, Response, Status};
 
-use super::context::{context, context_account};
+use super::context::{CallContext, context_account};
 use super::convert::enum_field;
 use crate::domain::Core;
 use crate::domain::authn::credentials::Credential;
@@ -49,7 +49,10 @@ impl AuthApi {
 
 /// The end user's source: the request's `client_address`, else the peer.
 fn source_of<T>(request: &Request<T>, client_address: &str) -> Result<Source, Status> {
-    let peer = context(request)?.origin.peer;
+    let peer = request
+        .extensions()
+        .get::<CallContext>()
+        .and_then(|c| c.origin.peer);
     Ok(Source::of("client_address", client_address, peer)?)
 }
 
