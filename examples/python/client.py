@@ -72,6 +72,8 @@ def main() -> int:
     parser.add_argument("--account", default="",
                         help="account context (x-anchore-account); default: the user's own")
     parser.add_argument("--action", required=True, help="an action name, e.g. listImages")
+    parser.add_argument("--client-address", default="",
+                        help="the end user's IP address: failed checks are rate-limited per address")
     parser.add_argument("--timeout", type=float, default=5.0, help="seconds per call")
     parser.add_argument("--proto-dir", type=Path, default=DEFAULT_PROTO_DIR)
     parser.add_argument("--ca-cert", help="PEM CA bundle: connect with TLS")
@@ -90,7 +92,8 @@ def main() -> int:
         with open_channel(args) as channel:
             stub = pb_grpc.AuthServiceStub(channel)
             principal = stub.Authenticate(
-                pb.AuthenticateRequest(authorization=args.authorization),
+                pb.AuthenticateRequest(authorization=args.authorization,
+                                       client_address=args.client_address),
                 metadata=metadata, timeout=args.timeout).principal
             print(f"authenticated: {principal.username} (account {principal.account})")
 
@@ -102,12 +105,16 @@ def main() -> int:
                 request = pb.AuthorizeRequest(authorization=args.authorization)
             else:
                 request = pb.AuthorizeRequest(username=principal.username)
+            request.client_address = args.client_address
             request.actions.append(args.action)
             context = [("x-anchore-account", args.account)] if args.account else []
             reply = stub.Authorize(request, metadata=metadata + context, timeout=args.timeout)
     except grpc.RpcError as err:
         # UNAUTHENTICATED: bad credentials or caller key; UNAVAILABLE: authzd
-        # down or not ready; INVALID_ARGUMENT: e.g. a malformed account name.
+        # down or not ready; INVALID_ARGUMENT: e.g. a malformed account name;
+        # RESOURCE_EXHAUSTED: too many failures from this client address
+        # (the status details carry a google.rpc.RetryInfo delay: a web
+        # service would answer 429 with Retry-After).
         fail(f"{rpc}: {err.code().name}: {err.details()}")
     except OSError as err:  # an unreadable --ca-cert/--client-cert/--client-key
         fail(str(err))
