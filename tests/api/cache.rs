@@ -279,7 +279,15 @@ async fn unknown_keys_never_reach_the_database(backend: Backend) {
     // 300 failures from one address: the source limit would refuse most.
     let app = spawn_app_with(backend, |c| c.rate_limit.enabled = false).await;
     let real = app.create_key("admin", "admin", "real", 30).await;
-    assert!(app.key_login(&real).await.is_ok());
+    // Warm until a login is answered from memory: a first read that raced
+    // the creation's own change record is answered but not kept.
+    for _ in 0..5 {
+        let lookups = app.core.lookups();
+        assert!(app.key_login(&real).await.is_ok());
+        if app.core.lookups() == lookups {
+            break;
+        }
+    }
     let before = app.core.lookups();
     let mut refused = 0;
     for _ in 0..300 {
