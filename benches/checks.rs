@@ -15,7 +15,7 @@ use criterion::{Criterion, criterion_group, criterion_main};
 
 const ACTIONS: [&str; 3] = ["listImages", "getImage", "createImage"];
 
-async fn setup(dir: &std::path::Path) -> (Core, Credential) {
+async fn setup(dir: &std::path::Path) -> (Core, Credential, Credential) {
     let mut config = Config::default();
     config.database.url = DatabaseUrl::new(format!(
         "sqlite://{}?mode=rwc",
@@ -44,7 +44,15 @@ async fn setup(dir: &std::path::Path) -> (Core, Credential) {
         )
         .await
         .unwrap();
-    (core, Credential::ApiKey(value))
+    let issued = core
+        .create_token_with_password("admin", &Secret::new("bench-admin-password"), Source::LOCAL)
+        .await
+        .unwrap();
+    (
+        core,
+        Credential::ApiKey(value),
+        Credential::Token(issued.access_token),
+    )
 }
 
 fn checks(c: &mut Criterion) {
@@ -53,7 +61,7 @@ fn checks(c: &mut Criterion) {
         .build()
         .unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let (core, key) = runtime.block_on(setup(dir.path()));
+    let (core, key, token) = runtime.block_on(setup(dir.path()));
     // As in the server: without a follower the cache turns stale after
     // `cache.max_staleness_ms` and every check reads through.
     let stop = tokio_util::sync::CancellationToken::new();
@@ -70,6 +78,13 @@ fn checks(c: &mut Criterion) {
     c.bench_function("authenticate (API key, warm)", |b| {
         b.to_async(&runtime)
             .iter(|| async { core.authenticate(&key, Source::LOCAL).await.unwrap() })
+    });
+    runtime
+        .block_on(core.authenticate(&token, Source::LOCAL))
+        .unwrap();
+    c.bench_function("authenticate (access token, warm)", |b| {
+        b.to_async(&runtime)
+            .iter(|| async { core.authenticate(&token, Source::LOCAL).await.unwrap() })
     });
     c.bench_function("authorize (3 actions, warm)", |b| {
         b.to_async(&runtime)

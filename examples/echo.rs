@@ -33,6 +33,7 @@ fn principal() -> pb::Principal {
             id: "AbCdEfGhIjKl".into(),
             name: "bench".into(),
         }),
+        token_id: String::new(),
     }
 }
 

@@ -13,8 +13,9 @@
 //! passwords of unknown users from client address 10.0.0.1 as fast as
 //! they are answered, and prints the ratios.
 //!
-//! Modes: `health`, `authenticate-key`, `authorize-user` (3 actions),
-//! `authorize-key` (3 actions), `authenticate-password`. With `--keys N`
+//! Modes: `health`, `authenticate-key`, `authenticate-token` (the access
+//! token `setup` writes to `<keys-file>.token`), `authorize-user` (3
+//! actions), `authorize-key` (3 actions), `authenticate-password`. With `--keys N`
 //! above 1, each call takes the next of N keys (a cache-miss run when the
 //! cache holds fewer).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -196,9 +197,26 @@ async fn setup(target: &str, admin_password: &str, keys_file: &str, keys: usize)
     for worker in workers {
         worker.await.unwrap();
     }
-    let values = values.lock().unwrap();
+    let values = std::mem::take(&mut *values.lock().unwrap());
     std::fs::write(keys_file, values.join("\n") + "\n").unwrap();
     eprintln!("setup: {} keys in {keys_file}", values.len());
+    // An access token of the same user, for `authenticate-token`.
+    let token = pb::token_service_client::TokenServiceClient::new(channel)
+        .create_token(pb::CreateTokenRequest {
+            grant: Some(pb::create_token_request::Grant::Password(
+                pb::PasswordCredentials {
+                    username: USER.into(),
+                    password: USER_PASSWORD.into(),
+                },
+            )),
+            ..Default::default()
+        })
+        .await
+        .unwrap_or_else(|e| panic!("creating a token: {e}"))
+        .into_inner();
+    let tokens_file = format!("{keys_file}.token");
+    std::fs::write(&tokens_file, token.access_token + "\n").unwrap();
+    eprintln!("setup: an access token in {tokens_file}");
 }
 
 /// One call; true when it ended with status OK.
@@ -217,6 +235,16 @@ async fn call(channel: &Channel, mode: &str, caller: &str, key: &str) -> bool {
                 caller,
                 pb::AuthenticateRequest {
                     credentials: Some(Credentials::ApiKey(key.to_owned())),
+                    ..Default::default()
+                },
+            ))
+            .await
+            .is_ok(),
+        "authenticate-token" => auth
+            .authenticate(with_auth(
+                caller,
+                pb::AuthenticateRequest {
+                    credentials: Some(Credentials::Token(key.to_owned())),
                     ..Default::default()
                 },
             ))

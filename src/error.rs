@@ -25,6 +25,14 @@ pub enum AuthFailure {
     SamlKeysDisallowed,
     /// The user is locked after repeated wrong passwords.
     Locked,
+    /// An access token whose signature, key id, algorithm or claims do not
+    /// verify.
+    BadToken,
+    TokenExpired,
+    TokenRevoked,
+    /// A refresh token presented a second time: its family is revoked.
+    TokenReused,
+    UnknownToken,
 }
 
 impl AuthFailure {
@@ -47,6 +55,11 @@ impl AuthFailure {
             Self::OwnerDeleted => "owner_deleted",
             Self::SamlKeysDisallowed => "saml_keys_disallowed",
             Self::Locked => "locked",
+            Self::BadToken => "bad_token",
+            Self::TokenExpired => "token_expired",
+            Self::TokenRevoked => "token_revoked",
+            Self::TokenReused => "token_reused",
+            Self::UnknownToken => "unknown_token",
         }
     }
 }

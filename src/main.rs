@@ -120,9 +120,12 @@ async fn run(invocation: Invocation, loaded: Loaded) -> Result<(), String> {
             tracing::info!(address = %addr, "metrics listening");
         }
         let stop = stop.clone();
-        tokio::spawn(authzd::telemetry::serve_metrics(listener, async move {
-            stop.cancelled().await
-        }))
+        let jwks = core.tokens().keys().jwks().to_owned();
+        tokio::spawn(authzd::telemetry::serve_metrics(
+            listener,
+            jwks,
+            async move { stop.cancelled().await },
+        ))
     });
     tracing::info!(address = %local, "authzd listening");
     let signalled = {

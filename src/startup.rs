@@ -66,6 +66,7 @@ pub async fn prepare(config: &Config, clock: Clock) -> Result<(Core, Bootstrap)>
         health_timeout: std::time::Duration::from_millis(config.database.health_timeout_ms),
         lockout: config.lockout_settings(),
         rate_limit: config.rate_limit_settings(),
+        tokens: config.token_settings(),
     };
     let core = Core::new(db, hasher, clock, settings).await?;
     let file = config.admin_password_file();

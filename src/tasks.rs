@@ -85,6 +85,9 @@ pub async fn run_purger(core: Core, interval: Duration, stop: CancellationToken)
         if let Err(err) = core.purge_deleted_users_keys().await {
             log_background_error("API key purge", err);
         }
+        if let Err(err) = core.purge_tokens().await {
+            log_background_error("token purge", err);
+        }
         let wait = if failed {
             let wait = retry;
             retry = (retry * 2).min(interval);

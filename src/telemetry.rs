@@ -113,18 +113,34 @@ pub fn metrics_handle() -> Option<&'static PrometheusHandle> {
         .as_ref()
 }
 
-/// Serves `GET /metrics` (Prometheus text) until `shutdown` completes.
+/// Serves `GET /metrics` (Prometheus text), and the token signing keys as
+/// `GET /.well-known/jwks.json` (JWT libraries fetch keys over HTTP), until
+/// `shutdown` completes.
 pub async fn serve_metrics(
     listener: TcpListener,
+    jwks: String,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let Some(handle) = metrics_handle() else {
         return Err(std::io::Error::other("metrics recorder unavailable"));
     };
-    let app = axum::Router::new().route(
-        "/metrics",
-        axum::routing::get(move || async move { handle.render() }),
-    );
+    let app = axum::Router::new()
+        .route(
+            "/metrics",
+            axum::routing::get(move || async move { handle.render() }),
+        )
+        .route(
+            "/.well-known/jwks.json",
+            axum::routing::get(move || async move {
+                (
+                    [
+                        (http::header::CONTENT_TYPE, "application/jwk-set+json"),
+                        (http::header::CACHE_CONTROL, "max-age=300"),
+                    ],
+                    jwks,
+                )
+            }),
+        );
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await

@@ -8,6 +8,12 @@ whether that user may perform one action in an account:
         --authorization "Basic $(printf alice:secret | base64)" \
         --account acme --action listImages
 
+or first trades a password (from $AUTHZD_USER_PASSWORD) for a bearer token,
+as an interactive client would once per session, and checks with the token:
+
+    AUTHZD_USER_PASSWORD=secret python client.py --caller-key "$CALLER_KEY" \
+        --login alice --action listImages
+
 Exit status: 0 allowed, 1 denied, 2 error (the gRPC status code is printed).
 Needs grpcio and grpcio-tools (requirements.txt). The Python stubs are
 generated from authzd's .proto files into a temporary directory at start-up;
@@ -44,8 +50,8 @@ def load_stubs(proto_dir: Path, out_dir: str):
     if rc != 0:
         fail(f"protoc failed on {proto_dir} (exit {rc})")
     sys.path.insert(0, out_dir)  # the generated modules import each other as authz.v1.*
-    from authz.v1 import auth_pb2, auth_pb2_grpc, common_pb2
-    return auth_pb2, auth_pb2_grpc, common_pb2
+    from authz.v1 import auth_pb2, auth_pb2_grpc, common_pb2, tokens_pb2, tokens_pb2_grpc
+    return auth_pb2, auth_pb2_grpc, common_pb2, tokens_pb2, tokens_pb2_grpc
 
 
 def open_channel(args) -> grpc.Channel:
@@ -67,8 +73,12 @@ def main() -> int:
     parser.add_argument("--target", default="127.0.0.1:50051", help="authzd host:port")
     parser.add_argument("--caller-key", default=os.environ.get("AUTHZD_CALLER_KEY", ""),
                         help="this service's caller key (default: $AUTHZD_CALLER_KEY)")
-    parser.add_argument("--authorization", required=True,
-                        help="the HTTP Authorization header value received, e.g. 'Basic ...'")
+    credentials = parser.add_mutually_exclusive_group(required=True)
+    credentials.add_argument("--authorization",
+                             help="the HTTP Authorization header value received, e.g. 'Basic ...'")
+    credentials.add_argument("--login", metavar="USERNAME",
+                             help="obtain a bearer token for USERNAME (password from "
+                                  "$AUTHZD_USER_PASSWORD) and check with it")
     parser.add_argument("--account", default="",
                         help="account context (x-anchore-account); default: the user's own")
     parser.add_argument("--action", required=True, help="an action name, e.g. listImages")
@@ -82,17 +92,29 @@ def main() -> int:
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="authzd-stubs-") as out_dir:
-        pb, pb_grpc, common = load_stubs(args.proto_dir, out_dir)  # imported: dir may go
+        pb, pb_grpc, common, tokens, tokens_grpc = load_stubs(args.proto_dir, out_dir)
 
     # Every AuthService call carries the caller key; the credentials being
     # checked travel in the request body.
     metadata = [("authorization", f"Bearer {args.caller_key}")] if args.caller_key else []
-    rpc = "Authenticate"
+    authorization = args.authorization
+    rpc = "CreateToken"
     try:
         with open_channel(args) as channel:
+            if args.login:
+                # The password grant: one argon2 verification now, none on
+                # the calls made with the token. No caller key needed.
+                password = os.environ.get("AUTHZD_USER_PASSWORD", "")
+                grant = tokens.CreateTokenRequest(
+                    password=pb.PasswordCredentials(username=args.login, password=password),
+                    client_address=args.client_address)
+                issued = tokens_grpc.TokenServiceStub(channel).CreateToken(grant, timeout=args.timeout)
+                print(f"token obtained: expires in {issued.expires_in} s")
+                authorization = f"Bearer {issued.access_token}"
+            rpc = "Authenticate"
             stub = pb_grpc.AuthServiceStub(channel)
             principal = stub.Authenticate(
-                pb.AuthenticateRequest(authorization=args.authorization,
+                pb.AuthenticateRequest(authorization=authorization,
                                        client_address=args.client_address),
                 metadata=metadata, timeout=args.timeout).principal
             print(f"authenticated: {principal.username} (account {principal.account})")
@@ -102,7 +124,7 @@ def main() -> int:
             # pass the key again so authzd applies the API-key restriction.
             rpc = "Authorize"
             if principal.credential_kind == common.CREDENTIAL_KIND_API_KEY:
-                request = pb.AuthorizeRequest(authorization=args.authorization)
+                request = pb.AuthorizeRequest(authorization=authorization)
             else:
                 request = pb.AuthorizeRequest(username=principal.username)
             request.client_address = args.client_address

@@ -8,6 +8,7 @@ mod m20261122_000002_predefined_roles;
 mod m20261122_000003_api_keys;
 mod m20261129_000004_change_records;
 mod m20261130_000005_login_failures;
+mod m20261130_000006_tokens;
 
 pub struct Migrator;
 
@@ -20,6 +21,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261122_000003_api_keys::Migration),
             Box::new(m20261129_000004_change_records::Migration),
             Box::new(m20261130_000005_login_failures::Migration),
+            Box::new(m20261130_000006_tokens::Migration),
         ]
     }
 }

@@ -36,6 +36,8 @@ pub enum Change {
     User(String),
     Account(String),
     Group(Uuid),
+    /// A token family: revoked, removed, or one of its access tokens revoked.
+    Family(String),
 }
 
 impl Change {
@@ -45,6 +47,7 @@ impl Change {
             "user" => Self::User(id.to_owned()),
             "account" => Self::Account(id.to_owned()),
             "group" => Self::Group(Uuid::parse_str(id).ok()?),
+            "family" => Self::Family(id.to_owned()),
             _ => return None,
         })
     }
@@ -55,6 +58,7 @@ impl Change {
             Self::User(_) => "user",
             Self::Account(_) => "account",
             Self::Group(_) => "group",
+            Self::Family(_) => "family",
         }
     }
 }
@@ -72,6 +76,17 @@ pub struct KeyEntry {
     pub expires_at: DateTime<Utc>,
     pub revoked_at: Option<DateTime<Utc>>,
     pub owner_deleted_at: Option<DateTime<Utc>>,
+    /// A rotated key's previous secret, valid until the instant given.
+    pub previous: Option<([u8; 32], DateTime<Utc>)>,
+}
+
+/// A token family's revocation state.
+#[derive(Debug)]
+pub struct FamilyEntry {
+    pub user_id: Uuid,
+    pub revoked: bool,
+    /// Access tokens of the family revoked one by one (`jti`).
+    pub revoked_tokens: Vec<String>,
 }
 
 /// A user as the cache holds them: no password hash.
@@ -133,7 +148,8 @@ pub struct Cache {
     keys: Slot<KeyEntry>,
     users: Slot<UserEntry>,
     accounts: Slot<Account>,
-    counters: [Counters; 4],
+    families: Slot<FamilyEntry>,
+    counters: [Counters; 5],
     key_ids: RwLock<HashSet<String>>,
     /// Whether `key_ids` holds every key id (loaded, and followed since).
     key_ids_complete: AtomicBool,
@@ -152,6 +168,7 @@ impl Cache {
             keys: slot(&settings),
             users: slot(&settings),
             accounts: slot(&settings),
+            families: slot(&settings),
             settings,
             clock,
             counters: [
@@ -159,6 +176,7 @@ impl Cache {
                 Counters::new("user"),
                 Counters::new("account"),
                 Counters::new("unknown_key"),
+                Counters::new("family"),
             ],
             key_ids: RwLock::new(HashSet::new()),
             key_ids_complete: AtomicBool::new(false),
@@ -263,6 +281,14 @@ impl Cache {
         self.get(&self.accounts, 2, name)
     }
 
+    pub fn family(&self, id: &str) -> Hit<FamilyEntry> {
+        self.get(&self.families, 4, id)
+    }
+
+    pub fn put_family(&self, epoch: u64, id: &str, entry: Option<Arc<FamilyEntry>>) -> bool {
+        self.put(&self.families, epoch, id, entry)
+    }
+
     pub fn put_key(&self, epoch: u64, entry: Arc<KeyEntry>) -> bool {
         let key_id = entry.key_id.clone();
         self.put(&self.keys, epoch, &key_id, Some(entry))
@@ -318,6 +344,7 @@ impl Cache {
             Change::Key(key_id) => self.keys.invalidate(key_id),
             Change::User(username) => self.users.invalidate(username),
             Change::Account(name) => self.accounts.invalidate(name),
+            Change::Family(id) => self.families.invalidate(id),
             Change::Group(group) => {
                 let members: Vec<Arc<String>> = self
                     .users
@@ -343,6 +370,7 @@ impl Cache {
         self.keys.invalidate_all();
         self.users.invalidate_all();
         self.accounts.invalidate_all();
+        self.families.invalidate_all();
         self.key_ids_complete.store(false, Ordering::Release);
     }
 }

@@ -208,8 +208,25 @@ impl Layers {
                     Yaml::Null => Mapping::new(),
                     _ => return Err(bad(format!("{shown}: {name}: must be a mapping"))),
                 };
+                // Anchore nests some settings one level deeper
+                // (`user_authentication.oauth.enabled`): a mapping that is
+                // not a setting itself stands for `<inner>_<key>` settings.
+                let mut flat = Vec::new();
                 for (inner, value) in section {
-                    let inner = inner.as_str().unwrap_or_default();
+                    let inner = inner.as_str().unwrap_or_default().to_owned();
+                    match value {
+                        Yaml::Mapping(nested)
+                            if !defs.iter().any(|d| d.key == format!("{name}.{inner}")) =>
+                        {
+                            for (key, value) in nested {
+                                let key = key.as_str().unwrap_or_default();
+                                flat.push((format!("{inner}_{key}"), value));
+                            }
+                        }
+                        value => flat.push((inner, value)),
+                    }
+                }
+                for (inner, value) in flat {
                     let full = format!("{name}.{inner}");
                     let def = defs
                         .iter()

@@ -189,7 +189,7 @@ settings! {
         change_retention_seconds: u64 = 86_400, check = |v| at_least(60)(v);
     }
 
-    /// API keys (Anchore's `user_authentication` names where Anchore has the setting).
+    /// API keys and bearer tokens (Anchore's `user_authentication` names where Anchore has the setting).
     user_authentication: UserAuthentication {
         /// Whether SAML users may create and use API keys.
         allow_api_keys_for_saml_users: bool = false;
@@ -203,6 +203,32 @@ settings! {
         api_key_prefix: String = "azk".to_owned(), old = ["api_key_prefix"], check = |v| if crate::domain::authn::key_format::valid_prefix(v) { Ok(()) } else { Err("must be 2 to 16 lowercase letters and digits, starting with a letter".to_owned()) };
         /// Milliseconds between writes of API keys' last use.
         api_key_last_used_flush_ms: u64 = 5000, old = ["api_key_last_used_flush_ms"], check = |v| at_least(50)(v);
+        /// The longest grace period RotateApiKey may give the previous secret, in seconds.
+        api_key_rotation_max_grace_seconds: u64 = 86_400;
+        /// Bearer tokens (TokenService). Anchore's `user_authentication.oauth.enabled`: in a file, `oauth:` may be a nested mapping.
+        oauth_enabled: bool = true;
+        /// Seconds an access token is valid (Anchore's `oauth.default_token_expiration_seconds`).
+        oauth_default_token_expiration_seconds: u64 = 3600, check = |v| if (10..=86_400).contains(v) { Ok(()) } else { Err("must be 10 to 86400".into()) };
+        /// Seconds a refresh token is valid; each use issues a new one (Anchore's `oauth.refresh_token_expiration_seconds`).
+        oauth_refresh_token_expiration_seconds: u64 = 86_400, check = |v| at_least(60)(v);
+        /// The `iss` claim of access tokens, checked on every token presented.
+        oauth_issuer: String = "authzd".to_owned(), check = |v| if v.is_empty() { Err("must not be empty".into()) } else { Ok(()) };
+    }
+
+    /// The keys that sign access tokens. Unset: authzd generates an Ed25519 key at the first start and keeps it in the database, shared by every replica.
+    keys: Keys {
+        /// `EdDSA` (Ed25519) or `RS256` (needs `keys.private_key_path`: authzd generates Ed25519 keys only).
+        algorithm: String = "EdDSA".to_owned(), check = |v| if v == "EdDSA" || v == "RS256" { Ok(()) } else { Err("must be EdDSA or RS256".into()) };
+        /// PEM private key (PKCS#8, or PKCS#1 for RSA) that signs new tokens.
+        private_key_path: Option<PathBuf> = None;
+        /// PEM public key of `keys.private_key_path` (optional: it is derived from the private key; when set, it must match).
+        public_key_path: Option<PathBuf> = None;
+        /// PEM public keys of earlier signing keys: tokens they signed keep verifying until they expire, so keys rotate without logging anyone out.
+        previous_public_key_paths: Vec<PathBuf> = Vec::new();
+        /// Encrypts the generated signing key in the database (at least 32 characters; keep it in a secret store). Unset: the key is stored in clear, and the log says so at start-up.
+        encryption_key: Option<Secret> = None, check = |v| match v { Some(k) if k.expose().chars().count() < 32 => Err("must be at least 32 characters".into()), _ => Ok(()) };
+        /// Anchore's HS256 shared secret. Not supported: a shared secret cannot be published for offline verification, and accepting HMAC invites algorithm confusion. Use an EdDSA or RS256 key.
+        secret: Option<Secret> = None, check = |v| if v.is_some() { Err("HS256 shared secrets are not supported; configure keys.private_key_path (EdDSA or RS256) or let authzd generate a key".into()) } else { Ok(()) };
     }
 }
 
@@ -285,6 +311,14 @@ impl Config {
             && crate::domain::users::check_password("admin.password", password).is_err()
         {
             return Err(bad("admin.password: must be 6 to 128 characters"));
+        }
+        if self.keys.algorithm == "RS256" && self.keys.private_key_path.is_none() {
+            return Err(bad(
+                "keys.algorithm: RS256 needs keys.private_key_path (authzd generates Ed25519 keys only)",
+            ));
+        }
+        if self.keys.private_key_path.is_none() && self.keys.public_key_path.is_some() {
+            return Err(bad("keys.public_key_path: needs keys.private_key_path"));
         }
         if let Some(tls) = self.tls_files()? {
             for (name, path) in [
@@ -383,6 +417,7 @@ impl Config {
                 .remove_deleted_user_api_keys_older_than_days,
             allow_for_saml_users: ua.allow_api_keys_for_saml_users,
             last_used_flush: Duration::from_millis(ua.api_key_last_used_flush_ms),
+            rotation_max_grace: Duration::from_secs(ua.api_key_rotation_max_grace_seconds),
         }
     }
 
@@ -417,6 +452,25 @@ impl Config {
                 burst: f64::from(r.burst),
                 max_sources: r.max_sources,
             })
+    }
+
+    pub fn token_settings(&self) -> crate::domain::tokens::TokenSettings {
+        let ua = &self.user_authentication;
+        let k = &self.keys;
+        crate::domain::tokens::TokenSettings {
+            enabled: ua.oauth_enabled,
+            access_ttl: Duration::from_secs(ua.oauth_default_token_expiration_seconds),
+            refresh_ttl: Duration::from_secs(ua.oauth_refresh_token_expiration_seconds),
+            issuer: ua.oauth_issuer.clone(),
+            keys: crate::domain::tokens::keys::KeySettings {
+                algorithm: k.algorithm.clone(),
+                private_key_path: k.private_key_path.clone(),
+                public_key_path: k.public_key_path.clone(),
+                previous_public_key_paths: k.previous_public_key_paths.clone(),
+                encryption_key: k.encryption_key.clone(),
+            },
+            max_verified: self.cache.max_entries,
+        }
     }
 
     /// Where a generated admin password goes.

@@ -199,3 +199,33 @@ fn sqlite_path_is_read_from_the_url() {
     config.database.url = DatabaseUrl::new("postgres://h/db");
     assert_eq!(config.sqlite_path(), None);
 }
+
+#[test]
+fn anchores_nested_oauth_settings_are_read_from_a_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("authzd.yaml");
+    std::fs::write(
+        &path,
+        "user_authentication:\n  oauth:\n    enabled: false\n    default_token_expiration_seconds: 600\n",
+    )
+    .unwrap();
+    let config = load(&["--config", path.to_str().unwrap()]).unwrap();
+    assert!(!config.user_authentication.oauth_enabled);
+    assert_eq!(
+        config
+            .user_authentication
+            .oauth_default_token_expiration_seconds,
+        600
+    );
+    std::fs::write(
+        &path,
+        "user_authentication:\n  oauth:\n    enabeld: false\n",
+    )
+    .unwrap();
+    let err = load(&["--config", path.to_str().unwrap()]).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("unknown setting \"user_authentication.oauth_enabeld\""),
+        "{err}"
+    );
+}

@@ -32,6 +32,8 @@ pub struct ApiKeySettings {
     pub remove_deleted_user_keys_older_than_days: i64,
     pub allow_for_saml_users: bool,
     pub last_used_flush: Duration,
+    /// The longest grace a rotation may give the previous secret.
+    pub rotation_max_grace: Duration,
 }
 
 /// Last uses waiting to be written: at most one row update per key per
@@ -189,6 +191,8 @@ impl Core {
             revoked_at: None,
             last_used_at: None,
             owner_deleted_at: None,
+            rotated_at: None,
+            previous_valid_until: None,
         };
         let txn = self.write().await?;
         // Concurrent creates for one owner queue on the owner's row, so the
@@ -308,6 +312,71 @@ impl Core {
         }
         let name = update.new_name.as_deref().unwrap_or(name);
         self.key_named(&owner, name).await
+    }
+
+    /// Issues a new secret for the same key; the previous one keeps
+    /// working for `grace_seconds` (default an hour), never past the key's
+    /// expiry. The expiry itself never moves.
+    pub async fn rotate_api_key(
+        &self,
+        caller: &Caller,
+        account: &str,
+        username: &str,
+        name: &str,
+        grace_seconds: Option<i64>,
+    ) -> Result<(ApiKey, Secret)> {
+        let owner = self.key_owner(caller, account, username, UPDATE).await?;
+        let max = self.key_settings().rotation_max_grace;
+        let grace = grace_seconds.unwrap_or(3600);
+        let grace = u64::try_from(grace)
+            .map_err(|_| Error::invalid("grace_seconds", "must not be negative"))?;
+        if grace > max.as_secs() {
+            return Err(Error::invalid(
+                "grace_seconds",
+                format!(
+                    "must be at most {} (user_authentication.api_key_rotation_max_grace_seconds)",
+                    max.as_secs()
+                ),
+            ));
+        }
+        let key = self.key_named(&owner, name).await?;
+        let now = self.now();
+        if key.revoked_at.is_some() {
+            return Err(Error::precondition(
+                "the key is revoked: revoked keys cannot be rotated",
+            ));
+        }
+        if now >= key.expires_at {
+            return Err(Error::precondition("the key has expired: create a new one"));
+        }
+        let until = (now + TimeDelta::seconds(i64::try_from(grace).unwrap_or(i64::MAX)))
+            .min(key.expires_at);
+        let minted = key_format::regenerate(&key.prefix, &key.key_id);
+        let rotated = self
+            .write_with(async |db| {
+                store::api_keys::rotate_api_key(
+                    db,
+                    key.id,
+                    &minted.secret_hash,
+                    &minted.last_four,
+                    until,
+                    now,
+                )
+                .await
+            })
+            .await?;
+        if !rotated {
+            return Err(Error::precondition(
+                "the key is revoked: revoked keys cannot be rotated",
+            ));
+        }
+        tracing::info!(
+            caller = caller.username(),
+            key_id = key.key_id,
+            previous_valid_until = %until,
+            "API key rotated"
+        );
+        Ok((self.key_named(&owner, name).await?, minted.value))
     }
 
     pub async fn delete_api_key(

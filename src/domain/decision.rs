@@ -256,6 +256,7 @@ mod tests {
             account_state: AccountState::Enabled,
             credential: CredentialKind::Password,
             api_key: None,
+            token_id: None,
             grants,
         }
     }

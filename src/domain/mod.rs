@@ -16,6 +16,7 @@ pub mod names;
 pub mod page;
 pub mod roles;
 pub mod secret;
+pub mod tokens;
 pub mod users;
 
 use std::path::PathBuf;
@@ -74,6 +75,7 @@ pub struct Settings {
     pub lockout: Option<authn::LockoutSettings>,
     /// The per-source limit on failed authentications (`None`: off).
     pub rate_limit: Option<authn::sources::RateLimitSettings>,
+    pub tokens: tokens::TokenSettings,
 }
 
 struct Inner {
@@ -87,6 +89,7 @@ struct Inner {
     queries: Queries,
     follower: Arc<Follower>,
     limiter: Option<authn::sources::SourceLimiter>,
+    pub(crate) tokens: tokens::Tokens,
 }
 
 /// Shared state of the domain: cheap to clone, one per process.
@@ -107,6 +110,9 @@ impl Core {
         let cache = Arc::new(Cache::new(settings.cache, clock.clone()));
         let follower = Follower::start(cache, db.clone()).await?;
         let settings_limiter = settings.rate_limit.map(authn::sources::SourceLimiter::new);
+        let tokens =
+            tokens::Tokens::load(settings.tokens.clone(), &db, clock.now().timestamp_millis())
+                .await?;
         Ok(Self {
             inner: Arc::new(Inner {
                 queries: Queries::new(db.get_database_backend()),
@@ -119,6 +125,7 @@ impl Core {
                 last_used: LastUsed::default(),
                 follower,
                 limiter: settings_limiter,
+                tokens,
             }),
         })
     }

@@ -41,6 +41,9 @@ string_enum!(ActionScope { Account => "account", System => "system", OwnBehalf =
 pub enum CredentialKind {
     Password,
     ApiKey,
+    /// An access token: it can only come from a password, so it carries no
+    /// API-key restriction.
+    Token,
 }
 
 /// The account whose users are global administrators.
@@ -111,6 +114,8 @@ pub struct Principal {
     pub account_state: AccountState,
     pub credential: CredentialKind,
     pub api_key: Option<ApiKeyRef>,
+    /// The access token's id (`jti`), for a token.
+    pub token_id: Option<String>,
     pub grants: Vec<Grant>,
 }
 
@@ -156,6 +161,10 @@ pub struct ApiKey {
     pub revoked_at: Option<DateTime<Utc>>,
     pub last_used_at: Option<DateTime<Utc>>,
     pub owner_deleted_at: Option<DateTime<Utc>>,
+    /// The last rotation, and until when the secret it replaced still
+    /// authenticates.
+    pub rotated_at: Option<DateTime<Utc>>,
+    pub previous_valid_until: Option<DateTime<Utc>>,
 }
 
 impl ApiKey {

@@ -1,5 +1,6 @@
 //! Users, their passwords and their state.
 
+use crate::domain::authn::credentials::Credential;
 use crate::domain::authn::sources::Source;
 use uuid::Uuid;
 
@@ -12,7 +13,7 @@ use super::model::{
 use super::names::Username;
 use super::page::{Page, PageRequest};
 use super::secret::Secret;
-use crate::error::{Error, Result, quoted};
+use crate::error::{AuthFailure, Error, Result, quoted};
 use crate::store;
 
 pub const PASSWORD_MIN_CHARS: usize = 6;
@@ -230,6 +231,7 @@ impl Core {
         account: &str,
         username: &str,
         password: &Secret,
+        current_password: Option<&Secret>,
     ) -> Result<chrono::DateTime<chrono::Utc>> {
         // Credentials are never changed on an API key's authority, not even
         // one's own: `require` applies the restriction.
@@ -248,10 +250,38 @@ impl Core {
         if user.user_type != UserType::Native {
             return Err(Error::precondition("only native users have a password"));
         }
+        if is_self(caller, account, username) {
+            // A stolen access token alone must not become a permanent
+            // takeover: changing one's own password takes the current one,
+            // verified like a login (lockout and rate limits apply).
+            let current = current_password.ok_or_else(|| {
+                Error::invalid(
+                    "current_password",
+                    "is required to change your own password",
+                )
+            })?;
+            let credential = Credential::Password {
+                username: user.username.clone(),
+                password: current.clone(),
+            };
+            let proved = self
+                .authenticate(&credential, caller.origin.source())
+                .await?;
+            if proved.user.id != user.id {
+                return Err(Error::Unauthenticated(AuthFailure::WrongPassword));
+            }
+        }
         let hash = self.hasher().hash(password, caller.origin.source()).await?;
         let now = self.now();
+        let now_ms = now.timestamp_millis();
+        // The new password and the end of every token issued under the old
+        // one: one transaction.
         if !self
-            .write_with(async |db| store::users::set_password_hash(db, user.id, hash, now).await)
+            .write_with(async |db| {
+                let set = store::users::set_password_hash(db, user.id, hash, now).await?;
+                store::tokens::revoke_user_families(db, user.id, now_ms).await?;
+                Ok(set)
+            })
             .await?
         {
             return Err(not_found(account, username));
@@ -291,8 +321,11 @@ impl Core {
         }
         let hash = self.hasher().hash(password, Source::LOCAL).await?;
         let now = self.now();
-        self.write_with(async |db| store::users::set_password_hash(db, user.id, hash, now).await)
-            .await?;
+        self.write_with(async |db| {
+            store::users::set_password_hash(db, user.id, hash, now).await?;
+            store::tokens::revoke_user_families(db, user.id, now.timestamp_millis()).await
+        })
+        .await?;
         store::lockout::clear(self.db(), user.id).await?;
         tracing::warn!(user = username, "break-glass password reset");
         Ok(())
@@ -345,9 +378,16 @@ impl Core {
                 return Err(Error::precondition("the admin user cannot be disabled"));
             }
         }
+        let now = self.now();
         if !self
             .write_with(async |db| {
-                store::users::set_user_state(db, user.id, state, self.now()).await
+                let set = store::users::set_user_state(db, user.id, state, now).await?;
+                // Re-enabling a user must not revive tokens from before.
+                if state == UserState::Disabled {
+                    store::tokens::revoke_user_families(db, user.id, now.timestamp_millis())
+                        .await?;
+                }
+                Ok(set)
             })
             .await?
         {

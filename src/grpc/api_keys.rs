@@ -163,4 +163,22 @@ impl ApiKeyService for ApiKeyApi {
             .await?;
         Ok(Response::new(pb::DeleteApiKeyResponse {}))
     }
+
+    async fn rotate_api_key(
+        &self,
+        request: Request<pb::RotateApiKeyRequest>,
+    ) -> std::result::Result<Response<pb::CreateApiKeyResponse>, Status> {
+        let (caller, req) = authenticated(&self.core, request).await?;
+        let r = &req;
+        let account = owner_account(&caller, &r.account, &r.username)?;
+        let name = key_name("name", &r.name)?;
+        let (key, value) = self
+            .core
+            .rotate_api_key(&caller, &account, &r.username, &name, r.grace_seconds)
+            .await?;
+        Ok(Response::new(pb::CreateApiKeyResponse {
+            key: Some(api_key(key, self.core.clock().now())),
+            value: value.expose().to_owned(),
+        }))
+    }
 }

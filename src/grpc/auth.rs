@@ -37,6 +37,12 @@ impl AuthApi {
             .await
     }
 
+    async fn authenticate_token(&self, value: String, source: Source) -> Result<Principal, Error> {
+        self.core
+            .authenticate(&Credential::Token(Secret::new(value)), source)
+            .await
+    }
+
     async fn authenticate_password(
         &self,
         p: pb::PasswordCredentials,
@@ -70,6 +76,7 @@ impl AuthService for AuthApi {
             }
             Some(Credentials::Password(p)) => self.authenticate_password(p, source).await?,
             Some(Credentials::ApiKey(value)) => self.authenticate_key(value, source).await?,
+            Some(Credentials::Token(value)) => self.authenticate_token(value, source).await?,
             None => return Err(Error::Unauthenticated(AuthFailure::MissingCredentials).into()),
         };
         Ok(Response::new(pb::AuthenticateResponse {
@@ -94,6 +101,7 @@ impl AuthService for AuthApi {
             }
             Some(Subject::Password(p)) => self.authenticate_password(p, source).await?,
             Some(Subject::ApiKey(value)) => self.authenticate_key(value, source).await?,
+            Some(Subject::Token(value)) => self.authenticate_token(value, source).await?,
             Some(Subject::Username(username)) => {
                 crate::domain::names::required("username", &username)?;
                 let mut principal = self.core.principal_by_username(&username).await?;
@@ -101,8 +109,12 @@ impl AuthService for AuthApi {
                     "username_credential",
                     req.username_credential,
                 )?;
-                if kind == Some(pb::CredentialKind::ApiKey) {
-                    principal.credential = CredentialKind::ApiKey;
+                match kind {
+                    Some(pb::CredentialKind::ApiKey) => {
+                        principal.credential = CredentialKind::ApiKey
+                    }
+                    Some(pb::CredentialKind::Token) => principal.credential = CredentialKind::Token,
+                    _ => {}
                 }
                 principal
             }

@@ -95,6 +95,23 @@ pub fn admin(mut request: Request<()>) -> Result<Request<()>, Status> {
     Ok(request)
 }
 
+/// The interceptor of the token service: the grants carry their own
+/// credentials, so the caller's are read only when present (a malformed
+/// one is still refused).
+pub fn optional(request: Request<()>) -> Result<Request<()>, Status> {
+    if request.metadata().get("authorization").is_some() {
+        return admin(request);
+    }
+    let context = CallContext {
+        credential: None,
+        account: account_context(request.metadata())?,
+        origin: origin(&request),
+    };
+    let mut request = request;
+    request.extensions_mut().insert(context);
+    Ok(request)
+}
+
 /// The interceptor of the check services: the caller key, and the context.
 pub fn check(keys: &Arc<ArcSwap<CallerKeys>>, request: Request<()>) -> Result<Request<()>, Status> {
     let mut request = keys.load().check(request)?;

@@ -162,8 +162,10 @@ impl From<Principal> for pb::Principal {
             credential_kind: match p.credential {
                 CredentialKind::Password => pb::CredentialKind::Password,
                 CredentialKind::ApiKey => pb::CredentialKind::ApiKey,
+                CredentialKind::Token => pb::CredentialKind::Token,
             }
             .into(),
+            token_id: p.token_id.unwrap_or_default(),
             grants: p.grants.into_iter().map(Into::into).collect(),
             global_admin,
             api_key: p.api_key.map(|k| pb::ApiKeyRef {
@@ -277,6 +279,8 @@ pub fn api_key(key: ApiKey, now: DateTime<Utc>) -> pb::ApiKey {
         expires_at: timestamp(key.expires_at),
         revoked_at: key.revoked_at.and_then(timestamp),
         last_used_at: key.last_used_at.and_then(timestamp),
+        rotated_at: key.rotated_at.and_then(timestamp),
+        previous_valid_until: key.previous_valid_until.and_then(timestamp),
     }
 }
 

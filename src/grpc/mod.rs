@@ -11,6 +11,7 @@ pub mod groups;
 pub mod input;
 pub mod roles;
 pub mod status;
+pub mod tokens;
 pub mod users;
 
 use std::sync::Arc;
@@ -26,16 +27,18 @@ use crate::pb::api_key_service_server::ApiKeyServiceServer;
 use crate::pb::auth_service_server::AuthServiceServer;
 use crate::pb::group_service_server::GroupServiceServer;
 use crate::pb::role_service_server::RoleServiceServer;
+use crate::pb::token_service_server::TokenServiceServer;
 use crate::pb::user_service_server::UserServiceServer;
 
 /// Names reported by the health service, besides the overall "".
-pub const SERVICE_NAMES: [&str; 6] = [
+pub const SERVICE_NAMES: [&str; 7] = [
     <AuthServiceServer<auth::AuthApi> as NamedService>::NAME,
     <AccountServiceServer<accounts::AccountApi> as NamedService>::NAME,
     <UserServiceServer<users::UserApi> as NamedService>::NAME,
     <RoleServiceServer<roles::RoleApi> as NamedService>::NAME,
     <GroupServiceServer<groups::GroupApi> as NamedService>::NAME,
     <ApiKeyServiceServer<api_keys::ApiKeyApi> as NamedService>::NAME,
+    <TokenServiceServer<tokens::TokenApi> as NamedService>::NAME,
 ];
 
 /// The authzd services, each behind the interceptor that builds its
@@ -76,5 +79,10 @@ pub fn routes(
             ApiKeyServiceServer::new(api_keys::ApiKeyApi::new(core.clone()))
                 .max_decoding_message_size(max_message_bytes),
             context::admin,
+        ))
+        .add_service(InterceptedService::new(
+            TokenServiceServer::new(tokens::TokenApi::new(core.clone()))
+                .max_decoding_message_size(max_message_bytes),
+            context::optional,
         ))
 }

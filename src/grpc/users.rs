@@ -128,9 +128,10 @@ impl UserService for UserApi {
         let username = names::required("username", &req.username)?;
         let password = Secret::new(req.password);
         check_password("password", &password)?;
+        let current = (!req.current_password.is_empty()).then(|| Secret::new(req.current_password));
         let at = self
             .core
-            .set_password(&caller, &account, username, &password)
+            .set_password(&caller, &account, username, &password, current.as_ref())
             .await?;
         Ok(Response::new(pb::SetPasswordResponse {
             password_last_updated: timestamp(at),

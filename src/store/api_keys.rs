@@ -30,6 +30,8 @@ impl From<api_keys::Model> for ApiKey {
             revoked_at: m.revoked_at,
             last_used_at: m.last_used_at,
             owner_deleted_at: m.owner_deleted_at,
+            rotated_at: m.rotated_at,
+            previous_valid_until: m.previous_valid_until,
         }
     }
 }
@@ -56,6 +58,9 @@ pub async fn create_api_key(
         revoked_at: Set(None),
         last_used_at: Set(None),
         owner_deleted_at: Set(None),
+        previous_secret_hash: Set(None),
+        previous_valid_until: Set(None),
+        rotated_at: Set(None),
     };
     api_keys::Entity::insert(model)
         .exec_without_returning(db)
@@ -248,4 +253,37 @@ pub async fn set_last_used(
         .db()?;
     }
     Ok(())
+}
+
+/// Replaces a live key's secret, keeping the one it replaces valid until
+/// `previous_valid_until`; false if the key is gone or revoked meanwhile.
+pub async fn rotate_api_key(
+    db: &impl ConnectionTrait,
+    id: Uuid,
+    secret_hash: &str,
+    last_four: &str,
+    previous_valid_until: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> StoreResult<bool> {
+    let result = api_keys::Entity::update_many()
+        // The right-hand side reads the row as it was: the old secret.
+        .col_expr(
+            api_keys::Column::PreviousSecretHash,
+            Expr::col(api_keys::Column::SecretHash),
+        )
+        .col_expr(api_keys::Column::SecretHash, Expr::value(secret_hash))
+        .col_expr(api_keys::Column::LastFour, Expr::value(last_four))
+        .col_expr(
+            api_keys::Column::PreviousValidUntil,
+            Expr::value(previous_valid_until),
+        )
+        .col_expr(api_keys::Column::RotatedAt, Expr::value(now))
+        .col_expr(api_keys::Column::UpdatedAt, Expr::value(now))
+        .filter(api_keys::Column::Id.eq(id))
+        .filter(api_keys::Column::RevokedAt.is_null())
+        .filter(api_keys::Column::OwnerDeletedAt.is_null())
+        .exec(db)
+        .await
+        .db()?;
+    Ok(result.rows_affected == 1)
 }

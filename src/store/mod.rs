@@ -10,6 +10,7 @@ pub mod groups;
 pub mod lockout;
 pub mod principals;
 pub mod roles;
+pub mod tokens;
 pub mod users;
 
 use std::time::Duration;

@@ -36,6 +36,8 @@ pub struct LoadedKey {
     pub expires_at: DateTime<Utc>,
     pub revoked_at: Option<DateTime<Utc>>,
     pub owner_deleted_at: Option<DateTime<Utc>>,
+    pub previous_secret_hash: Option<String>,
+    pub previous_valid_until: Option<DateTime<Utc>>,
     pub owner: Option<LoadedUser>,
 }
 
@@ -76,7 +78,8 @@ fn by_username_sql(backend: DbBackend) -> String {
 fn by_key_id_sql(backend: DbBackend) -> String {
     format!(
         "SELECT k.id AS k_id, k.key_id, k.user_id AS k_user_id, k.owner_username, k.name AS k_name, \
-         k.secret_hash, k.expires_at, k.revoked_at, k.owner_deleted_at, {} \
+         k.secret_hash, k.expires_at, k.revoked_at, k.owner_deleted_at, \
+         k.previous_secret_hash, k.previous_valid_until, {} \
          FROM api_keys k LEFT JOIN users u ON u.id = k.user_id \
          LEFT JOIN accounts a ON a.name = u.account_name WHERE k.key_id = {}",
         user_columns(backend),
@@ -152,6 +155,8 @@ impl Queries {
             expires_at: get(&row, "expires_at")?,
             revoked_at: get(&row, "revoked_at")?,
             owner_deleted_at: get(&row, "owner_deleted_at")?,
+            previous_secret_hash: get(&row, "previous_secret_hash")?,
+            previous_valid_until: get(&row, "previous_valid_until")?,
             owner,
         }))
     }

@@ -634,6 +634,7 @@ async fn an_api_key_may_never_change_identities_or_credentials(backend: Backend)
                 account: "acme".into(),
                 username: "alice".into(),
                 password: "hijacked".into(),
+                ..Default::default()
             },
         ))
         .await));
@@ -644,6 +645,7 @@ async fn an_api_key_may_never_change_identities_or_credentials(backend: Backend)
                 account: "admin".into(),
                 username: "admin".into(),
                 password: "hijacked".into(),
+                ..Default::default()
             },
         ))
         .await));

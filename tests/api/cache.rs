@@ -84,6 +84,7 @@ async fn every_change_reaches_the_next_check_on_the_same_replica(backend: Backen
             account: "acme".into(),
             username: "alice".into(),
             password: "alice-password-2".into(),
+            ..Default::default()
         }))
         .await
         .unwrap();

@@ -146,6 +146,7 @@ async fn administrators_unlock_and_api_keys_cannot(backend: Backend) {
             account: "acme".into(),
             username: "bob".into(),
             password: "bob-new-password".into(),
+            ..Default::default()
         }))
         .await
         .unwrap();

@@ -23,5 +23,6 @@ mod restart;
 mod roles;
 mod scale;
 mod security;
+mod tokens;
 mod users;
 mod wire;

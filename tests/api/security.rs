@@ -93,6 +93,7 @@ async fn a_user_admin_cannot_take_over_users_who_hold_roles_in_other_accounts(ba
             account: "acct-a".into(),
             username: "ua_cross".into(),
             password: "taken-over-1".into(),
+            ..Default::default()
         }))
         .await
         .unwrap_err();
@@ -108,6 +109,15 @@ async fn a_user_admin_cannot_take_over_users_who_hold_roles_in_other_accounts(ba
                     account: "acct-a".into(),
                     username: target.into(),
                     password: "taken-over-1".into(),
+                    ..Default::default()
+                }))
+                .await,
+        );
+        assert_denied_for_foreign_roles(
+            app.tokens()
+                .revoke_user_tokens(as_ua(pb::RevokeUserTokensRequest {
+                    account: "acct-a".into(),
+                    username: target.into(),
                 }))
                 .await,
         );
@@ -189,6 +199,7 @@ async fn a_user_admin_cannot_take_over_users_who_hold_roles_in_other_accounts(ba
             account: "acct-a".into(),
             username: "ua_local".into(),
             password: "reset-by-admin".into(),
+            ..Default::default()
         }))
         .await
         .unwrap();
@@ -235,6 +246,7 @@ async fn a_user_admin_cannot_take_over_users_who_hold_roles_in_other_accounts(ba
             account: "admin".into(),
             username: "admin".into(),
             password: "taken-over-2".into(),
+            ..Default::default()
         }))
         .await
         .unwrap_err();
@@ -374,9 +386,13 @@ async fn every_string_field_of_every_request_is_validated(backend: Backend) {
     let app = spawn_app(backend).await;
     app.create_account("acme").await;
     let api = Api::load();
+    // Credentials being checked, in the services that check them (the
+    // grants and RevokeToken take theirs in the body).
     let credentials = [
         "authorization",
         "api_key",
+        "token",
+        "refresh_token",
         "password.username",
         "password.password",
     ];
@@ -390,7 +406,11 @@ async fn every_string_field_of_every_request_is_validated(backend: Backend) {
         for (path, body) in api.string_fields(&method.input, b"a\0b") {
             let result = wire::call(&app.channel, &method.path, body, &metadata).await;
             let status = result.expect_err(&format!("{} {path}: accepted a NUL", method.path));
-            if method.service == "AuthService" && credentials.contains(&path.as_str()) {
+            let checks_credentials =
+                matches!(method.service.as_str(), "AuthService" | "TokenService");
+            if (checks_credentials && credentials.contains(&path.as_str()))
+                || path == "current_password"
+            {
                 assert_eq!(
                     status.code(),
                     Code::Unauthenticated,

@@ -23,6 +23,7 @@ pub use pb::api_key_service_client::ApiKeyServiceClient;
 pub use pb::auth_service_client::AuthServiceClient;
 pub use pb::group_service_client::GroupServiceClient;
 pub use pb::role_service_client::RoleServiceClient;
+pub use pb::token_service_client::TokenServiceClient;
 pub use pb::user_service_client::UserServiceClient;
 
 pub const ADMIN_PASSWORD: &str = "admin-password-for-tests";
@@ -311,6 +312,15 @@ pub fn as_key<T>(value: &str, message: T) -> Request<T> {
     as_user("_api_key", value, message)
 }
 
+/// A request carrying an access token (`authorization: Bearer <token>`).
+pub fn as_bearer<T>(token: &str, message: T) -> Request<T> {
+    let mut request = Request::new(message);
+    request
+        .metadata_mut()
+        .insert("authorization", format!("Bearer {token}").parse().unwrap());
+    request
+}
+
 pub fn as_admin<T>(message: T) -> Request<T> {
     as_user("admin", ADMIN_PASSWORD, message)
 }
@@ -382,6 +392,55 @@ impl TestApp {
     }
     pub fn auth(&self) -> AuthServiceClient<Channel> {
         AuthServiceClient::new(self.channel.clone())
+    }
+    pub fn tokens(&self) -> TokenServiceClient<Channel> {
+        TokenServiceClient::new(self.channel.clone())
+    }
+
+    /// The password grant.
+    pub async fn grant(
+        &self,
+        username: &str,
+        password: &str,
+    ) -> Result<pb::CreateTokenResponse, Status> {
+        self.tokens()
+            .create_token(pb::CreateTokenRequest {
+                grant: Some(pb::create_token_request::Grant::Password(
+                    pb::PasswordCredentials {
+                        username: username.into(),
+                        password: password.into(),
+                    },
+                )),
+                ..Default::default()
+            })
+            .await
+            .map(tonic::Response::into_inner)
+    }
+
+    /// The refresh grant.
+    pub async fn refresh(&self, refresh_token: &str) -> Result<pb::CreateTokenResponse, Status> {
+        self.tokens()
+            .create_token(pb::CreateTokenRequest {
+                grant: Some(pb::create_token_request::Grant::RefreshToken(
+                    refresh_token.into(),
+                )),
+                ..Default::default()
+            })
+            .await
+            .map(tonic::Response::into_inner)
+    }
+
+    /// Authenticates with an access token (the request's `token` field).
+    pub async fn token_login(&self, access_token: &str) -> Result<pb::Principal, Status> {
+        self.auth()
+            .authenticate(as_service(pb::AuthenticateRequest {
+                credentials: Some(pb::authenticate_request::Credentials::Token(
+                    access_token.into(),
+                )),
+                ..Default::default()
+            }))
+            .await
+            .map(|r| r.into_inner().principal.unwrap())
     }
 
     /// Polls health until it reports `status` (10 s at most).

@@ -285,6 +285,7 @@ async fn passwords_are_replaced_by_admins_or_their_owner(backend: Backend) {
         account: "acme".into(),
         username: username.into(),
         password: password.into(),
+        ..Default::default()
     };
     app.users()
         .set_password(as_admin(set("alice", "admin-chosen")))
@@ -293,12 +294,39 @@ async fn passwords_are_replaced_by_admins_or_their_owner(backend: Backend) {
     assert!(app.login("alice", "alice-password").await.is_err());
     assert!(app.login("alice", "admin-chosen").await.is_ok());
 
-    // Her own, with no role at all.
+    // Her own, with no role at all: with the current password only.
+    assert_invalid(
+        app.users()
+            .set_password(as_user(
+                "alice",
+                "admin-chosen",
+                set("alice", "alice-chosen"),
+            ))
+            .await,
+        "current_password",
+    );
+    let status = app
+        .users()
+        .set_password(as_user(
+            "alice",
+            "admin-chosen",
+            pb::SetPasswordRequest {
+                current_password: "not-her-password".into(),
+                ..set("alice", "alice-chosen")
+            },
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::Unauthenticated);
+    assert_eq!(status.message(), "invalid credentials");
     app.users()
         .set_password(as_user(
             "alice",
             "admin-chosen",
-            set("alice", "alice-chosen"),
+            pb::SetPasswordRequest {
+                current_password: "admin-chosen".into(),
+                ..set("alice", "alice-chosen")
+            },
         ))
         .await
         .unwrap();

@@ -12,8 +12,13 @@ pub const API_KEY_USERNAME: &str = "_api_key";
 
 #[derive(Debug, Clone)]
 pub enum Credential {
-    Password { username: String, password: Secret },
+    Password {
+        username: String,
+        password: Secret,
+    },
     ApiKey(Secret),
+    /// An access token from the token service.
+    Token(Secret),
 }
 
 fn malformed() -> Error {
@@ -21,11 +26,18 @@ fn malformed() -> Error {
 }
 
 impl Credential {
-    /// Parses `Basic base64(username:password)`. The scheme is matched
-    /// case-insensitively, as HTTP does.
+    /// Parses `Basic base64(username:password)` or `Bearer <access
+    /// token>`. The scheme is matched case-insensitively, as HTTP does.
     pub fn from_authorization(header: &str) -> Result<Self> {
         let header = header.trim();
         let (scheme, encoded) = header.split_once(' ').ok_or_else(malformed)?;
+        if scheme.eq_ignore_ascii_case("bearer") {
+            let token = encoded.trim();
+            if token.is_empty() || token.chars().any(|c| c.is_control() || c == ' ') {
+                return Err(malformed());
+            }
+            return Ok(Self::Token(Secret::new(token.to_owned())));
+        }
         if !scheme.eq_ignore_ascii_case("basic") {
             return Err(Error::Unauthenticated(AuthFailure::UnsupportedCredential));
         }
@@ -85,7 +97,18 @@ mod tests {
 
     #[test]
     fn malformed_headers_are_unauthenticated() {
-        for bad in ["", "Basic", "Basic !!!", &basic("no-colon"), "Bearer abc"] {
+        assert!(matches!(
+            Credential::from_authorization("Bearer abc.def.ghi"),
+            Ok(Credential::Token(_))
+        ));
+        for bad in [
+            "",
+            "Basic",
+            "Basic !!!",
+            &basic("no-colon"),
+            "Bearer ",
+            "Digest abc",
+        ] {
             assert!(
                 matches!(
                     Credential::from_authorization(bad),

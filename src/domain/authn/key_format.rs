@@ -60,9 +60,14 @@ pub fn assemble(prefix: &str, key_id: &str, secret: &str) -> String {
 }
 
 pub fn generate(prefix: &str) -> NewKey {
-    let mut rng = rand::rng();
-    let key_id = Alphanumeric.sample_string(&mut rng, ID_CHARS);
-    let secret = Alphanumeric.sample_string(&mut rng, SECRET_CHARS);
+    let key_id = Alphanumeric.sample_string(&mut rand::rng(), ID_CHARS);
+    regenerate(prefix, &key_id)
+}
+
+/// A new secret for an existing key id (a rotation).
+pub fn regenerate(prefix: &str, key_id: &str) -> NewKey {
+    let key_id = key_id.to_owned();
+    let secret = Alphanumeric.sample_string(&mut rand::rng(), SECRET_CHARS);
     let value = assemble(prefix, &key_id, &secret);
     let last_four = value[value.len() - 4..].to_owned();
     NewKey {
@@ -75,6 +80,7 @@ pub fn generate(prefix: &str) -> NewKey {
 
 /// A value that has the right shape and checksum.
 pub struct ParsedKey<'a> {
+    pub prefix: &'a str,
     pub key_id: &'a str,
     secret: &'a str,
 }
@@ -99,7 +105,11 @@ pub fn parse(value: &str) -> Result<ParsedKey<'_>> {
     if !bool::from(checksum(body).as_bytes().ct_eq(sum.as_bytes())) {
         return Err(Error::Unauthenticated(AuthFailure::BadChecksum));
     }
-    Ok(ParsedKey { key_id, secret })
+    Ok(ParsedKey {
+        prefix,
+        key_id,
+        secret,
+    })
 }
 
 /// HMAC-SHA-256 of the id and secret. A fast hash is right for a 256-bit

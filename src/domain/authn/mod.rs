@@ -25,16 +25,36 @@ use crate::store;
 /// The success counter of a credential kind, registered once: it is
 /// incremented on every check.
 fn successes(kind: &'static str) -> &'static metrics::Counter {
-    static PASSWORD: OnceLock<metrics::Counter> = OnceLock::new();
-    static API_KEY: OnceLock<metrics::Counter> = OnceLock::new();
-    let cell = if kind == "password" {
-        &PASSWORD
-    } else {
-        &API_KEY
+    static COUNTERS: [OnceLock<metrics::Counter>; 4] = [const { OnceLock::new() }; 4];
+    let (cell, kind) = match kind {
+        "password" => (&COUNTERS[0], "password"),
+        "api_key" => (&COUNTERS[1], "api_key"),
+        "token" => (&COUNTERS[2], "token"),
+        _ => (&COUNTERS[3], "refresh_token"),
     };
     cell.get_or_init(|| {
         metrics::counter!("authzd_authentications_total", "credential" => kind, "outcome" => "success", "reason" => "ok")
     })
+}
+
+/// Counts (and logs a failure of) one authentication of `kind`.
+pub(crate) fn record_outcome(kind: &'static str, result: std::result::Result<(), &Error>) {
+    match result {
+        Ok(()) => successes(kind).increment(1),
+        Err(Error::Unauthenticated(reason)) => {
+            tracing::info!(
+                credential = kind,
+                reason = reason.as_str(),
+                "authentication failed"
+            );
+            metrics::counter!("authzd_authentications_total", "credential" => kind, "outcome" => "failure", "reason" => reason.as_str())
+                .increment(1);
+        }
+        Err(_) => {
+            metrics::counter!("authzd_authentications_total", "credential" => kind, "outcome" => "error", "reason" => "error")
+                .increment(1);
+        }
+    }
 }
 
 fn fail(reason: AuthFailure) -> Error {
@@ -67,19 +87,24 @@ fn duration_ms(d: Duration) -> i64 {
 }
 
 /// The principal of a user, as a check answers it.
-fn principal(user: &UserEntry, account: &Account, credential: CredentialKind) -> Principal {
+pub(crate) fn principal(
+    user: &UserEntry,
+    account: &Account,
+    credential: CredentialKind,
+) -> Principal {
     Principal {
         user: user.user.clone(),
         account_type: account.account_type,
         account_state: account.state,
         credential,
         api_key: None,
+        token_id: None,
         grants: user.grants.clone(),
     }
 }
 
 /// A user and their account may authenticate.
-fn check_active(user: &UserEntry, account: &Account) -> Result<()> {
+pub(crate) fn check_active(user: &UserEntry, account: &Account) -> Result<()> {
     if user.user.state != UserState::Enabled {
         return Err(fail(AuthFailure::UserDisabled));
     }
@@ -112,6 +137,7 @@ impl Core {
                 self.authenticate_password(username, password, source).await,
             ),
             Credential::ApiKey(value) => ("api_key", self.authenticate_api_key(value).await),
+            Credential::Token(value) => ("token", self.authenticate_token(value).await),
         };
         if let Some(limiter) = self.limiter() {
             match (&result, reserved) {
@@ -125,22 +151,7 @@ impl Core {
             Err(busy @ Error::Busy { .. }) => Err(sources::held(busy).await),
             other => other,
         };
-        match &result {
-            Ok(_) => successes(kind).increment(1),
-            Err(Error::Unauthenticated(reason)) => {
-                tracing::info!(
-                    credential = kind,
-                    reason = reason.as_str(),
-                    "authentication failed"
-                );
-                metrics::counter!("authzd_authentications_total", "credential" => kind, "outcome" => "failure", "reason" => reason.as_str())
-                    .increment(1);
-            }
-            Err(_) => {
-                metrics::counter!("authzd_authentications_total", "credential" => kind, "outcome" => "error", "reason" => "error")
-                    .increment(1);
-            }
-        }
+        record_outcome(kind, result.as_ref().map(|_| ()));
         result
     }
 
@@ -244,7 +255,14 @@ impl Core {
             .key_entry(parsed.key_id)
             .await?
             .ok_or(fail(AuthFailure::UnknownKey))?;
-        if !key.digest.is_some_and(|stored| parsed.matches(&stored)) {
+        let now = self.now();
+        // Both digests are compared whatever the first says, so the time
+        // taken does not tell which secret was presented.
+        let current = key.digest.is_some_and(|stored| parsed.matches(&stored));
+        let previous = key
+            .previous
+            .is_some_and(|(stored, until)| parsed.matches(&stored) && now < until);
+        if !(current | previous) {
             return Err(fail(AuthFailure::WrongSecret));
         }
         let (user, account) = match owner {
@@ -255,7 +273,6 @@ impl Core {
             }
             _ => return Err(fail(AuthFailure::OwnerDeleted)),
         };
-        let now = self.now();
         if key.revoked_at.is_some() {
             return Err(fail(AuthFailure::KeyRevoked));
         }

@@ -42,6 +42,11 @@ fn key_entry(key: &LoadedKey) -> Arc<KeyEntry> {
         expires_at: key.expires_at,
         revoked_at: key.revoked_at,
         owner_deleted_at: key.owner_deleted_at,
+        previous: key
+            .previous_secret_hash
+            .as_deref()
+            .and_then(key_format::stored_digest)
+            .zip(key.previous_valid_until),
     })
 }
 

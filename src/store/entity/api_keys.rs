@@ -21,6 +21,9 @@ pub struct Model {
     pub revoked_at: Option<DateTimeUtc>,
     pub last_used_at: Option<DateTimeUtc>,
     pub owner_deleted_at: Option<DateTimeUtc>,
+    pub previous_secret_hash: Option<String>,
+    pub previous_valid_until: Option<DateTimeUtc>,
+    pub rotated_at: Option<DateTimeUtc>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
