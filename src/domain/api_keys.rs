@@ -51,11 +51,24 @@ impl LastUsed {
         }
     }
 
-    fn take(&self) -> HashMap<Uuid, DateTime<Utc>> {
+    /// What is pending now. It stays pending (and shown by reads) until
+    /// `forget` is told it was written, so no read falls between the two.
+    fn snapshot(&self) -> Vec<(Uuid, DateTime<Utc>)> {
         self.pending
             .lock()
-            .map(|mut pending| std::mem::take(&mut *pending))
+            .map(|pending| pending.iter().map(|(k, at)| (*k, *at)).collect())
             .unwrap_or_default()
+    }
+
+    /// Drops what was written, unless a later use came in meanwhile.
+    fn forget(&self, written: &[(Uuid, DateTime<Utc>)]) {
+        if let Ok(mut pending) = self.pending.lock() {
+            for (key, at) in written {
+                if pending.get(key) == Some(at) {
+                    pending.remove(key);
+                }
+            }
+        }
     }
 }
 
@@ -414,22 +427,16 @@ impl Core {
 
     /// Writes the coalesced last uses. Returns how many keys were written.
     pub async fn flush_last_used(&self) -> Result<usize> {
-        let pending: Vec<(Uuid, DateTime<Utc>)> = self.last_used().take().into_iter().collect();
+        let pending = self.last_used().snapshot();
         if pending.is_empty() {
             return Ok(0);
         }
         // One statement per flush (per 500 keys), and no change record:
-        // a last use cannot change a check's answer.
-        let written = self
-            .write_with(async |db| store::api_keys::set_last_used(db, &pending).await)
-            .await;
-        if let Err(err) = written {
-            // Keep them for the next flush; rewriting one is harmless.
-            for (key, at) in &pending {
-                self.last_used().record(*key, *at);
-            }
-            return Err(err);
-        }
+        // a last use cannot change a check's answer. On failure they stay
+        // pending for the next flush.
+        self.write_with(async |db| store::api_keys::set_last_used(db, &pending).await)
+            .await?;
+        self.last_used().forget(&pending);
         Ok(pending.len())
     }
 

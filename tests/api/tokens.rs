@@ -169,6 +169,12 @@ async fn an_expired_access_token_is_refused(backend: Backend) {
     app.token_login(&next.access_token).await.unwrap();
     app.core.clock().advance(TimeDelta::seconds(86_401));
     assert_refused(app.refresh(&next.refresh_token).await);
+    // The purge removes the two refresh tokens and their family, and what
+    // is gone stays refused.
+    assert_eq!(app.core.purge_tokens().await.unwrap(), 3);
+    assert_eq!(app.core.purge_tokens().await.unwrap(), 0);
+    assert_refused(app.refresh(&next.refresh_token).await);
+    assert_refused(app.token_login(&next.access_token).await);
 }
 
 async fn refresh_rotates_and_a_reused_refresh_token_kills_the_family(backend: Backend) {

@@ -5,7 +5,7 @@
 pub mod credentials;
 pub mod key_format;
 pub mod passwords;
-mod source;
+pub(crate) mod source;
 pub mod sources;
 
 use std::sync::OnceLock;

@@ -15,7 +15,7 @@ use crate::store::principals::{LoadedKey, LoadedUser};
 
 /// Reads of one item while evictions keep racing them; the last read is
 /// answered after that.
-const READS: usize = 3;
+pub(crate) const READS: usize = 3;
 
 type Owner = (Arc<UserEntry>, Arc<Account>);
 

@@ -511,7 +511,7 @@ impl Core {
             return Ok(hit);
         }
         let mut answer = None;
-        for _ in 0..3 {
+        for _ in 0..super::authn::source::READS {
             let epoch = cache.epoch();
             let loaded = store::tokens::find_family(self.db(), id).await?;
             answer = loaded.map(|f| {
