@@ -108,7 +108,9 @@ def main() -> int:
                 grant = tokens.CreateTokenRequest(
                     password=pb.PasswordCredentials(username=args.login, password=password),
                     client_address=args.client_address)
-                issued = tokens_grpc.TokenServiceStub(channel).CreateToken(grant, timeout=args.timeout)
+                # The caller key vouches for client_address.
+                issued = tokens_grpc.TokenServiceStub(channel).CreateToken(
+                    grant, metadata=metadata, timeout=args.timeout)
                 print(f"token obtained: expires in {issued.expires_in} s")
                 authorization = f"Bearer {issued.access_token}"
             rpc = "Authenticate"

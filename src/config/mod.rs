@@ -204,7 +204,7 @@ settings! {
         /// Milliseconds between writes of API keys' last use.
         api_key_last_used_flush_ms: u64 = 5000, old = ["api_key_last_used_flush_ms"], check = |v| at_least(50)(v);
         /// The longest grace period RotateApiKey may give the previous secret, in seconds.
-        api_key_rotation_max_grace_seconds: u64 = 86_400;
+        api_key_rotation_max_grace_seconds: u64 = 86_400, check = |v| if *v <= 31_536_000 { Ok(()) } else { Err("must be at most 31536000 (a year)".into()) };
         /// Bearer tokens (TokenService). Anchore's `user_authentication.oauth.enabled`: in a file, `oauth:` may be a nested mapping.
         oauth_enabled: bool = true;
         /// Seconds an access token is valid (Anchore's `oauth.default_token_expiration_seconds`).

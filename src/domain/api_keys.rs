@@ -362,7 +362,10 @@ impl Core {
         if now >= key.expires_at {
             return Err(Error::precondition("the key has expired: create a new one"));
         }
-        let until = (now + TimeDelta::seconds(i64::try_from(grace).unwrap_or(i64::MAX)))
+        // The setting caps the grace at a year: this cannot overflow.
+        let until = TimeDelta::try_seconds(i64::try_from(grace).unwrap_or(i64::MAX))
+            .and_then(|grace| now.checked_add_signed(grace))
+            .unwrap_or(key.expires_at)
             .min(key.expires_at);
         let minted = key_format::regenerate(&key.prefix, &key.key_id);
         let rotated = self

@@ -34,19 +34,22 @@ impl CallerKeys {
             == 1
     }
 
+    /// No caller keys configured (allowed on loopback only): every caller
+    /// counts as a calling service.
+    pub fn is_open(&self) -> bool {
+        self.digests.is_empty()
+    }
+
+    /// Whether the request carries `authorization: Bearer <a caller key>`.
+    pub fn presented(&self, metadata: &tonic::metadata::MetadataMap) -> bool {
+        !self.digests.is_empty() && bearer(metadata).is_some_and(|key| self.accepts(key))
+    }
+
     pub fn check<T>(&self, request: Request<T>) -> Result<Request<T>, Status> {
         if self.digests.is_empty() {
             return Ok(request);
         }
-        let presented = request
-            .metadata()
-            .get("authorization")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| {
-                let (scheme, key) = v.trim().split_once(' ')?;
-                scheme.eq_ignore_ascii_case("bearer").then_some(key.trim())
-            });
-        match presented {
+        match bearer(request.metadata()) {
             Some(key) if self.accepts(key) => {
                 crate::telemetry::record_caller("caller-key");
                 Ok(request)
@@ -57,6 +60,17 @@ impl CallerKeys {
             }
         }
     }
+}
+
+/// The value of `authorization: Bearer <value>`.
+fn bearer(metadata: &tonic::metadata::MetadataMap) -> Option<&str> {
+    metadata
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            let (scheme, key) = v.trim().split_once(' ')?;
+            scheme.eq_ignore_ascii_case("bearer").then_some(key.trim())
+        })
 }
 
 #[cfg(test)]

@@ -29,6 +29,10 @@ pub struct CallContext {
     /// The `x-anchore-account` context, validated.
     pub account: Option<String>,
     pub origin: Origin,
+    /// A calling service vouched for the request with a caller key (or no
+    /// caller keys are configured, loopback only): it may name its end
+    /// user's address (`client_address`).
+    pub from_service: bool,
 }
 
 fn ascii_header<'a>(metadata: &'a MetadataMap, name: &str) -> Result<Option<&'a str>, Status> {
@@ -90,22 +94,31 @@ pub fn admin(mut request: Request<()>) -> Result<Request<()>, Status> {
         credential: Some(credential),
         account: account_context(request.metadata())?,
         origin: origin(&request),
+        from_service: false,
     };
     request.extensions_mut().insert(context);
     Ok(request)
 }
 
 /// The interceptor of the token service: the grants carry their own
-/// credentials, so the caller's are read only when present (a malformed
-/// one is still refused).
-pub fn optional(request: Request<()>) -> Result<Request<()>, Status> {
-    if request.metadata().get("authorization").is_some() {
+/// credentials. `authorization: Bearer <caller key>` marks a calling
+/// service (which may name its end user's address); any other
+/// `authorization` is the caller's own credential (RevokeUserTokens), and a
+/// malformed one is refused.
+pub fn tokens(
+    keys: &Arc<ArcSwap<CallerKeys>>,
+    request: Request<()>,
+) -> Result<Request<()>, Status> {
+    let keys = keys.load();
+    let caller_key = keys.presented(request.metadata());
+    if !caller_key && request.metadata().get("authorization").is_some() {
         return admin(request);
     }
     let context = CallContext {
         credential: None,
         account: account_context(request.metadata())?,
         origin: origin(&request),
+        from_service: caller_key || keys.is_open(),
     };
     let mut request = request;
     request.extensions_mut().insert(context);
@@ -119,6 +132,7 @@ pub fn check(keys: &Arc<ArcSwap<CallerKeys>>, request: Request<()>) -> Result<Re
         credential: None,
         account: account_context(request.metadata())?,
         origin: origin(&request),
+        from_service: true,
     };
     request.extensions_mut().insert(context);
     Ok(request)

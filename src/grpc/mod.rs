@@ -49,6 +49,7 @@ pub fn routes(
     caller_keys: Arc<ArcSwap<caller::CallerKeys>>,
     max_message_bytes: usize,
 ) -> Routes {
+    let token_keys = caller_keys.clone();
     let auth = InterceptedService::new(
         AuthServiceServer::new(auth::AuthApi::new(core.clone()))
             .max_decoding_message_size(max_message_bytes),
@@ -83,6 +84,6 @@ pub fn routes(
         .add_service(InterceptedService::new(
             TokenServiceServer::new(tokens::TokenApi::new(core.clone()))
                 .max_decoding_message_size(max_message_bytes),
-            context::optional,
+            move |req| context::tokens(&token_keys, req),
         ))
 }

@@ -38,11 +38,20 @@ impl TokenService for TokenApi {
         &self,
         request: Request<pb::CreateTokenRequest>,
     ) -> Result<Response<pb::CreateTokenResponse>, Status> {
-        let peer = request
+        let (peer, from_service) = request
             .extensions()
             .get::<CallContext>()
-            .and_then(|c| c.origin.peer);
+            .map_or((None, false), |c| (c.origin.peer, c.from_service));
         let req = request.into_inner();
+        // A client could otherwise name a new address on every guess and
+        // escape the per-source limit.
+        if !from_service && !req.client_address.is_empty() {
+            return Err(Error::invalid(
+                "client_address",
+                "only a calling service presenting its caller key may name an end user's address",
+            )
+            .into());
+        }
         let source = Source::of("client_address", &req.client_address, peer)?;
         let pair = match req.grant {
             Some(Grant::Password(p)) => {

@@ -201,7 +201,7 @@ pub async fn revoke_user_families(
 }
 
 /// Records an access token as revoked until it expires; false if it
-/// already was, or its family is gone.
+/// already was, or its family is revoked or gone.
 pub async fn revoke_access_token(
     db: &impl ConnectionTrait,
     jti: &str,
@@ -212,7 +212,8 @@ pub async fn revoke_access_token(
         .execute_raw(sql(
             db,
             "INSERT INTO revoked_tokens (jti, family_id, expires_at_ms) \
-             SELECT $1, $2, $3 WHERE EXISTS (SELECT 1 FROM token_families WHERE id = $4) \
+             SELECT $1, $2, $3 WHERE EXISTS \
+                 (SELECT 1 FROM token_families WHERE id = $4 AND revoked_at_ms IS NULL) \
              ON CONFLICT (jti) DO NOTHING",
             vec![
                 jti.into(),

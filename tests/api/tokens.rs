@@ -155,6 +155,42 @@ async fn every_failed_grant_looks_the_same(backend: Backend) {
     app.grant("dave", "dave-password").await.unwrap();
 }
 
+/// Only a calling service (with its caller key) may name the end user's
+/// address: anyone else could escape the per-source limit by naming a new
+/// one on every guess.
+async fn only_a_calling_service_names_the_end_users_address(backend: Backend) {
+    let app = tenant(backend).await;
+    let grant = || pb::CreateTokenRequest {
+        grant: Some(pb::create_token_request::Grant::Password(
+            pb::PasswordCredentials {
+                username: "bob".into(),
+                password: "bob-password".into(),
+            },
+        )),
+        client_address: "198.51.100.7".into(),
+    };
+    let status = app.tokens().create_token(grant()).await.unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument);
+    assert_eq!(
+        status.message(),
+        "client_address: only a calling service presenting its caller key may name an end user's address"
+    );
+    let issued = app
+        .tokens()
+        .create_token(as_service(grant()))
+        .await
+        .unwrap()
+        .into_inner();
+    app.token_login(&issued.access_token).await.unwrap();
+    // With a caller key, a user credential cannot ride along: the header
+    // is the caller key.
+    assert_refused(
+        app.tokens()
+            .revoke_user_tokens(as_service(pb::RevokeUserTokensRequest::default()))
+            .await,
+    );
+}
+
 async fn an_expired_access_token_is_refused(backend: Backend) {
     let app = tenant(backend).await;
     let bob = app.grant("bob", "bob-password").await.unwrap();
@@ -219,6 +255,8 @@ async fn revocations_take_effect_on_the_next_check(backend: Backend) {
     // A refresh token: its whole family.
     assert!(revoke(sibling.refresh_token.clone()).await.unwrap());
     assert_refused(app.token_login(&sibling.access_token).await);
+    // Nothing left to revoke in a revoked family.
+    assert!(!revoke(sibling.access_token.clone()).await.unwrap());
     assert_refused(app.refresh(&sibling.refresh_token).await);
     let status = tokens
         .clone()
@@ -480,6 +518,7 @@ async fn tampered_tokens_are_refused(backend: Backend) {
 dual!(
     a_token_works_on_admin_rpcs_and_in_both_checks,
     every_failed_grant_looks_the_same,
+    only_a_calling_service_names_the_end_users_address,
     an_expired_access_token_is_refused,
     refresh_rotates_and_a_reused_refresh_token_kills_the_family,
     revocations_take_effect_on_the_next_check,
@@ -722,6 +761,16 @@ async fn postgres_two_replicas_share_the_key_and_each_others_revocations() {
     // A refresh on B of A's token, then a revoke on A of B's family.
     let refreshed = b.refresh(&on_a.refresh_token).await.unwrap();
     a.token_login(&refreshed.access_token).await.unwrap();
+    // B holds the family's state in memory now: the revoke must evict it.
+    b.token_login(&on_b.access_token).await.unwrap();
+    let family = parts(&on_b.access_token).1["fam"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        matches!(b.core.cache().family(&family), Some(Some(_))),
+        "B did not cache the family"
+    );
     a.tokens()
         .revoke_token(pb::RevokeTokenRequest {
             token: on_b.refresh_token.clone(),

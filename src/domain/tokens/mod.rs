@@ -32,7 +32,7 @@ use super::authn::credentials::Credential;
 use super::authn::key_format;
 use super::authn::sources::Source;
 use super::caller::Caller;
-use super::model::{CredentialKind, Principal, User};
+use super::model::{CredentialKind, Principal, User, UserState};
 use super::secret::Secret;
 use crate::cache::FamilyEntry;
 use crate::error::{AuthFailure, Error, Result};
@@ -230,6 +230,21 @@ impl Core {
             .issue(write.db(), &principal.user, &family, now_ms)
             .await?;
         write.commit().await?;
+        // A password change or a disable that committed between the
+        // verification and the family revoked the families there were then,
+        // not this one: read the user again, and take the family back if
+        // they changed (`updated_at` moves with the password and the state).
+        let now_seen = self.queries().user_by_name(self.db(), username).await?;
+        let unchanged = now_seen.is_some_and(|fresh| {
+            fresh.user.id == principal.user.id
+                && fresh.user.updated_at == principal.user.updated_at
+                && fresh.user.state == UserState::Enabled
+        });
+        if !unchanged {
+            self.write_with(async |db| store::tokens::revoke_family(db, &family, now_ms).await)
+                .await?;
+            return Err(fail(AuthFailure::TokenRevoked));
+        }
         tracing::info!(user = principal.username(), family, "token issued");
         Ok(issued)
     }
@@ -354,7 +369,8 @@ impl Core {
             .write_with(async |db| store::tokens::revoke_family(db, family, now_ms).await)
             .await;
         match revoked {
-            Ok(_) => {
+            Ok(false) => fail(AuthFailure::TokenReused),
+            Ok(true) => {
                 tracing::warn!(
                     user = username,
                     family,
