@@ -264,13 +264,16 @@ pub async fn find_family(db: &impl ConnectionTrait, id: &str) -> StoreResult<Opt
 }
 
 /// Removes what can no longer be presented: expired refresh tokens and
-/// revoked access tokens, then families nothing in them outlives.
+/// revocation records, and revoked families with everything in them (a
+/// token whose family is gone is refused like a revoked one), then
+/// families nothing in them outlives.
 pub async fn purge_expired(db: &impl ConnectionTrait, now_ms: i64) -> StoreResult<u64> {
+    const REVOKED: &str = "SELECT id FROM token_families WHERE revoked_at_ms IS NOT NULL";
     let mut removed = 0;
     for statement in [
-        "DELETE FROM refresh_tokens WHERE expires_at_ms < $1",
-        "DELETE FROM revoked_tokens WHERE expires_at_ms < $1",
-        "DELETE FROM token_families WHERE expires_at_ms < $1",
+        &format!("DELETE FROM refresh_tokens WHERE expires_at_ms < $1 OR family_id IN ({REVOKED})"),
+        &format!("DELETE FROM revoked_tokens WHERE expires_at_ms < $1 OR family_id IN ({REVOKED})"),
+        "DELETE FROM token_families WHERE expires_at_ms < $1 OR revoked_at_ms IS NOT NULL",
     ] {
         removed += db
             .execute_raw(sql(db, statement, vec![now_ms.into()]))

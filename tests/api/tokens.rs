@@ -299,6 +299,14 @@ async fn revocations_take_effect_on_the_next_check(backend: Backend) {
         .into_inner();
     assert_eq!(revoked.families_revoked, 1);
     assert_refused(app.token_login(&mine.access_token).await);
+    // The purge removes revoked families with everything in them at once:
+    // the four families above, their five refresh tokens and the one
+    // revocation record. What was in them stays refused.
+    assert_eq!(app.core.purge_tokens().await.unwrap(), 10);
+    assert_eq!(app.core.purge_tokens().await.unwrap(), 0);
+    assert_refused(app.token_login(&mine.access_token).await);
+    assert_refused(app.refresh(&two.refresh_token).await);
+    assert_refused(app.token_login(&pair.access_token).await);
     // Someone else's needs updateUser there; API keys never may.
     app.create_user("acme", "carol", "carol-password", &["read-only"])
         .await;

@@ -158,8 +158,19 @@ pub fn stored_digest(stored_hash: &str) -> Option<[u8; 32]> {
 impl ParsedKey<'_> {
     /// Constant-time comparison with the stored digest.
     pub fn matches(&self, stored: &[u8; 32]) -> bool {
-        bool::from(digest(self.key_id, self.secret).ct_eq(stored))
+        same(&self.digest(), stored)
     }
+
+    /// The digest of the presented value, to compare with more than one
+    /// stored digest (a rotated key's two) for the cost of one HMAC.
+    pub fn digest(&self) -> [u8; 32] {
+        digest(self.key_id, self.secret)
+    }
+}
+
+/// Constant-time equality of two digests.
+pub fn same(a: &[u8; 32], b: &[u8; 32]) -> bool {
+    bool::from(a.ct_eq(b))
 }
 
 #[cfg(test)]

@@ -258,10 +258,13 @@ impl Core {
         let now = self.now();
         // Both digests are compared whatever the first says, so the time
         // taken does not tell which secret was presented.
-        let current = key.digest.is_some_and(|stored| parsed.matches(&stored));
+        let presented = parsed.digest();
+        let current = key
+            .digest
+            .is_some_and(|stored| key_format::same(&presented, &stored));
         let previous = key
             .previous
-            .is_some_and(|(stored, until)| parsed.matches(&stored) && now < until);
+            .is_some_and(|(stored, until)| key_format::same(&presented, &stored) & (now < until));
         if !(current | previous) {
             return Err(fail(AuthFailure::WrongSecret));
         }

@@ -544,7 +544,8 @@ impl Core {
         Ok(answer)
     }
 
-    /// Removes expired refresh tokens, revoked access tokens and families.
+    /// Removes expired and revoked refresh tokens, expired revocation
+    /// records, and revoked or expired families.
     pub async fn purge_tokens(&self) -> Result<u64> {
         let now_ms = self.now().timestamp_millis();
         self.write_with(async |db| store::tokens::purge_expired(db, now_ms).await)
