@@ -2,7 +2,7 @@
 
 use tonic::{Request, Response, Status};
 
-use super::context::{CallContext, context_account};
+use super::context::{context_account, source_of};
 use super::convert::enum_field;
 use crate::domain::Core;
 use crate::domain::authn::credentials::Credential;
@@ -51,15 +51,6 @@ impl AuthApi {
         let credential = Credential::from_parts(&p.username, p.password);
         self.core.authenticate(&credential, source).await
     }
-}
-
-/// The end user's source: the request's `client_address`, else the peer.
-fn source_of<T>(request: &Request<T>, client_address: &str) -> Result<Source, Status> {
-    let peer = request
-        .extensions()
-        .get::<CallContext>()
-        .and_then(|c| c.origin.peer);
-    Ok(Source::of("client_address", client_address, peer)?)
 }
 
 #[tonic::async_trait]

@@ -14,6 +14,7 @@ use tonic::{Request, Status};
 use super::caller::CallerKeys;
 use crate::domain::Core;
 use crate::domain::authn::credentials::Credential;
+use crate::domain::authn::sources::Source;
 use crate::domain::caller::{Caller, Origin};
 use crate::domain::names;
 use crate::error::{AuthFailure, Error};
@@ -136,6 +137,24 @@ pub fn check(keys: &Arc<ArcSwap<CallerKeys>>, request: Request<()>) -> Result<Re
     };
     request.extensions_mut().insert(context);
     Ok(request)
+}
+
+/// The end user's source: the request's `client_address`, else the peer.
+/// Only a calling service may name an address: anyone else could name a
+/// new one on every guess and escape the per-source limit.
+pub fn source_of<T>(request: &Request<T>, client_address: &str) -> Result<Source, Status> {
+    let (peer, from_service) = request
+        .extensions()
+        .get::<CallContext>()
+        .map_or((None, false), |c| (c.origin.peer, c.from_service));
+    if !from_service && !client_address.is_empty() {
+        return Err(Error::invalid(
+            "client_address",
+            "only a calling service presenting its caller key may name an end user's address",
+        )
+        .into());
+    }
+    Ok(Source::of("client_address", client_address, peer)?)
 }
 
 /// The context the interceptor stored.

@@ -2,9 +2,8 @@
 
 use tonic::{Request, Response, Status};
 
-use super::context::{CallContext, authenticated};
+use super::context::{authenticated, source_of};
 use crate::domain::Core;
-use crate::domain::authn::sources::Source;
 use crate::domain::secret::Secret;
 use crate::domain::tokens::Issued;
 use crate::error::{AuthFailure, Error};
@@ -38,21 +37,8 @@ impl TokenService for TokenApi {
         &self,
         request: Request<pb::CreateTokenRequest>,
     ) -> Result<Response<pb::CreateTokenResponse>, Status> {
-        let (peer, from_service) = request
-            .extensions()
-            .get::<CallContext>()
-            .map_or((None, false), |c| (c.origin.peer, c.from_service));
+        let source = source_of(&request, &request.get_ref().client_address)?;
         let req = request.into_inner();
-        // A client could otherwise name a new address on every guess and
-        // escape the per-source limit.
-        if !from_service && !req.client_address.is_empty() {
-            return Err(Error::invalid(
-                "client_address",
-                "only a calling service presenting its caller key may name an end user's address",
-            )
-            .into());
-        }
-        let source = Source::of("client_address", &req.client_address, peer)?;
         let pair = match req.grant {
             Some(Grant::Password(p)) => {
                 self.core
