@@ -130,6 +130,8 @@ settings! {
         key_file: Option<PathBuf> = None, old = ["tls_key_file"], reload = true;
         /// PEM CA bundle: when set, clients must present a certificate it signed (mTLS).
         client_ca_file: Option<PathBuf> = None, old = ["tls_client_ca_file"], reload = true;
+        /// Client certificates that may call the check RPCs (Authenticate, Authorize, Envoy's Check) without a caller key: each entry is a subject (`CN=envoy,O=example`) or a DNS or URI subject alternative name (`spiffe://cluster.local/ns/mesh/sa/gateway`). Needs `tls.client_ca_file`.
+        allowed_client_subjects: Vec<String> = Vec::new(), reload = true;
     }
 
     /// The bootstrap administrator.
@@ -230,6 +232,24 @@ settings! {
         /// Anchore's HS256 shared secret. Not supported: a shared secret cannot be published for offline verification, and accepting HMAC invites algorithm confusion. Use an EdDSA or RS256 key.
         secret: Option<Secret> = None, check = |v| if v.is_some() { Err("HS256 shared secrets are not supported; configure keys.private_key_path (EdDSA or RS256) or let authzd generate a key".into()) } else { Ok(()) };
     }
+
+    /// Envoy external authorization (`envoy.service.auth.v3.Authorization/Check`) on the gRPC port: authzd decides each HTTP request a proxy forwards, by a route table of method and path to action (docs/envoy.md).
+    ext_authz: ExtAuthz {
+        /// Serve the Check RPC.
+        enabled: bool = true;
+        /// A path prefix removed before the route table is consulted, e.g. `/v2` (a request outside it is an unknown route).
+        path_prefix: String = String::new(), check = |v| if v.is_empty() || (v.starts_with('/') && !v.ends_with('/')) { Ok(()) } else { Err("must be empty or a path such as /v2".into()) };
+        /// A TSV route table of the built-in table's columns (docs/envoy.md#route-tables), read at start-up.
+        routes_file: Option<PathBuf> = None;
+        /// `extend`: the file's rows add to the built-in Anchore table and replace rows of the same method and path; `replace`: the file is the whole table.
+        routes_mode: String = "extend".to_owned(), check = |v| if v == "extend" || v == "replace" { Ok(()) } else { Err("must be extend or replace".into()) };
+        /// A request no route matches: `deny` (403) or `authenticate` (allowed to any authenticated caller).
+        unknown_routes: String = "deny".to_owned(), check = |v| if v == "deny" || v == "authenticate" { Ok(()) } else { Err("must be deny or authenticate".into()) };
+        /// Further paths served without credentials, any method (route syntax: `/docs/{page}`, `/static/{*rest}`).
+        public_paths: Vec<String> = Vec::new();
+        /// Remove the client's `authorization` header from allowed requests, so the upstream never sees credentials.
+        remove_authorization: bool = false;
+    }
 }
 
 /// A configuration problem, reported as one line before anything binds.
@@ -286,7 +306,15 @@ impl Config {
     /// What one setting alone cannot check.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let keys = self.caller_keys()?;
-        if keys.is_empty() && !self.server.listen.ip().is_loopback() {
+        if !self.tls.allowed_client_subjects.is_empty() && self.tls.client_ca_file.is_none() {
+            return Err(bad(
+                "tls.allowed_client_subjects: needs tls.client_ca_file, or no client certificate is ever checked",
+            ));
+        }
+        if keys.is_empty()
+            && self.tls.allowed_client_subjects.is_empty()
+            && !self.server.listen.ip().is_loopback()
+        {
             return Err(bad(format!(
                 "server.caller_keys: none configured, so Authenticate/Authorize would be open to anyone; \
                  that is allowed only on a loopback address, not {} (set AUTHZD_SERVER_CALLER_KEYS)",

@@ -74,3 +74,13 @@ pub const USED_BY_AUTHZD: &[&str] = &[
     ADD_USER_GROUP_ROLE,
     DELETE_USER_GROUP_ROLE,
 ];
+
+/// Actions that change a user's password, state, keys or existence: on
+/// another user they also need the tenant-isolation rule
+/// (`Core::require_over_user`), whichever front door asks.
+pub fn manages_user(action: &str) -> bool {
+    matches!(
+        action,
+        UPDATE_USER | DELETE_USER | CREATE_API_KEY | UPDATE_API_KEY | DELETE_API_KEY
+    )
+}

@@ -84,34 +84,27 @@ pub struct KeyUpdate {
 struct Actions {
     own: &'static str,
     other: &'static str,
-    /// Changes the owner's credentials: under the tenant-isolation rule.
-    manages: bool,
 }
 
 const CREATE: Actions = Actions {
     own: SELF_CREATE_API_KEY,
     other: CREATE_API_KEY,
-    manages: true,
 };
 const LIST: Actions = Actions {
     own: SELF_LIST_API_KEYS,
     other: LIST_API_KEYS,
-    manages: false,
 };
 const GET: Actions = Actions {
     own: SELF_GET_API_KEY,
     other: GET_API_KEY,
-    manages: false,
 };
 const UPDATE: Actions = Actions {
     own: SELF_UPDATE_API_KEY,
     other: UPDATE_API_KEY,
-    manages: true,
 };
 const DELETE: Actions = Actions {
     own: SELF_DELETE_API_KEY,
     other: DELETE_API_KEY,
-    manages: true,
 };
 
 fn not_found(name: &str) -> Error {
@@ -148,7 +141,7 @@ impl Core {
         }
         self.require(caller, actions.other, Some(account)).await?;
         let owner = self.user_in(account, username).await?;
-        if actions.manages {
+        if super::actions::manages_user(actions.other) {
             self.require_over_user(caller, actions.other, &owner)
                 .await?;
         }

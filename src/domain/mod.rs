@@ -10,6 +10,7 @@ pub mod bootstrap;
 pub mod caller;
 pub mod catalog;
 pub mod decision;
+pub mod gate;
 pub mod groups;
 pub mod model;
 pub mod names;

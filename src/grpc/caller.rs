@@ -6,11 +6,13 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use tonic::{Request, Status};
 
-/// Checks `authorization: Bearer <caller key>` on the check RPCs. With no
-/// keys configured (allowed only on loopback) every caller passes.
+/// Checks `authorization: Bearer <caller key>`, or a client certificate of
+/// an allowed subject, on the check RPCs. With neither configured (allowed
+/// only on loopback) every caller passes.
 #[derive(Clone)]
 pub struct CallerKeys {
     digests: Arc<Vec<[u8; 32]>>,
+    subjects: Arc<Vec<String>>,
 }
 
 fn digest(key: &str) -> [u8; 32] {
@@ -21,7 +23,40 @@ impl CallerKeys {
     pub fn new<'a>(keys: impl IntoIterator<Item = &'a str>) -> Self {
         Self {
             digests: Arc::new(keys.into_iter().map(digest).collect()),
+            subjects: Arc::new(Vec::new()),
         }
+    }
+
+    /// Also lets in clients whose certificate's subject or DNS/URI subject
+    /// alternative name is one of `subjects` (the CA is checked by TLS).
+    pub fn with_subjects(mut self, subjects: Vec<String>) -> Self {
+        self.subjects = Arc::new(subjects);
+        self
+    }
+
+    fn certified<T>(&self, request: &Request<T>) -> bool {
+        if self.subjects.is_empty() {
+            return false;
+        }
+        let Some(certs) = request.peer_certs() else {
+            return false;
+        };
+        let Some(leaf) = certs.first() else {
+            return false;
+        };
+        let Ok((_, cert)) = x509_parser::parse_x509_certificate(leaf.as_ref()) else {
+            return false;
+        };
+        let mut names = vec![cert.subject().to_string()];
+        if let Ok(Some(san)) = cert.subject_alternative_name() {
+            use x509_parser::extensions::GeneralName;
+            names.extend(san.value.general_names.iter().filter_map(|n| match n {
+                GeneralName::DNSName(d) => Some((*d).to_owned()),
+                GeneralName::URI(u) => Some((*u).to_owned()),
+                _ => None,
+            }));
+        }
+        names.iter().any(|n| self.subjects.iter().any(|s| s == n))
     }
 
     /// Comparing fixed-size digests in constant time leaks neither the
@@ -37,7 +72,7 @@ impl CallerKeys {
     /// No caller keys configured (allowed on loopback only): every caller
     /// counts as a calling service.
     pub fn is_open(&self) -> bool {
-        self.digests.is_empty()
+        self.digests.is_empty() && self.subjects.is_empty()
     }
 
     /// Whether the request carries `authorization: Bearer <a caller key>`.
@@ -46,10 +81,14 @@ impl CallerKeys {
     }
 
     pub fn check<T>(&self, request: Request<T>) -> Result<Request<T>, Status> {
-        if self.digests.is_empty() {
+        if self.is_open() {
             return Ok(request);
         }
-        match bearer(request.metadata()) {
+        if self.certified(&request) {
+            crate::telemetry::record_caller("client-certificate");
+            return Ok(request);
+        }
+        match bearer(request.metadata()).filter(|_| !self.digests.is_empty()) {
             Some(key) if self.accepts(key) => {
                 crate::telemetry::record_caller("caller-key");
                 Ok(request)

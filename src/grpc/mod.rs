@@ -7,6 +7,7 @@ pub mod caller;
 pub mod codec;
 pub mod context;
 pub mod convert;
+pub mod ext_authz;
 pub mod groups;
 pub mod input;
 pub mod roles;
@@ -29,6 +30,7 @@ use crate::pb::group_service_server::GroupServiceServer;
 use crate::pb::role_service_server::RoleServiceServer;
 use crate::pb::token_service_server::TokenServiceServer;
 use crate::pb::user_service_server::UserServiceServer;
+use envoy_types::ext_authz::v3::pb::AuthorizationServer;
 
 /// Names reported by the health service, besides the overall "".
 pub const SERVICE_NAMES: [&str; 7] = [
@@ -48,14 +50,16 @@ pub fn routes(
     core: &Core,
     caller_keys: Arc<ArcSwap<caller::CallerKeys>>,
     max_message_bytes: usize,
+    gate: Option<ext_authz::ExtAuthzApi>,
 ) -> Routes {
     let token_keys = caller_keys.clone();
+    let gate_keys = caller_keys.clone();
     let auth = InterceptedService::new(
         AuthServiceServer::new(auth::AuthApi::new(core.clone()))
             .max_decoding_message_size(max_message_bytes),
         move |req| context::check(&caller_keys, req),
     );
-    Routes::new(auth)
+    let routes = Routes::new(auth)
         .add_service(InterceptedService::new(
             AccountServiceServer::new(accounts::AccountApi::new(core.clone()))
                 .max_decoding_message_size(max_message_bytes),
@@ -85,5 +89,14 @@ pub fn routes(
             TokenServiceServer::new(tokens::TokenApi::new(core.clone()))
                 .max_decoding_message_size(max_message_bytes),
             move |req| context::tokens(&token_keys, req),
-        ))
+        ));
+    match gate {
+        // Envoy's Check is a check RPC: the same caller keys or client
+        // certificates as Authenticate and Authorize.
+        Some(api) => routes.add_service(InterceptedService::new(
+            AuthorizationServer::new(api).max_decoding_message_size(max_message_bytes),
+            move |req| context::check(&gate_keys, req),
+        )),
+        None => routes,
+    }
 }

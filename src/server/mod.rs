@@ -45,9 +45,10 @@ impl Live {
             None => None,
         };
         Ok(Self {
-            caller_keys: Arc::new(ArcSwap::from_pointee(CallerKeys::new(
-                keys.iter().map(|k| k.expose()),
-            ))),
+            caller_keys: Arc::new(ArcSwap::from_pointee(
+                CallerKeys::new(keys.iter().map(|k| k.expose()))
+                    .with_subjects(config.tls.allowed_client_subjects.clone()),
+            )),
             tls,
         })
     }
@@ -64,10 +65,48 @@ impl Live {
         if let (Some(live), Some(new)) = (&self.tls, tls) {
             live.store(new);
         }
-        self.caller_keys
-            .store(Arc::new(CallerKeys::new(keys.iter().map(|k| k.expose()))));
+        self.caller_keys.store(Arc::new(
+            CallerKeys::new(keys.iter().map(|k| k.expose()))
+                .with_subjects(config.tls.allowed_client_subjects.clone()),
+        ));
         Ok(())
     }
+}
+
+/// The ext_authz route table of the configuration: the built-in Anchore
+/// table and the operator's file.
+pub fn gate(
+    core: &Core,
+    config: &Config,
+) -> std::result::Result<crate::domain::gate::Gate, String> {
+    use crate::domain::gate::{Gate, UnknownRoutes};
+    let e = &config.ext_authz;
+    let file = match &e.routes_file {
+        Some(path) => Some((
+            path.display().to_string(),
+            std::fs::read_to_string(path).map_err(|err| {
+                format!(
+                    "ext_authz.routes_file: cannot read {}: {err}",
+                    path.display()
+                )
+            })?,
+        )),
+        None => None,
+    };
+    let unknown = if e.unknown_routes == "authenticate" {
+        UnknownRoutes::Authenticate
+    } else {
+        UnknownRoutes::Deny
+    };
+    Gate::new(
+        core.catalog(),
+        file.as_ref()
+            .map(|(origin, text)| (origin.as_str(), text.as_str())),
+        e.routes_mode == "replace",
+        &e.path_prefix,
+        &e.public_paths,
+        unknown,
+    )
 }
 
 /// Serves gRPC on `listener` until `shutdown` completes; then health goes
@@ -93,14 +132,21 @@ pub async fn serve_with_reloads(
     let live = Live::new(&config).map_err(|e| Error::internal(e.0))?;
     let (reporter, health_service) = tonic_health::server::health_reporter();
     set_health(&reporter, ServingStatus::NotServing).await;
-    let reflection_v1 = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    // Envoy's Check is listed only when it is served.
+    let reflection = || {
+        let builder = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET);
+        if config.ext_authz.enabled {
+            builder.register_encoded_file_descriptor_set(pb::ENVOY_FILE_DESCRIPTOR_SET)
+        } else {
+            builder
+        }
+    };
+    let reflection_v1 = reflection()
         .build_v1()
         .map_err(|e| Error::internal(format!("reflection: {e}")))?;
-    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    let reflection_v1alpha = reflection()
         .build_v1alpha()
         .map_err(|e| Error::internal(format!("reflection: {e}")))?;
 
@@ -158,10 +204,19 @@ pub async fn serve_with_reloads(
         stop_flush.clone(),
     ));
 
+    let gate = match &config.ext_authz {
+        e if e.enabled => Some(grpc::ext_authz::ExtAuthzApi::new(
+            core.clone(),
+            Arc::new(gate(&core, &config).map_err(Error::internal)?),
+            e.remove_authorization,
+        )),
+        _ => None,
+    };
     let routes = grpc::routes(
         &core,
         live.caller_keys.clone(),
         config.server.max_message_bytes,
+        gate,
     )
     .add_service(health_service)
     .add_service(reflection_v1)

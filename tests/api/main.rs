@@ -12,6 +12,7 @@ mod cache;
 mod config;
 mod cookbook;
 mod e2e;
+mod ext_authz;
 mod faults;
 mod fuzz;
 mod groups;

@@ -1,0 +1,834 @@
+//! Envoy ext_authz: the HTTP requests a proxy forwards are decided by the
+//! route table and the same decision function as the admin RPCs, and every
+//! refusal the request causes is an `Ok` reply with a denied HTTP response.
+
+use std::collections::HashMap;
+
+use authzd::pb;
+use envoy_types::pb::envoy::config::core::v3::{Address, SocketAddress, address};
+use envoy_types::pb::envoy::service::auth::v3::attribute_context::{HttpRequest, Peer, Request};
+use envoy_types::pb::envoy::service::auth::v3::authorization_client::AuthorizationClient;
+use envoy_types::pb::envoy::service::auth::v3::check_response::HttpResponse;
+use envoy_types::pb::envoy::service::auth::v3::{AttributeContext, CheckRequest, CheckResponse};
+use tonic::Code;
+use tonic::transport::Channel;
+
+use crate::dual;
+use crate::support::*;
+
+/// The built-in table, as the tests read it: one row per operation.
+struct Row {
+    method: String,
+    path: String,
+    id: String,
+    action: String,
+    accepts: bool,
+    access: String,
+    account_param: bool,
+}
+
+fn rows() -> Vec<Row> {
+    include_str!("../../src/domain/gate/anchore-routes.tsv")
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.starts_with("method\t"))
+        .map(|l| {
+            let c: Vec<&str> = l.split('\t').collect();
+            Row {
+                method: c[0].into(),
+                path: c[1].into(),
+                id: c[2].into(),
+                action: c[3].into(),
+                accepts: c[4] == "True",
+                access: c[6].into(),
+                account_param: !c[7].is_empty(),
+            }
+        })
+        .collect()
+}
+
+/// The template with sample parameters: the account `acme`, the user `bob`.
+fn sample(template: &str, account: &str) -> String {
+    template
+        .split('/')
+        .map(|s| match s {
+            "{account_name}" => account.to_owned(),
+            "{username}" => "bob".to_owned(),
+            s if s.starts_with('{') => format!("sample-{}", &s[1..s.len() - 1]),
+            s => s.to_owned(),
+        })
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+/// What Envoy sends for one HTTP request.
+pub fn http(method: &str, path: &str, headers: &[(&str, &str)]) -> CheckRequest {
+    CheckRequest {
+        attributes: Some(AttributeContext {
+            source: Some(Peer {
+                address: Some(Address {
+                    address: Some(address::Address::SocketAddress(SocketAddress {
+                        address: "203.0.113.7".into(),
+                        ..Default::default()
+                    })),
+                }),
+                ..Default::default()
+            }),
+            request: Some(Request {
+                http: Some(HttpRequest {
+                    method: method.into(),
+                    path: path.into(),
+                    headers: headers
+                        .iter()
+                        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                        .collect(),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+    }
+}
+
+fn envoy(app: &TestApp) -> AuthorizationClient<Channel> {
+    AuthorizationClient::new(app.channel.clone())
+}
+
+/// An Ok reply's HTTP side: allowed with the headers set, or the status.
+#[derive(Debug)]
+pub struct Answer {
+    pub status: u16,
+    pub set: HashMap<String, (String, i32)>,
+    pub removed: Vec<String>,
+    pub body: String,
+    pub metadata: Vec<String>,
+}
+
+impl Answer {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.set.get(name).map(|(v, _)| v.as_str())
+    }
+}
+
+pub fn answer(reply: CheckResponse) -> Answer {
+    let code = reply.status.as_ref().map_or(0, |s| s.code);
+    let mut metadata: Vec<String> = reply
+        .dynamic_metadata
+        .map(|m| m.fields.into_keys().collect())
+        .unwrap_or_default();
+    metadata.sort();
+    let headers = |hs: Vec<envoy_types::pb::envoy::config::core::v3::HeaderValueOption>| {
+        hs.into_iter()
+            .filter_map(|h| {
+                let v = h.header?;
+                Some((v.key, (v.value, h.append_action)))
+            })
+            .collect::<HashMap<_, _>>()
+    };
+    match reply.http_response {
+        Some(HttpResponse::OkResponse(ok)) => {
+            assert_eq!(code, 0);
+            Answer {
+                status: 200,
+                set: headers(ok.headers),
+                removed: ok.headers_to_remove,
+                body: String::new(),
+                metadata,
+            }
+        }
+        Some(HttpResponse::DeniedResponse(denied)) => {
+            assert_ne!(code, 0, "a denial with an OK status");
+            Answer {
+                status: denied.status.map_or(0, |s| s.code as u16),
+                set: headers(denied.headers),
+                removed: Vec::new(),
+                body: denied.body,
+                metadata,
+            }
+        }
+        other => panic!("no HTTP response: {other:?}"),
+    }
+}
+
+pub async fn check(app: &TestApp, request: CheckRequest) -> Answer {
+    answer(
+        envoy(app)
+            .check(as_service(request))
+            .await
+            .unwrap()
+            .into_inner(),
+    )
+}
+
+async fn call(app: &TestApp, method: &str, path: &str, headers: &[(&str, &str)]) -> Answer {
+    check(app, http(method, path, headers)).await
+}
+
+fn admin_basic() -> String {
+    basic("admin", ADMIN_PASSWORD)
+}
+
+async fn tenant(backend: Backend) -> TestApp {
+    let app = spawn_app(backend).await;
+    app.create_account("acme").await;
+    app.create_account("beta").await;
+    app.create_user("acme", "bob", "bob-password", &["read-only"])
+        .await;
+    app.create_user("acme", "uadmin", "uadmin-password", &["account-user-admin"])
+        .await;
+    app.create_user("acme", "carol", "carol-password", &[])
+        .await;
+    app
+}
+
+const OVERWRITE: i32 = 2;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_row_resolves_to_its_operation_and_domain() {
+    let app = tenant(Backend::Sqlite).await;
+    let auth = admin_basic();
+    let all = rows();
+    assert_eq!(all.len(), 345);
+    assert_eq!(all.iter().filter(|r| r.account_param).count(), 17);
+    for row in &all {
+        let path = format!("{}?page=2&limit=10", sample(&row.path, "acme"));
+        let headers = [
+            ("authorization", auth.as_str()),
+            ("x-anchore-account", "beta"),
+        ];
+        let a = call(&app, &row.method, &path, &headers).await;
+        let what = format!("{} {} ({})", row.method, row.path, row.id);
+        match row.access.as_str() {
+            "denied" => {
+                assert_eq!(a.status, 403, "{what}: {a:?}");
+                assert!(a.body.contains(&row.id), "{what}: {}", a.body);
+            }
+            "public" => {
+                assert_eq!(a.status, 200, "{what}: {a:?}");
+                assert_eq!(
+                    a.header("x-authz-operation"),
+                    Some(row.id.as_str()),
+                    "{what}"
+                );
+                assert_eq!(a.header("x-authz-user"), None, "{what}");
+            }
+            _ => {
+                assert_eq!(a.status, 200, "{what}: {a:?}");
+                assert_eq!(
+                    a.header("x-authz-operation"),
+                    Some(row.id.as_str()),
+                    "{what}"
+                );
+                assert_eq!(a.header("x-authz-user"), Some("admin"), "{what}");
+                let domain = if row.account_param {
+                    "acme"
+                } else if row.accepts && row.access == "action" {
+                    "beta"
+                } else {
+                    "admin"
+                };
+                assert_eq!(a.header("x-authz-account"), Some(domain), "{what}");
+            }
+        }
+        // Another method on the same path is never this operation.
+        for method in ["GET", "POST", "PUT", "PATCH", "DELETE"] {
+            if method == row.method {
+                continue;
+            }
+            let other = call(&app, method, &path, &headers).await;
+            assert_ne!(
+                other.header("x-authz-operation"),
+                Some(row.id.as_str()),
+                "{method} {path}"
+            );
+        }
+        // Paths Envoy would have normalised are refused, never matched.
+        let canonical = sample(&row.path, "acme");
+        let mut variants = vec![
+            format!("/{canonical}"),
+            format!("{canonical}/../x"),
+            format!("{canonical}/./x"),
+            format!("{canonical}%2Fx"),
+            format!("{canonical}%2fx"),
+            format!("{canonical}%5Cx"),
+            format!("{canonical}\\x"),
+            format!("{canonical}/%2e%2e/x"),
+        ];
+        if canonical != "/" {
+            variants.push(format!("{canonical}/"));
+        }
+        for variant in variants {
+            let a = call(&app, &row.method, &variant, &headers).await;
+            assert_eq!(a.status, 400, "{} {variant}: {a:?}", row.method);
+        }
+    }
+}
+
+async fn account_in_path_rows_decide_in_the_paths_account(backend: Backend) {
+    let app = tenant(backend).await;
+    let uadmin = basic("uadmin", "uadmin-password");
+    // The user admin of acme creates users in acme, never in beta, whatever
+    // context it names.
+    let a = call(
+        &app,
+        "POST",
+        "/accounts/acme/users",
+        &[("authorization", &uadmin)],
+    )
+    .await;
+    assert_eq!(a.status, 200, "{a:?}");
+    assert_eq!(a.header("x-authz-account"), Some("acme"));
+    for context in [None, Some("beta"), Some("acme")] {
+        let mut headers = vec![("authorization", uadmin.as_str())];
+        if let Some(c) = context {
+            headers.push(("x-anchore-account", c));
+        }
+        let a = call(&app, "POST", "/accounts/beta/users", &headers).await;
+        assert_eq!(a.status, 403, "{context:?}: {a:?}");
+        let body: serde_json::Value = serde_json::from_str(&a.body).unwrap();
+        assert_eq!(body["action"], "createUser");
+    }
+    // Every account-in-path row: refused in beta; in acme, exactly what
+    // Authorize decides for the same action there.
+    for row in rows().iter().filter(|r| r.account_param) {
+        let beta = call(
+            &app,
+            &row.method,
+            &sample(&row.path, "beta"),
+            &[("authorization", &uadmin)],
+        )
+        .await;
+        assert_eq!(beta.status, 403, "{} {}", row.method, row.path);
+        let acme = call(
+            &app,
+            &row.method,
+            &sample(&row.path, "acme"),
+            &[("authorization", &uadmin)],
+        )
+        .await;
+        let decided = app
+            .auth()
+            .authorize(as_service(pb::AuthorizeRequest {
+                subject: Some(pb::authorize_request::Subject::Username("uadmin".into())),
+                account: "acme".into(),
+                actions: vec![row.action.clone()],
+                ..Default::default()
+            }))
+            .await
+            .unwrap()
+            .into_inner()
+            .allowed;
+        assert_eq!(
+            acme.status == 200,
+            decided,
+            "{} {}: {acme:?}",
+            row.method,
+            row.path
+        );
+    }
+    // The tenant-isolation rule of the admin RPCs: bob also holds a role in
+    // beta, so acme's user admin may no longer manage him.
+    app.roles()
+        .add_role_member(as_admin(pb::AddRoleMemberRequest {
+            role: "read-only".into(),
+            username: "bob".into(),
+            account: "beta".into(),
+        }))
+        .await
+        .unwrap();
+    let a = call(
+        &app,
+        "DELETE",
+        "/accounts/acme/users/bob",
+        &[("authorization", &uadmin)],
+    )
+    .await;
+    assert_eq!(a.status, 403, "{a:?}");
+    let a = call(
+        &app,
+        "DELETE",
+        "/accounts/acme/users/carol",
+        &[("authorization", &uadmin)],
+    )
+    .await;
+    assert_eq!(a.status, 200, "{a:?}");
+    // Reading him is not managing him.
+    let a = call(
+        &app,
+        "GET",
+        "/accounts/acme/users/bob",
+        &[("authorization", &uadmin)],
+    )
+    .await;
+    assert_eq!(a.status, 200, "{a:?}");
+}
+
+async fn unmapped_operations_behave_as_classified(backend: Backend) {
+    let app = tenant(backend).await;
+    let bob = basic("bob", "bob-password");
+    let admin = admin_basic();
+    let admin_key = app.create_key("admin", "admin", "gate", 1).await;
+    let admin_key = basic("_api_key", &admin_key);
+    let bob_key = app.create_key("acme", "bob", "gate", 1).await;
+    let bob_key = basic("_api_key", &bob_key);
+    let status = |a: Answer| a.status;
+
+    // Public: no credentials needed.
+    for path in ["/", "/health", "/version", "/rbac-manager/saml/login/okta"] {
+        assert_eq!(status(call(&app, "GET", path, &[]).await), 200, "{path}");
+    }
+    assert_eq!(
+        status(call(&app, "POST", "/rbac-manager/saml/sso/okta", &[]).await),
+        200
+    );
+    // Any authenticated user, by any credential.
+    for auth in [&bob, &bob_key] {
+        for path in ["/user", "/status", "/system/feeds", "/my-user-groups"] {
+            let a = call(&app, "GET", path, &[("authorization", auth)]).await;
+            assert_eq!(a.status, 200, "{path}: {a:?}");
+        }
+    }
+    let a = call(&app, "GET", "/user", &[]).await;
+    assert_eq!(a.status, 401);
+    // Password change: not on an API key's authority.
+    let a = call(
+        &app,
+        "POST",
+        "/user/credentials",
+        &[("authorization", &bob)],
+    )
+    .await;
+    assert_eq!(a.status, 200, "{a:?}");
+    let a = call(
+        &app,
+        "POST",
+        "/user/credentials",
+        &[("authorization", &bob_key)],
+    )
+    .await;
+    assert_eq!(a.status, 403, "{a:?}");
+    // Global administrators only.
+    for (method, path) in [
+        ("GET", "/rbac-manager/saml/idps"),
+        ("POST", "/rbac-manager/saml/idps"),
+        ("DELETE", "/rbac-manager/saml/idps/okta"),
+        ("POST", "/system/webhooks/general/test"),
+    ] {
+        let a = call(&app, method, path, &[("authorization", &bob)]).await;
+        assert_eq!(a.status, 403, "{method} {path}: {a:?}");
+        let a = call(&app, method, path, &[("authorization", &admin)]).await;
+        assert_eq!(a.status, 200, "{method} {path}: {a:?}");
+    }
+    // One's own roles, or anyone's for an administrator.
+    let roles = |who: &str| format!("/rbac-manager/users/{who}/roles");
+    let a = call(&app, "GET", &roles("bob"), &[("authorization", &bob)]).await;
+    assert_eq!(a.status, 200);
+    let a = call(&app, "GET", &roles("carol"), &[("authorization", &bob)]).await;
+    assert_eq!(a.status, 403);
+    let a = call(&app, "GET", &roles("carol"), &[("authorization", &admin)]).await;
+    assert_eq!(a.status, 200);
+    // authzd issues its own tokens.
+    let a = call(&app, "POST", "/oauth/token", &[("authorization", &admin)]).await;
+    assert_eq!(a.status, 403);
+    // The API-key restriction applies: even an administrator's key may not
+    // create accounts.
+    let a = call(&app, "POST", "/accounts", &[("authorization", &admin_key)]).await;
+    assert_eq!(a.status, 403, "{a:?}");
+    assert!(a.body.contains("createAccount"), "{}", a.body);
+    let a = call(&app, "POST", "/accounts", &[("authorization", &admin)]).await;
+    assert_eq!(a.status, 200);
+}
+
+async fn each_credential_kind_is_allowed_and_denied(backend: Backend) {
+    let app = tenant(backend).await;
+    let key = app.create_key("acme", "bob", "gate", 1).await;
+    let token = app.grant("bob", "bob-password").await.unwrap().access_token;
+    let credentials = [
+        (basic("bob", "bob-password"), "password"),
+        (basic("_api_key", &key), "api_key"),
+        (format!("Bearer {token}"), "token"),
+    ];
+    for (auth, kind) in &credentials {
+        // A client's own identity headers never survive: they are
+        // overwritten, not appended to.
+        let a = call(
+            &app,
+            "GET",
+            "/images?tag=latest",
+            &[
+                ("authorization", auth),
+                ("x-authz-user", "admin"),
+                ("x-authz-account", "admin"),
+            ],
+        )
+        .await;
+        assert_eq!(a.status, 200, "{kind}: {a:?}");
+        assert_eq!(a.header("x-authz-user"), Some("bob"));
+        assert_eq!(a.header("x-authz-account"), Some("acme"));
+        assert_eq!(a.header("x-authz-credential"), Some(*kind));
+        assert_eq!(a.header("x-authz-operation"), Some("list_images"));
+        assert!(a.header("x-authz-user-id").is_some_and(|id| id.len() == 36));
+        assert!(
+            a.set.values().all(|(_, action)| *action == OVERWRITE),
+            "{a:?}"
+        );
+        assert_eq!(
+            a.metadata,
+            ["account", "credential", "operation", "user", "user_id"]
+        );
+        // Read-only does not create images.
+        let a = call(&app, "POST", "/images", &[("authorization", auth)]).await;
+        assert_eq!(a.status, 403, "{kind}: {a:?}");
+        let body: serde_json::Value = serde_json::from_str(&a.body).unwrap();
+        assert_eq!(body["action"], "createImage", "{kind}");
+        assert_eq!(a.header("content-type"), Some("application/json"));
+    }
+    // Wrong credentials of each kind: 401 with the challenge.
+    for auth in [
+        basic("bob", "wrong-password"),
+        basic("_api_key", "azk_nope"),
+        "Bearer not.a.token".to_owned(),
+        "Negotiate abc".to_owned(),
+    ] {
+        let a = call(&app, "GET", "/images", &[("authorization", &auth)]).await;
+        assert_eq!(a.status, 401, "{auth}: {a:?}");
+        assert_eq!(
+            a.header("www-authenticate"),
+            Some("Basic realm=\"Authentication required\"")
+        );
+    }
+    // A public route takes any identity a client claims away.
+    let a = call(&app, "GET", "/health", &[("x-authz-user", "admin")]).await;
+    assert_eq!(a.status, 200);
+    for h in [
+        "x-authz-user",
+        "x-authz-user-id",
+        "x-authz-account",
+        "x-authz-credential",
+    ] {
+        assert!(a.removed.iter().any(|r| r == h), "{h}: {a:?}");
+    }
+}
+
+async fn the_account_header_counts_only_where_accepted(backend: Backend) {
+    let app = tenant(backend).await;
+    let bob = basic("bob", "bob-password");
+    // GET /images accepts it: bob has no role in beta.
+    let a = call(
+        &app,
+        "GET",
+        "/images",
+        &[("authorization", &bob), ("x-anchore-account", "beta")],
+    )
+    .await;
+    assert_eq!(a.status, 403, "{a:?}");
+    // GET /archives does not: ignored, even when malformed.
+    for context in ["beta", "not a name!"] {
+        let a = call(
+            &app,
+            "GET",
+            "/archives",
+            &[("authorization", &bob), ("x-anchore-account", context)],
+        )
+        .await;
+        assert_eq!(a.status, 200, "{context}: {a:?}");
+        assert_eq!(a.header("x-authz-account"), Some("acme"));
+    }
+    // Where it counts, a malformed one is the request's fault.
+    let a = call(
+        &app,
+        "GET",
+        "/images",
+        &[
+            ("authorization", &bob),
+            ("x-anchore-account", "not a name!"),
+        ],
+    )
+    .await;
+    assert_eq!(a.status, 400, "{a:?}");
+    // An administrator works in the context it names.
+    let a = call(
+        &app,
+        "GET",
+        "/images",
+        &[
+            ("authorization", &admin_basic()),
+            ("x-anchore-account", "beta"),
+        ],
+    )
+    .await;
+    assert_eq!(a.header("x-authz-account"), Some("beta"));
+}
+
+dual!(
+    account_in_path_rows_decide_in_the_paths_account,
+    unmapped_operations_behave_as_classified,
+    each_credential_kind_is_allowed_and_denied,
+    the_account_header_counts_only_where_accepted,
+);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_refusal_is_an_http_answer_not_a_grpc_error() {
+    let app = spawn_app_with(Backend::Sqlite, |c| {
+        c.rate_limit.failures_per_second = 1;
+        c.rate_limit.burst = 3;
+    })
+    .await;
+    let long = format!("Basic {}", "A".repeat(9000));
+    type Case<'a> = (&'a str, String, Vec<(&'a str, String)>, u16);
+    let cases: Vec<Case> = vec![
+        (
+            "GET",
+            "/images".into(),
+            vec![("authorization", "Basic YWRt\u{1}".into())],
+            400,
+        ),
+        ("GET", "/images".into(), vec![("authorization", long)], 400),
+        (
+            "GET",
+            "/images".into(),
+            vec![("authorization", "Basic %%%".into())],
+            400,
+        ),
+        ("GET", "/images/a%2Fb".into(), vec![], 400),
+        ("GET", "/images/../accounts".into(), vec![], 400),
+        ("GET", format!("/{}", "a/".repeat(3000)), vec![], 400),
+        ("get", "/images".into(), vec![], 400),
+        (
+            "GET",
+            "/no/such/route".into(),
+            vec![("authorization", admin_basic())],
+            403,
+        ),
+        ("GET", "/images".into(), vec![], 401),
+    ];
+    for (method, path, headers, expected) in cases {
+        let headers: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let a = call(&app, method, &path, &headers).await;
+        assert_eq!(a.status, expected, "{method} {path:.40}: {a:?}");
+    }
+    // No HTTP attributes at all.
+    let reply = envoy(&app)
+        .check(as_service(CheckRequest::default()))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(answer(reply).status, 400);
+    // Failures from one client address reach the per-source limit: 429
+    // with Retry-After, still an Ok reply.
+    let mut limited = None;
+    for _ in 0..20 {
+        let a = call(
+            &app,
+            "GET",
+            "/images",
+            &[("authorization", &basic("_api_key", "azk_x_y_z"))],
+        )
+        .await;
+        if a.status == 429 {
+            limited = Some(a);
+            break;
+        }
+        assert_eq!(a.status, 401);
+    }
+    let limited = limited.expect("no 429 after 20 failures");
+    assert!(
+        limited
+            .header("retry-after")
+            .is_some_and(|s| s.parse::<u64>().unwrap() >= 1)
+    );
+    // Another client address is not limited.
+    let mut other = http("GET", "/images", &[("authorization", &admin_basic())]);
+    if let Some(address::Address::SocketAddress(s)) = other
+        .attributes
+        .as_mut()
+        .and_then(|a| a.source.as_mut())
+        .and_then(|s| s.address.as_mut())
+        .and_then(|a| a.address.as_mut())
+    {
+        s.address = "198.51.100.9".into();
+    }
+    assert_eq!(check(&app, other).await.status, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn callers_need_a_caller_key_or_an_allowed_certificate() {
+    let app = spawn_app(Backend::Sqlite).await;
+    let status = envoy(&app)
+        .check(tonic::Request::new(http("GET", "/health", &[])))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::Unauthenticated);
+
+    let pki = crate::ops::Pki::new();
+    let (cert, key) = pki.issue("localhost");
+    let ca_pem = pki.ca.pem();
+    let mut config = test_config(&app.db.url);
+    config.tls.cert_file = Some(pki.write("server.pem", &cert));
+    config.tls.key_file = Some(pki.write("server.key", &key));
+    config.tls.client_ca_file = Some(pki.write("ca.pem", &ca_pem));
+    config.tls.allowed_client_subjects = vec!["envoy.mesh.internal".into()];
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(authzd::serve(
+        listener,
+        app.core.clone(),
+        std::sync::Arc::new(config),
+        async move {
+            let _ = stopped.await;
+        },
+    ));
+    let allowed = crate::ops::tls_channel(addr, &ca_pem, Some(pki.issue("envoy.mesh.internal")))
+        .await
+        .unwrap();
+    let reply = AuthorizationClient::new(allowed)
+        .check(tonic::Request::new(http("GET", "/health", &[])))
+        .await
+        .unwrap();
+    assert_eq!(answer(reply.into_inner()).status, 200);
+    let other = crate::ops::tls_channel(addr, &ca_pem, Some(pki.issue("someone-else")))
+        .await
+        .unwrap();
+    let status = AuthorizationClient::new(other.clone())
+        .check(tonic::Request::new(http("GET", "/health", &[])))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::Unauthenticated);
+    // With the caller key it may.
+    let reply = AuthorizationClient::new(other)
+        .check(as_service(http("GET", "/health", &[])))
+        .await
+        .unwrap();
+    assert_eq!(answer(reply.into_inner()).status, 200);
+    let _ = stop.send(());
+    server.await.unwrap().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_prefix_public_paths_and_an_operator_table() {
+    let dir = tempfile::tempdir().unwrap();
+    let table = dir.path().join("routes.tsv");
+    std::fs::write(
+        &table,
+        "method\tpath\toperation_id\taction\taccepts_x_anchore_account\ttag\taccess\taccount_param\tuser_param\n\
+         GET\t/reports/{id}\tget_report\tlistImages\tTrue\tReports\taction\t\t\n\
+         GET\t/images\tlist_images\tNone\tFalse\tImages\tpublic\t\t\n",
+    )
+    .unwrap();
+    let path = table.clone();
+    let app = spawn_app_with(Backend::Sqlite, move |c| {
+        c.ext_authz.path_prefix = "/v2".into();
+        c.ext_authz.routes_file = Some(path);
+        c.ext_authz.public_paths = vec!["/docs/{*rest}".into()];
+    })
+    .await;
+    app.create_account("acme").await;
+    app.create_user("acme", "bob", "bob-password", &["read-only"])
+        .await;
+    let bob = basic("bob", "bob-password");
+    // The prefix is removed; outside it nothing is known.
+    let a = call(
+        &app,
+        "GET",
+        "/v2/accounts",
+        &[("authorization", &admin_basic())],
+    )
+    .await;
+    assert_eq!(a.header("x-authz-operation"), Some("list_accounts"));
+    let a = call(
+        &app,
+        "GET",
+        "/accounts",
+        &[("authorization", &admin_basic())],
+    )
+    .await;
+    assert_eq!(a.status, 403);
+    // The operator's rows add to the table and replace the same route.
+    let a = call(&app, "GET", "/v2/reports/7", &[("authorization", &bob)]).await;
+    assert_eq!(
+        (a.status, a.header("x-authz-operation")),
+        (200, Some("get_report"))
+    );
+    let a = call(&app, "GET", "/v2/images", &[]).await;
+    assert_eq!(a.status, 200, "{a:?}");
+    let a = call(&app, "GET", "/docs/guide/intro", &[]).await;
+    assert_eq!(a.status, 200, "{a:?}");
+
+    // Replace: only the file's rows; unknown routes for any authenticated
+    // caller.
+    let path = table.clone();
+    let app = app
+        .restart_with(move |c| {
+            c.ext_authz.path_prefix = String::new();
+            c.ext_authz.routes_file = Some(path);
+            c.ext_authz.routes_mode = "replace".into();
+            c.ext_authz.unknown_routes = "authenticate".into();
+        })
+        .await;
+    let a = call(&app, "GET", "/accounts", &[("authorization", &bob)]).await;
+    assert_eq!(
+        (a.status, a.header("x-authz-operation")),
+        (200, Some("unknown"))
+    );
+    let a = call(&app, "GET", "/accounts", &[]).await;
+    assert_eq!(a.status, 401);
+
+    // A bad table stops the start with the line that is wrong.
+    std::fs::write(&table, "GET\t/x\tx\tnoSuchAction\tFalse\tX\taction\t\t\n").unwrap();
+    let mut config = test_config(&app.db.url);
+    config.ext_authz.routes_file = Some(table.clone());
+    let error = authzd::server::gate(&app.core, &config).unwrap_err();
+    assert!(
+        error.contains("routes.tsv:1") && error.contains("noSuchAction"),
+        "{error}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_down_with_nothing_cached_is_unavailable() {
+    let app = spawn_app_with(Backend::Postgres, |c| {
+        c.database.lock_timeout_ms = 200;
+    })
+    .await;
+    app.create_account("acme").await;
+    app.create_user("acme", "bob", "bob-password", &["read-only"])
+        .await;
+    app.create_user("acme", "carol", "carol-password", &[])
+        .await;
+    let key = app.create_key("acme", "bob", "gate", 1).await;
+    let key = basic("_api_key", &key);
+    // Warm: bob's key is checked from memory even with the tables locked.
+    assert_eq!(
+        call(&app, "GET", "/images", &[("authorization", &key)])
+            .await
+            .status,
+        200
+    );
+    let conn = sea_orm::Database::connect(&app.db.url).await.unwrap();
+    use sea_orm::{ConnectionTrait, TransactionTrait};
+    let txn = conn.begin().await.unwrap();
+    txn.execute_unprepared("LOCK TABLE users, api_keys, accounts IN ACCESS EXCLUSIVE MODE")
+        .await
+        .unwrap();
+    assert_eq!(
+        call(&app, "GET", "/images", &[("authorization", &key)])
+            .await
+            .status,
+        200
+    );
+    // carol was never seen: authzd cannot decide, and says so with the one
+    // gRPC error Check returns.
+    let status = envoy(&app)
+        .check(as_service(http(
+            "GET",
+            "/images",
+            &[("authorization", &basic("carol", "carol-password"))],
+        )))
+        .await;
+    txn.rollback().await.unwrap();
+    match status {
+        Err(s) => assert_eq!(s.code(), Code::Unavailable, "{s:?}"),
+        Ok(r) => panic!("expected UNAVAILABLE, got {:?}", answer(r.into_inner())),
+    }
+}
