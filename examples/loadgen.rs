@@ -15,7 +15,9 @@
 //!
 //! Modes: `health`, `authenticate-key`, `authenticate-token` (the access
 //! token `setup` writes to `<keys-file>.token`), `authorize-user` (3
-//! actions), `authorize-key` (3 actions), `authenticate-password`. With `--keys N`
+//! actions), `authorize-key` (3 actions), `authenticate-password`,
+//! `ext-authz-key` and `ext-authz-token` (Envoy's Check of `GET /images`
+//! with the key or the access token). With `--keys N`
 //! above 1, each call takes the next of N keys (a cache-miss run when the
 //! cache holds fewer).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -285,8 +287,44 @@ async fn call(channel: &Channel, mode: &str, caller: &str, key: &str) -> bool {
             ))
             .await
             .is_ok_and(|r| r.get_ref().allowed),
+        "ext-authz-key" => {
+            let basic = base64::engine::general_purpose::STANDARD.encode(format!("_api_key:{key}"));
+            envoy_check(channel, caller, format!("Basic {basic}")).await
+        }
+        "ext-authz-token" => envoy_check(channel, caller, format!("Bearer {key}")).await,
         other => panic!("unknown mode {other}"),
     }
+}
+
+/// Envoy's Check for `GET /images?page=1` (listImages in the user's own
+/// account) with `authorization`; true when allowed.
+async fn envoy_check(channel: &Channel, caller: &str, authorization: String) -> bool {
+    use envoy_types::pb::envoy::service::auth::v3::attribute_context::{HttpRequest, Request};
+    use envoy_types::pb::envoy::service::auth::v3::authorization_client::AuthorizationClient;
+    use envoy_types::pb::envoy::service::auth::v3::{AttributeContext, CheckRequest};
+    let request = CheckRequest {
+        attributes: Some(AttributeContext {
+            request: Some(Request {
+                http: Some(HttpRequest {
+                    method: "GET".into(),
+                    path: "/images?page=1".into(),
+                    headers: [
+                        ("authorization".to_owned(), authorization),
+                        ("user-agent".to_owned(), "loadgen".to_owned()),
+                        ("accept".to_owned(), "application/json".to_owned()),
+                    ]
+                    .into(),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+    };
+    AuthorizationClient::new(channel.clone())
+        .check(with_auth(caller, request))
+        .await
+        .is_ok_and(|r| r.get_ref().status.as_ref().is_some_and(|s| s.code == 0))
 }
 
 #[allow(clippy::too_many_arguments)]
