@@ -130,8 +130,8 @@ settings! {
         key_file: Option<PathBuf> = None, old = ["tls_key_file"], reload = true;
         /// PEM CA bundle: when set, clients must present a certificate it signed (mTLS).
         client_ca_file: Option<PathBuf> = None, old = ["tls_client_ca_file"], reload = true;
-        /// Client certificates that may call the check RPCs (Authenticate, Authorize, Envoy's Check) without a caller key: each entry is a subject (`CN=envoy,O=example`) or a DNS or URI subject alternative name (`spiffe://cluster.local/ns/mesh/sa/gateway`). Needs `tls.client_ca_file`.
-        allowed_client_subjects: Vec<String> = Vec::new(), reload = true;
+        /// Client certificates that may call the check RPCs (Authenticate, Authorize, Envoy's Check) without a caller key: each entry is a subject (`CN=envoy`; several attributes in certificate order, `O=example, CN=envoy`) or a DNS or URI subject alternative name (`spiffe://cluster.local/ns/mesh/sa/gateway`). Needs `tls.client_ca_file`.
+        allowed_client_subjects: Vec<String> = Vec::new(), check = |v| match v.iter().position(|s| s.trim().is_empty()) { Some(i) => Err(format!("[{i}]: must not be empty")), None => Ok(()) }, reload = true;
     }
 
     /// The bootstrap administrator.

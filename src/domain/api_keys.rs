@@ -107,6 +107,16 @@ const DELETE: Actions = Actions {
     other: DELETE_API_KEY,
 };
 
+/// The self-service action that stands for `action` when the caller acts
+/// on their own keys (`createApiKey` → `selfCreateApiKey`), as `key_owner`
+/// decides it.
+pub fn own_action(action: &str) -> Option<&'static str> {
+    [CREATE, LIST, GET, UPDATE, DELETE]
+        .iter()
+        .find(|a| a.other == action)
+        .map(|a| a.own)
+}
+
 fn not_found(name: &str) -> Error {
     Error::not_found(format!("API key {name}", name = quoted(name)))
 }

@@ -47,16 +47,30 @@ impl CallerKeys {
         let Ok((_, cert)) = x509_parser::parse_x509_certificate(leaf.as_ref()) else {
             return false;
         };
-        let mut names = vec![cert.subject().to_string()];
+        // Each kind of entry is compared with its own kind of name: a URI
+        // (`spiffe://…`) with URI SANs, `ATTR=value` text with the subject,
+        // anything else with DNS SANs.
+        let subject = unambiguous_subject(cert.subject());
+        let (mut dns, mut uris) = (Vec::new(), Vec::new());
         if let Ok(Some(san)) = cert.subject_alternative_name() {
             use x509_parser::extensions::GeneralName;
-            names.extend(san.value.general_names.iter().filter_map(|n| match n {
-                GeneralName::DNSName(d) => Some((*d).to_owned()),
-                GeneralName::URI(u) => Some((*u).to_owned()),
-                _ => None,
-            }));
+            for name in &san.value.general_names {
+                match name {
+                    GeneralName::DNSName(d) => dns.push(*d),
+                    GeneralName::URI(u) => uris.push(*u),
+                    _ => {}
+                }
+            }
         }
-        names.iter().any(|n| self.subjects.iter().any(|s| s == n))
+        self.subjects.iter().any(|entry| {
+            if entry.contains("://") {
+                uris.contains(&entry.as_str())
+            } else if entry.contains('=') {
+                subject.as_deref() == Some(entry.as_str())
+            } else {
+                dns.contains(&entry.as_str())
+            }
+        })
     }
 
     /// Comparing fixed-size digests in constant time leaks neither the
@@ -99,6 +113,17 @@ impl CallerKeys {
             }
         }
     }
+}
+
+/// The subject as text (`O=example, CN=envoy`), unless a value holds a
+/// character that would make that text ambiguous (an `O` of
+/// `example, CN=envoy` must not read as two attributes).
+fn unambiguous_subject(name: &x509_parser::x509::X509Name<'_>) -> Option<String> {
+    let plain = name.iter_attributes().all(|a| {
+        a.as_str()
+            .is_ok_and(|v| !v.is_empty() && !v.contains([',', '+', '=', '\\', '"', '<', '>', ';']))
+    });
+    plain.then(|| name.to_string())
 }
 
 /// The value of `authorization: Bearer <value>`.

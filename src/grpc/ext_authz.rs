@@ -18,7 +18,7 @@ use envoy_types::pb::google::protobuf::{Struct, Value, value::Kind};
 use envoy_types::pb::google::rpc;
 use tonic::{Request, Response, Status};
 
-use super::context::source_of;
+use super::context::{ACCOUNT_HEADER, source_of};
 use crate::domain::Core;
 use crate::domain::gate::{Allowed, Gate, HttpRequest, Refusal};
 use crate::domain::model::CredentialKind;
@@ -55,6 +55,10 @@ impl ExtAuthzApi {
             remove_authorization,
         }
     }
+}
+
+fn count(outcome: &'static str) {
+    metrics::counter!("authzd_ext_authz_checks_total", "outcome" => outcome).increment(1);
 }
 
 fn credential_name(kind: CredentialKind) -> &'static str {
@@ -128,6 +132,11 @@ fn allowed(allowed: Allowed, remove_authorization: bool) -> CheckResponse {
                 .filter(|h| **h != "x-authz-operation")
                 .map(|h| (*h).to_owned()),
         ),
+    }
+    // The upstream acts in the account decided here, or in none named.
+    match allowed.account_header {
+        Some(account) => headers.push(set(ACCOUNT_HEADER, account)),
+        None => headers_to_remove.push(ACCOUNT_HEADER.to_owned()),
     }
     if remove_authorization {
         headers_to_remove.push("authorization".to_owned());
@@ -203,11 +212,17 @@ fn header<'a>(
     let Some(map) = &http.header_map else {
         return Ok(None);
     };
-    match map
+    let mut found = map
         .headers
         .iter()
-        .find(|h| h.key.eq_ignore_ascii_case(name))
-    {
+        .filter(|h| h.key.eq_ignore_ascii_case(name));
+    let first = found.next();
+    // Which of two values an upstream reads is its own business: one value
+    // or none.
+    if found.next().is_some() {
+        return Err(Refusal::Malformed(format!("{name}: sent more than once")));
+    }
+    match first {
         None => Ok(None),
         Some(h) if !h.raw_value.is_empty() => std::str::from_utf8(&h.raw_value)
             .map(Some)
@@ -239,6 +254,7 @@ impl Authorization for ExtAuthzApi {
         let source = match source_of(&request, &client) {
             Ok(source) => source,
             Err(status) => {
+                count("malformed");
                 return Ok(Response::new(denied(Refusal::Malformed(format!(
                     "attributes.source.address: {}",
                     status.message()
@@ -252,6 +268,7 @@ impl Authorization for ExtAuthzApi {
             .and_then(|a| a.request.as_ref())
             .and_then(|r| r.http.as_ref())
         else {
+            count("malformed");
             return Ok(Response::new(denied(Refusal::Malformed(
                 "attributes.request.http: is required".to_owned(),
             ))));
@@ -260,7 +277,10 @@ impl Authorization for ExtAuthzApi {
             header(http, "authorization").and_then(|a| Ok((a, header(http, "x-anchore-account")?)));
         let (authorization, account_header) = match headers {
             Ok(found) => found,
-            Err(refusal) => return Ok(Response::new(denied(refusal))),
+            Err(refusal) => {
+                count("malformed");
+                return Ok(Response::new(denied(refusal)));
+            }
         };
         let verdict = self
             .core
@@ -275,6 +295,15 @@ impl Authorization for ExtAuthzApi {
                 },
             )
             .await;
+        let outcome = match &verdict {
+            Ok(Ok(_)) => "allowed",
+            Ok(Err(Refusal::Malformed(_))) => "malformed",
+            Ok(Err(Refusal::Unauthenticated)) => "unauthenticated",
+            Ok(Err(Refusal::Forbidden { .. })) => "forbidden",
+            Ok(Err(Refusal::TooMany { .. })) => "too_many_requests",
+            Err(_) => "unavailable",
+        };
+        count(outcome);
         match verdict {
             Ok(Ok(allow)) => Ok(Response::new(allowed(allow, self.remove_authorization))),
             Ok(Err(refusal)) => {

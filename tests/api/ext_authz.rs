@@ -187,6 +187,12 @@ const OVERWRITE: i32 = 2;
 async fn every_row_resolves_to_its_operation_and_domain() {
     let app = tenant(Backend::Sqlite).await;
     let auth = admin_basic();
+    let carol = basic("carol", "carol-password");
+    let scopes: HashMap<&str, &str> = include_str!("../../migrations/src/data/actions.tsv")
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.split_once('\t'))
+        .collect();
     let all = rows();
     assert_eq!(all.len(), 345);
     assert_eq!(all.iter().filter(|r| r.account_param).count(), 17);
@@ -228,6 +234,24 @@ async fn every_row_resolves_to_its_operation_and_domain() {
                     "admin"
                 };
                 assert_eq!(a.header("x-authz-account"), Some(domain), "{what}");
+            }
+        }
+        // A user without roles is refused exactly the row's action (or
+        // allowed it, for self-service actions in their own account).
+        if row.access == "action" {
+            let a = call(
+                &app,
+                &row.method,
+                &path,
+                &[("authorization", carol.as_str())],
+            )
+            .await;
+            if scopes[row.action.as_str()] == "self" {
+                assert_eq!(a.status, 200, "{what}: {a:?}");
+            } else {
+                assert_eq!(a.status, 403, "{what}: {a:?}");
+                let body: serde_json::Value = serde_json::from_str(&a.body).unwrap();
+                assert_eq!(body["action"], row.action.as_str(), "{what}");
             }
         }
         // Another method on the same path is never this operation.
@@ -561,6 +585,8 @@ async fn the_account_header_counts_only_where_accepted(backend: Backend) {
 }
 
 dual!(
+    path_parameters_are_read_as_the_upstream_reads_them,
+    the_upstream_sees_one_account_and_the_classes_hold,
     account_in_path_rows_decide_in_the_paths_account,
     unmapped_operations_behave_as_classified,
     each_credential_kind_is_allowed_and_denied,
@@ -592,7 +618,35 @@ async fn every_refusal_is_an_http_answer_not_a_grpc_error() {
         ),
         ("GET", "/images/a%2Fb".into(), vec![], 400),
         ("GET", "/images/../accounts".into(), vec![], 400),
-        ("GET", format!("/{}", "a/".repeat(3000)), vec![], 400),
+        ("GET", format!("/{}", "a".repeat(5000)), vec![], 400),
+        ("GET", "/ima\u{7}ges".into(), vec![], 400),
+        ("GET", "/images;jsessionid=1".into(), vec![], 400),
+        ("GET", "/%69mages".into(), vec![], 400),
+        (
+            "GET",
+            "/images".into(),
+            vec![
+                ("authorization", admin_basic()),
+                ("x-anchore-account", "a\u{1}b".into()),
+            ],
+            400,
+        ),
+        (
+            "GET",
+            "/images".into(),
+            vec![
+                ("authorization", admin_basic()),
+                ("x-anchore-account", "a".repeat(9000)),
+            ],
+            400,
+        ),
+        // The limit is the path's: a long query string is fine.
+        (
+            "GET",
+            format!("/images?tag={}", "a".repeat(5000)),
+            vec![("authorization", admin_basic())],
+            200,
+        ),
         ("get", "/images".into(), vec![], 400),
         (
             "GET",
@@ -667,7 +721,12 @@ async fn callers_need_a_caller_key_or_an_allowed_certificate() {
     config.tls.cert_file = Some(pki.write("server.pem", &cert));
     config.tls.key_file = Some(pki.write("server.key", &key));
     config.tls.client_ca_file = Some(pki.write("ca.pem", &ca_pem));
-    config.tls.allowed_client_subjects = vec!["envoy.mesh.internal".into()];
+    config.tls.allowed_client_subjects = vec![
+        "envoy.mesh.internal".into(),
+        "CN=envoy".into(),
+        "spiffe://cluster.local/ns/mesh/sa/envoy".into(),
+        "O=x, CN=envoy".into(),
+    ];
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -695,6 +754,57 @@ async fn callers_need_a_caller_key_or_an_allowed_certificate() {
         .await
         .unwrap_err();
     assert_eq!(status.code(), Code::Unauthenticated);
+    // A subject entry matches the subject, a URI entry a URI SAN.
+    let issue = |dn: &[(rcgen::DnType, &str)], sans: Vec<rcgen::SanType>| {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.distinguished_name = rcgen::DistinguishedName::new();
+        for (t, v) in dn {
+            params.distinguished_name.push(t.clone(), *v);
+        }
+        params.subject_alt_names = sans;
+        let cert = params.signed_by(&key, &pki.ca).unwrap();
+        (cert.pem(), key.serialize_pem())
+    };
+    let uri = |u: &str| rcgen::SanType::URI(u.try_into().unwrap());
+    let cases = [
+        (issue(&[(rcgen::DnType::CommonName, "envoy")], vec![]), true),
+        (
+            issue(
+                &[(rcgen::DnType::CommonName, "x")],
+                vec![uri("spiffe://cluster.local/ns/mesh/sa/envoy")],
+            ),
+            true,
+        ),
+        (
+            issue(
+                &[(rcgen::DnType::CommonName, "x")],
+                vec![uri("spiffe://cluster.local/ns/mesh/sa/other")],
+            ),
+            false,
+        ),
+        // One O attribute whose value reads like two attributes.
+        (
+            issue(&[(rcgen::DnType::OrganizationName, "x, CN=envoy")], vec![]),
+            false,
+        ),
+        (
+            issue(
+                &[(rcgen::DnType::CommonName, "envoy.mesh.internal")],
+                vec![],
+            ),
+            false,
+        ),
+    ];
+    for (i, (identity, admitted)) in cases.into_iter().enumerate() {
+        let channel = crate::ops::tls_channel(addr, &ca_pem, Some(identity))
+            .await
+            .unwrap();
+        let result = AuthorizationClient::new(channel)
+            .check(tonic::Request::new(http("GET", "/health", &[])))
+            .await;
+        assert_eq!(result.is_ok(), admitted, "case {i}: {result:?}");
+    }
     // With the caller key it may.
     let reply = AuthorizationClient::new(other)
         .check(as_service(http("GET", "/health", &[])))
@@ -831,4 +941,339 @@ async fn a_database_down_with_nothing_cached_is_unavailable() {
         Err(s) => assert_eq!(s.code(), Code::Unavailable, "{s:?}"),
         Ok(r) => panic!("expected UNAVAILABLE, got {:?}", answer(r.into_inner())),
     }
+}
+
+async fn path_parameters_are_read_as_the_upstream_reads_them(backend: Backend) {
+    let app = tenant(backend).await;
+    // ops@corp.com lives in acme and also holds a role in beta.
+    app.create_user("acme", "ops@corp.com", "ops-password-1234", &["read-only"])
+        .await;
+    app.roles()
+        .add_role_member(as_admin(pb::AddRoleMemberRequest {
+            role: "read-only".into(),
+            username: "ops@corp.com".into(),
+            account: "beta".into(),
+        }))
+        .await
+        .unwrap();
+    let uadmin = basic("uadmin", "uadmin-password");
+    // However the name is spelt, the rule finds the user the upstream will
+    // act on: acme's user admin may not mint keys for, or delete, them.
+    for (method, path) in [
+        ("POST", "/accounts/acme/users/ops%40corp.com/api-keys"),
+        ("POST", "/accounts/acme/users/ops@corp.com/api-keys"),
+        ("DELETE", "/accounts/acme/users/ops%40corp.com"),
+    ] {
+        let a = call(&app, method, path, &[("authorization", &uadmin)]).await;
+        assert_eq!(a.status, 403, "{method} {path}: {a:?}");
+    }
+    // A user nobody can find: refused to those the rule could limit; a
+    // global administrator goes on (the upstream answers 404).
+    let a = call(
+        &app,
+        "DELETE",
+        "/accounts/acme/users/ghost",
+        &[("authorization", &uadmin)],
+    )
+    .await;
+    assert_eq!(a.status, 403, "{a:?}");
+    let a = call(
+        &app,
+        "DELETE",
+        "/accounts/acme/users/ghost",
+        &[("authorization", &admin_basic())],
+    )
+    .await;
+    assert_eq!(a.status, 200, "{a:?}");
+    // One's own keys are self-service, as over gRPC; another's are not.
+    let bob = basic("bob", "bob-password");
+    let a = call(
+        &app,
+        "POST",
+        "/accounts/acme/users/bob/api-keys",
+        &[("authorization", &bob)],
+    )
+    .await;
+    assert_eq!(a.status, 200, "{a:?}");
+    let a = call(
+        &app,
+        "POST",
+        "/accounts/acme/users/carol/api-keys",
+        &[("authorization", &bob)],
+    )
+    .await;
+    assert_eq!(a.status, 403, "{a:?}");
+    // One's own roles, with the name encoded.
+    let ops = basic("ops@corp.com", "ops-password-1234");
+    let a = call(
+        &app,
+        "GET",
+        "/rbac-manager/users/ops%40corp.com/roles",
+        &[("authorization", &ops)],
+    )
+    .await;
+    assert_eq!(a.status, 200, "{a:?}");
+    // An account whose name is encoded is decided in that account.
+    let a = call(
+        &app,
+        "GET",
+        "/accounts/%62eta/users",
+        &[("authorization", &uadmin)],
+    )
+    .await;
+    assert_eq!(a.status, 400, "an encoded unreserved character: {a:?}");
+}
+
+async fn the_upstream_sees_one_account_and_the_classes_hold(backend: Backend) {
+    let app = tenant(backend).await;
+    let bob = basic("bob", "bob-password");
+    let uadmin = basic("uadmin", "uadmin-password");
+    // Where the operation reads x-anchore-account, it is set to the account
+    // decided in; elsewhere it is removed.
+    let a = call(&app, "GET", "/images", &[("authorization", &bob)]).await;
+    assert_eq!(
+        a.set.get("x-anchore-account"),
+        Some(&("acme".to_owned(), OVERWRITE))
+    );
+    let a = call(
+        &app,
+        "GET",
+        "/images",
+        &[
+            ("authorization", &admin_basic()),
+            ("x-anchore-account", "beta"),
+        ],
+    )
+    .await;
+    assert_eq!(a.header("x-anchore-account"), Some("beta"));
+    for (method, path, auth) in [
+        ("GET", "/archives", &bob),
+        ("POST", "/accounts/acme/users", &uadmin),
+        ("GET", "/health", &bob),
+    ] {
+        let a = call(
+            &app,
+            method,
+            path,
+            &[("authorization", auth), ("x-anchore-account", "beta")],
+        )
+        .await;
+        assert_eq!(a.status, 200, "{path}: {a:?}");
+        assert!(
+            a.removed.iter().any(|h| h == "x-anchore-account"),
+            "{path}: {a:?}"
+        );
+        assert_eq!(a.header("x-anchore-account"), None, "{path}");
+    }
+    // HEAD is the GET operation.
+    let a = call(&app, "HEAD", "/images", &[("authorization", &bob)]).await;
+    assert_eq!(
+        (a.status, a.header("x-authz-operation")),
+        (200, Some("list_images"))
+    );
+    // More of each class.
+    for path in [
+        "/user/credentials",
+        "/rbac-manager/my-roles",
+        "/query/vulnerabilities",
+        "/system",
+    ] {
+        let a = call(&app, "GET", path, &[("authorization", &bob)]).await;
+        assert_eq!(a.status, 200, "{path}: {a:?}");
+    }
+    for (method, path) in [
+        ("GET", "/rbac-manager/saml/idps/okta/user-group-mappings"),
+        ("POST", "/rbac-manager/saml/idps/okta/user-group-mappings"),
+        ("PUT", "/rbac-manager/saml/idps/okta"),
+        // Role membership names its account in the body: global
+        // administrators only at the gate (RoleService decides it in the
+        // right account).
+        ("POST", "/rbac-manager/roles/read-only/members"),
+        ("DELETE", "/rbac-manager/roles/read-only/members"),
+    ] {
+        let a = call(&app, method, path, &[("authorization", &uadmin)]).await;
+        assert_eq!(a.status, 403, "{method} {path}: {a:?}");
+    }
+    let a = call(&app, "POST", "/oauth/revoke", &[("authorization", &bob)]).await;
+    assert_eq!(a.status, 403);
+    // An administrator's API key reads identity configuration, never
+    // changes it.
+    let key = app.create_key("admin", "admin", "gate", 1).await;
+    let admin_key = basic("_api_key", &key);
+    let a = call(
+        &app,
+        "GET",
+        "/rbac-manager/saml/idps",
+        &[("authorization", &admin_key)],
+    )
+    .await;
+    assert_eq!(a.status, 200, "{a:?}");
+    let a = call(
+        &app,
+        "POST",
+        "/rbac-manager/saml/idps",
+        &[("authorization", &admin_key)],
+    )
+    .await;
+    assert_eq!(a.status, 403, "{a:?}");
+    // A password change on a token's authority is fine.
+    let token = app.grant("bob", "bob-password").await.unwrap().access_token;
+    let a = call(
+        &app,
+        "POST",
+        "/user/credentials",
+        &[("authorization", &format!("Bearer {token}"))],
+    )
+    .await;
+    assert_eq!(
+        (a.status, a.header("x-authz-credential")),
+        (200, Some("token"))
+    );
+    // A missing account is refused like any account without a grant.
+    let a = call(
+        &app,
+        "GET",
+        "/images",
+        &[("authorization", &bob), ("x-anchore-account", "nosuch")],
+    )
+    .await;
+    assert_eq!(a.status, 403, "{a:?}");
+    // A locked user is the uniform 401, even with the right password.
+    for _ in 0..5 {
+        let a = call(
+            &app,
+            "GET",
+            "/images",
+            &[("authorization", &basic("carol", "wrong-password"))],
+        )
+        .await;
+        assert_eq!(a.status, 401);
+    }
+    let a = call(
+        &app,
+        "GET",
+        "/images",
+        &[("authorization", &basic("carol", "carol-password"))],
+    )
+    .await;
+    assert_eq!(a.status, 401, "{a:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn raw_headers_and_source_addresses_are_checked() {
+    use envoy_types::pb::envoy::config::core::v3::{HeaderMap, HeaderValue};
+    let app = spawn_app(Backend::Sqlite).await;
+    let raw = |headers: Vec<(&str, &[u8])>| {
+        let mut request = http("GET", "/images", &[]);
+        let http = request
+            .attributes
+            .as_mut()
+            .and_then(|a| a.request.as_mut())
+            .and_then(|r| r.http.as_mut())
+            .unwrap();
+        http.header_map = Some(HeaderMap {
+            headers: headers
+                .into_iter()
+                .map(|(k, v)| HeaderValue {
+                    key: k.into(),
+                    raw_value: v.to_vec(),
+                    ..Default::default()
+                })
+                .collect(),
+        });
+        request
+    };
+    let admin = admin_basic();
+    // Envoy's encode_raw_headers: read the same way.
+    let a = check(&app, raw(vec![("authorization", admin.as_bytes())])).await;
+    assert_eq!(a.status, 200, "{a:?}");
+    // Not UTF-8, or sent twice: which value would the upstream read?
+    let a = check(&app, raw(vec![("authorization", b"Basic \xff\xfe")])).await;
+    assert_eq!(a.status, 400, "{a:?}");
+    let a = check(
+        &app,
+        raw(vec![
+            ("authorization", admin.as_bytes()),
+            ("x-anchore-account", b"admin"),
+            ("x-anchore-account", b"beta"),
+        ]),
+    )
+    .await;
+    assert_eq!(a.status, 400, "{a:?}");
+    // A source address that is no address.
+    let mut request = http("GET", "/images", &[("authorization", &admin)]);
+    if let Some(address::Address::SocketAddress(s)) = request
+        .attributes
+        .as_mut()
+        .and_then(|a| a.source.as_mut())
+        .and_then(|s| s.address.as_mut())
+        .and_then(|a| a.address.as_mut())
+    {
+        s.address = "not-an-address".into();
+    }
+    assert_eq!(check(&app, request).await.status, 400);
+}
+
+#[tokio::test]
+async fn client_certificate_subjects_need_a_client_ca_and_no_empty_entry() {
+    let mut config = test_config("sqlite::memory:");
+    config.server.listen = "0.0.0.0:50051".parse().unwrap();
+    config.server.caller_keys.clear();
+    // Neither keys nor subjects, off loopback: refused.
+    assert!(config.validate().is_err());
+    config.tls.allowed_client_subjects = vec!["CN=envoy".into()];
+    let error = config.validate().unwrap_err().to_string();
+    assert!(error.contains("tls.client_ca_file"), "{error}");
+    let pki = crate::ops::Pki::new();
+    let (cert, key) = pki.issue("localhost");
+    config.tls.client_ca_file = Some(pki.write("ca.pem", &pki.ca.pem()));
+    config.tls.cert_file = Some(pki.write("server.pem", &cert));
+    config.tls.key_file = Some(pki.write("server.key", &key));
+    // Subjects alone admit Envoy off loopback, as a caller key would.
+    config.validate().unwrap();
+    // The example files load as written.
+    let invocation = authzd::config::cli::parse(
+        [
+            "authzd",
+            "--config",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/envoy/authzd.yaml"),
+        ],
+        &|_| None,
+    )
+    .unwrap();
+    // Its certificate paths are the deployment's; here, the test's.
+    let files = [
+        ("AUTHZD_TLS_CERT_FILE", config.tls.cert_file.clone()),
+        ("AUTHZD_TLS_KEY_FILE", config.tls.key_file.clone()),
+        (
+            "AUTHZD_TLS_CLIENT_CA_FILE",
+            config.tls.client_ca_file.clone(),
+        ),
+    ];
+    let env = |name: &str, extra: Option<(&str, &str)>| {
+        files
+            .iter()
+            .find(|(n, _)| *n == name)
+            .and_then(|(_, p)| p.as_ref().map(|p| p.display().to_string()))
+            .or_else(|| extra.filter(|(n, _)| *n == name).map(|(_, v)| v.to_owned()))
+    };
+    let loaded = authzd::config::Config::load(&invocation, &|name| env(name, None)).unwrap();
+    assert_eq!(loaded.config.tls.allowed_client_subjects, ["CN=envoy"]);
+    assert_eq!(loaded.config.ext_authz.path_prefix, "/v2");
+    // An empty entry would match any certificate with an empty subject.
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("authzd.yaml");
+    std::fs::write(
+        &file,
+        "tls:\n  allowed_client_subjects: [\"CN=envoy\", \" \"]\n",
+    )
+    .unwrap();
+    let invocation =
+        authzd::config::cli::parse(["authzd", "--config", file.to_str().unwrap()], &|_| None)
+            .unwrap();
+    let error = authzd::config::Config::load(&invocation, &|name| env(name, None)).unwrap_err();
+    assert!(
+        error.to_string().contains("allowed_client_subjects"),
+        "{error}"
+    );
 }

@@ -121,8 +121,21 @@ impl Core {
     /// never for the caller. A source whose failures exceed the rate limit
     /// is refused with `Busy` before anything is checked.
     pub async fn authenticate(&self, credential: &Credential, source: Source) -> Result<Principal> {
+        self.authenticate_held(credential, source, sources::MAX_HOLD)
+            .await
+    }
+
+    /// `authenticate`, holding a `Busy` refusal at most `max_hold`: a proxy
+    /// that gives up after a fraction of a second (Envoy's ext_authz
+    /// timeout) must get the 429 before then, not an error of its own.
+    pub async fn authenticate_held(
+        &self,
+        credential: &Credential,
+        source: Source,
+        max_hold: std::time::Duration,
+    ) -> Result<Principal> {
         if let Some(Err(refused)) = self.limiter().map(|l| l.check(source)) {
-            return Err(sources::held(refused).await);
+            return Err(sources::held(refused, max_hold).await);
         }
         // A password attempt takes its token before it is verified, so the
         // ones in flight at once cannot all slip through on the last token
@@ -148,7 +161,7 @@ impl Core {
         }
         // A full hashing queue is answered as slowly as a rate limit.
         let result = match result {
-            Err(busy @ Error::Busy { .. }) => Err(sources::held(busy).await),
+            Err(busy @ Error::Busy { .. }) => Err(sources::held(busy, max_hold).await),
             other => other,
         };
         record_outcome(kind, result.as_ref().map(|_| ()));

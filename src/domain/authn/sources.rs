@@ -161,16 +161,18 @@ impl SourceLimiter {
 /// The longest a refused credential check is held before it is answered.
 pub const MAX_HOLD: Duration = Duration::from_secs(1);
 
-/// Holds a `Busy` refusal for its retry delay, up to `MAX_HOLD`, before it
+/// Holds a `Busy` refusal for its retry delay, up to `max_hold`, before it
 /// is answered; the answer's delay is what remains (at least 1 ms). A
 /// client that retries at once is so paced to about one attempt a second
 /// per concurrent request, and a storm of refused guesses costs next to
 /// nothing instead of a tight loop of RPCs.
-pub async fn held(err: Error) -> Error {
+pub async fn held(err: Error, max_hold: Duration) -> Error {
     match err {
         Error::Busy { why, retry_after } => {
-            let hold = retry_after.min(MAX_HOLD);
-            tokio::time::sleep(hold).await;
+            let hold = retry_after.min(max_hold);
+            if !hold.is_zero() {
+                tokio::time::sleep(hold).await;
+            }
             Error::Busy {
                 why,
                 retry_after: retry_after
@@ -261,13 +263,13 @@ mod tests {
             retry_after: Duration::from_millis(ms),
         };
         let started = Instant::now();
-        match held(busy(30)).await {
+        match held(busy(30), MAX_HOLD).await {
             Error::Busy { retry_after, .. } => assert_eq!(retry_after, Duration::from_millis(1)),
             other => panic!("{other:?}"),
         }
         assert!(started.elapsed() >= Duration::from_millis(30));
         let started = Instant::now();
-        match held(busy(1100)).await {
+        match held(busy(1100), MAX_HOLD).await {
             Error::Busy { retry_after, .. } => {
                 assert_eq!(retry_after, Duration::from_millis(100));
             }

@@ -74,6 +74,10 @@ pub struct Allowed {
     pub principal: Option<Principal>,
     /// The account the operation was decided in.
     pub account: Option<String>,
+    /// What the upstream's `x-anchore-account` must say: the account
+    /// decided in, where the operation reads it; `None`: no such header
+    /// (removed), so the upstream cannot act in an account nobody decided.
+    pub account_header: Option<String>,
 }
 
 pub type Verdict = Result<Allowed, Refusal>;
@@ -184,22 +188,24 @@ impl Core {
         {
             return refuse(malformed("method: must be an upper-case HTTP method"));
         }
-        if request.path.len() > MAX_PATH_CHARS {
+        let path = request.path.split(['?', '#']).next().unwrap_or_default();
+        if path.len() > MAX_PATH_CHARS {
             return refuse(malformed(format!(
                 "path: longer than {MAX_PATH_CHARS} characters"
             )));
         }
-        let path = request.path.split(['?', '#']).next().unwrap_or_default();
         if let Some(why) = routes::non_canonical(path) {
             return refuse(malformed(format!("path: {why}")));
         }
         let authorization = header("authorization", request.authorization).map_err(Ok)?;
+        let nobody = |operation: &str| Allowed {
+            operation: operation.to_owned(),
+            principal: None,
+            account: None,
+            account_header: None,
+        };
         if gate.public.at(path).is_ok() {
-            return Ok(Allowed {
-                operation: "public".to_owned(),
-                principal: None,
-                account: None,
-            });
+            return Ok(nobody("public"));
         }
         let within = if gate.prefix.is_empty() {
             Some(path)
@@ -215,6 +221,7 @@ impl Core {
                     operation: "unknown".to_owned(),
                     account: Some(principal.account().to_owned()),
                     principal: Some(principal),
+                    account_header: None,
                 });
             }
             return refuse(Refusal::Forbidden {
@@ -225,13 +232,7 @@ impl Core {
         };
         let op = matched.operation;
         match &op.access {
-            Access::Public => {
-                return Ok(Allowed {
-                    operation: op.id.clone(),
-                    principal: None,
-                    account: None,
-                });
-            }
+            Access::Public => return Ok(nobody(&op.id)),
             Access::Denied => {
                 return refuse(forbidden(
                     op,
@@ -255,13 +256,18 @@ impl Core {
             None
         };
         let principal = self.gate_principal(authorization, request.source).await?;
-        let allowed = |account: Option<String>| Allowed {
-            operation: op.id.clone(),
-            account: Some(account.unwrap_or_else(|| principal.account().to_owned())),
-            principal: Some(principal.clone()),
+        let own = |principal: Principal| {
+            let account = principal.account().to_owned();
+            Allowed {
+                operation: op.id.clone(),
+                account_header: op.accepts_account_header.then(|| account.clone()),
+                account: Some(account),
+                principal: Some(principal),
+            }
         };
+        let user = op.user_param.as_deref().and_then(|p| matched.param(p));
         match &op.access {
-            Access::Authenticated => Ok(allowed(None)),
+            Access::Authenticated => Ok(own(principal)),
             Access::PasswordChange => {
                 if principal.credential == CredentialKind::ApiKey {
                     return refuse(forbidden(
@@ -270,7 +276,7 @@ impl Core {
                         "a password cannot be changed on an API key's authority",
                     ));
                 }
-                Ok(allowed(None))
+                Ok(own(principal))
             }
             Access::Admin => {
                 if !principal.is_global_admin() {
@@ -280,43 +286,76 @@ impl Core {
                         "only a global administrator may do this",
                     ));
                 }
-                Ok(allowed(None))
+                // Identity configuration (IdPs, their group mappings, role
+                // membership) is never changed on an API key's authority.
+                if principal.credential == CredentialKind::ApiKey
+                    && !matches!(method, "GET" | "HEAD")
+                {
+                    return refuse(forbidden(
+                        op,
+                        None,
+                        "this is never permitted to a request authenticated by an API key",
+                    ));
+                }
+                Ok(own(principal))
             }
             Access::AdminOrSelf => {
-                let named = op.user_param.as_deref().and_then(|p| matched.param(p));
-                if named != Some(principal.username()) && !principal.is_global_admin() {
+                if user != Some(principal.username()) && !principal.is_global_admin() {
                     return refuse(forbidden(
                         op,
                         None,
                         "only the user themselves or a global administrator may do this",
                     ));
                 }
-                Ok(allowed(None))
+                Ok(own(principal))
             }
             Access::Action(action) => {
                 let account = match op.account_param.as_deref() {
                     Some(param) => {
                         let named = matched.param(param).unwrap_or_default();
                         let name = names::AccountName::parse(param, named).map_err(refusal)?;
-                        Some(name.into_string())
+                        name.into_string()
                     }
-                    None => account_header,
+                    None => account_header.unwrap_or_else(|| principal.account().to_owned()),
                 };
-                let decided_in = account.as_deref().unwrap_or(principal.account());
-                if let Err(e) = self.require(&principal, action, Some(decided_in)).await {
+                // One's own keys are self-service, as the admin RPCs decide
+                // them (`key_owner`).
+                let own_keys = user == Some(principal.username()) && account == principal.account();
+                let action = match super::api_keys::own_action(action) {
+                    Some(own) if own_keys => own,
+                    _ => action.as_str(),
+                };
+                if let Err(e) = self.require(&principal, action, Some(&account)).await {
                     return Err(denied(op, action, e));
                 }
-                if super::actions::manages_user(action)
-                    && let Some(username) = op.user_param.as_deref().and_then(|p| matched.param(p))
-                {
-                    let target = self.user_entry(username).await.map_err(Err)?;
-                    if let Some((user, _)) = target
-                        && let Err(e) = self.require_over_user(&principal, action, &user.user).await
-                    {
-                        return Err(denied(op, action, e));
+                if let Some(username) = user.filter(|_| super::actions::manages_user(action)) {
+                    match self.user_entry(username).await.map_err(Err)? {
+                        Some((target, _)) => {
+                            if let Err(e) = self
+                                .require_over_user(&principal, action, &target.user)
+                                .await
+                            {
+                                return Err(denied(op, action, e));
+                            }
+                        }
+                        // Nobody to check the rule against: only those it
+                        // never limits go on (the upstream answers 404).
+                        None if principal.is_global_admin() => {}
+                        None => {
+                            return refuse(forbidden(
+                                op,
+                                Some(action),
+                                format!("{action} is not permitted"),
+                            ));
+                        }
                     }
                 }
-                Ok(allowed(Some(decided_in.to_owned())))
+                Ok(Allowed {
+                    operation: op.id.clone(),
+                    account_header: op.accepts_account_header.then(|| account.clone()),
+                    account: Some(account),
+                    principal: Some(principal),
+                })
             }
             Access::Public | Access::Denied => refuse(forbidden(op, None, "not served")),
         }

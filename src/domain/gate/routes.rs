@@ -250,23 +250,46 @@ impl Routes {
         &self.operations
     }
 
-    /// The operation a canonical path names. HEAD is GET without a body,
-    /// so it is the GET operation.
+    /// The operation a canonical path names, with its parameters
+    /// percent-decoded (as the upstream reads them). HEAD is GET without a
+    /// body: without a HEAD row of its own, it is the GET operation.
     pub fn lookup(&self, method: &str, path: &str) -> Option<Matched<'_>> {
-        let method = if method == "HEAD" { "GET" } else { method };
-        let found = self.by_method.get(method)?.at(path).ok()?;
+        let at = |method: &str| self.by_method.get(method)?.at(path).ok();
+        let found = match at(method) {
+            None if method == "HEAD" => at("GET")?,
+            found => found?,
+        };
         let operation = self.operations.get(*found.value)?;
         let values = (0..operation.params.len())
-            .map(|i| {
-                found
-                    .params
-                    .get(format!("p{i}"))
-                    .unwrap_or_default()
-                    .to_owned()
-            })
+            .map(|i| decode(found.params.get(format!("p{i}")).unwrap_or_default()))
             .collect();
         Some(Matched { operation, values })
     }
+}
+
+/// `%XX` sequences decoded; `non_canonical` has refused anything that
+/// does not decode to UTF-8.
+fn decode(segment: &str) -> String {
+    percent_decoded(segment)
+        .and_then(|bytes| String::from_utf8(bytes).ok())
+        .unwrap_or_else(|| segment.to_owned())
+}
+
+fn percent_decoded(text: &str) -> Option<Vec<u8>> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    Some(out)
 }
 
 /// A path in the canonical form Envoy produces with `normalize_path`,
@@ -285,6 +308,11 @@ pub fn non_canonical(path: &str) -> Option<&'static str> {
     }
     if path.contains('\\') {
         return Some("the path has a backslash");
+    }
+    // Path parameters (`;x=y`, `..;`) are part of a segment to some
+    // upstreams and cut off by others.
+    if path.contains(';') {
+        return Some("the path has a ;");
     }
     if path.split('/').any(|s| s == "." || s == "..") {
         return Some("the path has a dot segment");
@@ -308,9 +336,17 @@ pub fn non_canonical(path: &str) -> Option<&'static str> {
                 Some(c) if c.is_ascii_control() => {
                     return Some("the path has an encoded control character");
                 }
+                // RFC 3986 normalisation decodes unreserved characters: an
+                // encoded one is a second spelling of the same path.
+                Some(c) if c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'~') => {
+                    return Some("the path has an encoded unreserved character");
+                }
                 _ => {}
             }
         }
+    }
+    if percent_decoded(path).is_none_or(|bytes| std::str::from_utf8(&bytes).is_err()) {
+        return Some("the path does not decode to UTF-8");
     }
     None
 }
@@ -321,7 +357,15 @@ mod tests {
 
     #[test]
     fn canonical_paths_pass_and_everything_else_is_named() {
-        for ok in ["/", "/accounts", "/images/sha256:abc/check", "/a%20b"] {
+        for ok in [
+            "/u/ops%40corp.com",
+            "/u/a%3Bb",
+            "/%C3%A9",
+            "/",
+            "/accounts",
+            "/images/sha256:abc/check",
+            "/a%20b",
+        ] {
             assert_eq!(non_canonical(ok), None, "{ok}");
         }
         for bad in [
@@ -342,6 +386,11 @@ mod tests {
             "/a\tb",
             "/a%00",
             "/é",
+            "/%61ccounts",
+            "/a%7Eb",
+            "/a;b",
+            "/a/..;/b",
+            "/a%FF",
         ] {
             assert!(non_canonical(bad).is_some(), "{bad:?} passed");
         }
@@ -354,5 +403,15 @@ mod tests {
         assert_eq!(params, ["account_name", "username"]);
         assert!(positional("/a/x{y}").is_err());
         assert!(positional("a").is_err());
+    }
+}
+
+#[cfg(test)]
+mod decoding {
+    #[test]
+    fn parameters_are_read_as_the_upstream_reads_them() {
+        assert_eq!(super::decode("ops%40corp.com"), "ops@corp.com");
+        assert_eq!(super::decode("a%20b"), "a b");
+        assert_eq!(super::decode("plain"), "plain");
     }
 }

@@ -301,7 +301,9 @@ impl Core {
     ) -> Result<Issued> {
         self.tokens_enabled()?;
         if let Some(Err(refused)) = self.limiter().map(|l| l.check(source)) {
-            return Err(super::authn::sources::held(refused).await);
+            return Err(
+                super::authn::sources::held(refused, super::authn::sources::MAX_HOLD).await,
+            );
         }
         let result = self.refresh(value).await;
         if let (Err(Error::Unauthenticated(_)), Some(limiter)) = (&result, self.limiter()) {
