@@ -1,6 +1,7 @@
 //! In-process, warm: what one check costs authzd itself, without the
 //! network or gRPC. Targets: `authenticate` (API key) ≤ 5 µs, `authorize`
-//! of 3 actions ≤ 10 µs.
+//! of 3 actions ≤ 10 µs; the ext_authz gate's decision of one request
+//! (route, API key, action) costs about one authenticate plus one action.
 //!
 //!   cargo bench --bench checks
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -89,6 +90,32 @@ fn checks(c: &mut Criterion) {
     c.bench_function("authorize (3 actions, warm)", |b| {
         b.to_async(&runtime)
             .iter(|| async { core.authorize(&principal, None, &actions).await.unwrap() })
+    });
+    // Envoy's Check without the transport: the route lookup, the API key
+    // from memory and the decision of GET /images in the key's account.
+    let gate = authzd::server::gate(&core, &Config::default()).unwrap();
+    let Credential::ApiKey(secret) = &key else {
+        unreachable!()
+    };
+    let basic = {
+        use base64::Engine;
+        let encoded = base64::engine::general_purpose::STANDARD
+            .encode(format!("_api_key:{}", secret.expose()));
+        format!("Basic {encoded}")
+    };
+    let request = authzd::domain::gate::HttpRequest {
+        method: "GET",
+        path: "/images?page=1",
+        authorization: Some(&basic),
+        account_header: None,
+        source: Source::LOCAL,
+    };
+    c.bench_function("gate: GET /images (API key, warm)", |b| {
+        b.to_async(&runtime).iter(|| async {
+            let verdict = core.gate(&gate, request).await.unwrap();
+            assert!(verdict.is_ok());
+            verdict
+        })
     });
     c.bench_function("authenticate + authorize (API key, 3 actions, warm)", |b| {
         b.to_async(&runtime).iter(|| async {

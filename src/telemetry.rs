@@ -246,7 +246,7 @@ where
         // The checks run thousands of times a second: their span (fields
         // formatted at creation) exists only at debug; a failed check still
         // logs its method and request id on the closing line.
-        let check = method.starts_with("/authz.v1.AuthService/");
+        let check = method.starts_with("/authz.v1.AuthService/") || method == ENVOY_CHECK;
         let span = if check {
             tracing::debug_span!("rpc", method, request_id = %request_id, caller = tracing::field::Empty)
         } else {
@@ -374,6 +374,9 @@ fn percent_decoded(text: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// Envoy's ext_authz Check: a check RPC, as hot as Authenticate.
+const ENVOY_CHECK: &str = "/envoy.service.auth.v3.Authorization/Check";
+
 /// The gRPC methods authzd serves, as `&'static str` labels; any other path
 /// is "unknown", so invented paths cannot grow the metrics.
 fn known_method(path: &str) -> &'static str {
@@ -382,6 +385,7 @@ fn known_method(path: &str) -> &'static str {
         let mut known = HashMap::new();
         for set in [
             crate::pb::FILE_DESCRIPTOR_SET,
+            crate::pb::ENVOY_FILE_DESCRIPTOR_SET,
             tonic_health::pb::FILE_DESCRIPTOR_SET,
         ] {
             let Ok(set) = <prost_types::FileDescriptorSet as prost::Message>::decode(set) else {
@@ -525,5 +529,16 @@ mod quoting_tests {
         assert!(!is_quoted("\"a\" b=\"c\""));
         assert!(!is_quoted("\"a\\\""));
         assert!(!is_quoted("plain"));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn envoys_check_is_a_method_of_its_own_and_a_check() {
+        // Not "unknown": its metrics have their own label, and a
+        // successful Check is not logged at info (a hot path).
+        assert_eq!(super::known_method(super::ENVOY_CHECK), super::ENVOY_CHECK);
+        assert_eq!(super::known_method("/x.v1.Y/Z"), "unknown");
     }
 }
