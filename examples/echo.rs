@@ -99,7 +99,11 @@ impl Authorization for Echo {
         let facts = [
             ("x-authz-operation", "operation", "list_images"),
             ("x-authz-user", "user", "bench-user"),
-            ("x-authz-user-id", "user_id", "6f1c2a52-1d67-4a32-9f5e-0d1f3c2b7a10"),
+            (
+                "x-authz-user-id",
+                "user_id",
+                "6f1c2a52-1d67-4a32-9f5e-0d1f3c2b7a10",
+            ),
             ("x-authz-account", "account", "bench"),
             ("x-authz-credential", "credential", "api_key"),
             ("x-anchore-account", "", "bench"),

@@ -164,6 +164,11 @@ async fn call(app: &TestApp, method: &str, path: &str, headers: &[(&str, &str)])
     check(app, http(method, path, headers)).await
 }
 
+/// A request whose one header is `authorization`.
+async fn call_as(app: &TestApp, method: &str, path: &str, authorization: &str) -> Answer {
+    call(app, method, path, &[("authorization", authorization)]).await
+}
+
 fn admin_basic() -> String {
     basic("admin", ADMIN_PASSWORD)
 }
@@ -293,13 +298,7 @@ async fn account_in_path_rows_decide_in_the_paths_account(backend: Backend) {
     let uadmin = basic("uadmin", "uadmin-password");
     // The user admin of acme creates users in acme, never in beta, whatever
     // context it names.
-    let a = call(
-        &app,
-        "POST",
-        "/accounts/acme/users",
-        &[("authorization", &uadmin)],
-    )
-    .await;
+    let a = call_as(&app, "POST", "/accounts/acme/users", &uadmin).await;
     assert_eq!(a.status, 200, "{a:?}");
     assert_eq!(a.header("x-authz-account"), Some("acme"));
     for context in [None, Some("beta"), Some("acme")] {
@@ -360,30 +359,12 @@ async fn account_in_path_rows_decide_in_the_paths_account(backend: Backend) {
         }))
         .await
         .unwrap();
-    let a = call(
-        &app,
-        "DELETE",
-        "/accounts/acme/users/bob",
-        &[("authorization", &uadmin)],
-    )
-    .await;
+    let a = call_as(&app, "DELETE", "/accounts/acme/users/bob", &uadmin).await;
     assert_eq!(a.status, 403, "{a:?}");
-    let a = call(
-        &app,
-        "DELETE",
-        "/accounts/acme/users/carol",
-        &[("authorization", &uadmin)],
-    )
-    .await;
+    let a = call_as(&app, "DELETE", "/accounts/acme/users/carol", &uadmin).await;
     assert_eq!(a.status, 200, "{a:?}");
     // Reading him is not managing him.
-    let a = call(
-        &app,
-        "GET",
-        "/accounts/acme/users/bob",
-        &[("authorization", &uadmin)],
-    )
-    .await;
+    let a = call_as(&app, "GET", "/accounts/acme/users/bob", &uadmin).await;
     assert_eq!(a.status, 200, "{a:?}");
 }
 
@@ -408,28 +389,16 @@ async fn unmapped_operations_behave_as_classified(backend: Backend) {
     // Any authenticated user, by any credential.
     for auth in [&bob, &bob_key] {
         for path in ["/user", "/status", "/system/feeds", "/my-user-groups"] {
-            let a = call(&app, "GET", path, &[("authorization", auth)]).await;
+            let a = call_as(&app, "GET", path, auth).await;
             assert_eq!(a.status, 200, "{path}: {a:?}");
         }
     }
     let a = call(&app, "GET", "/user", &[]).await;
     assert_eq!(a.status, 401);
     // Password change: not on an API key's authority.
-    let a = call(
-        &app,
-        "POST",
-        "/user/credentials",
-        &[("authorization", &bob)],
-    )
-    .await;
+    let a = call_as(&app, "POST", "/user/credentials", &bob).await;
     assert_eq!(a.status, 200, "{a:?}");
-    let a = call(
-        &app,
-        "POST",
-        "/user/credentials",
-        &[("authorization", &bob_key)],
-    )
-    .await;
+    let a = call_as(&app, "POST", "/user/credentials", &bob_key).await;
     assert_eq!(a.status, 403, "{a:?}");
     // Global administrators only.
     for (method, path) in [
@@ -438,28 +407,28 @@ async fn unmapped_operations_behave_as_classified(backend: Backend) {
         ("DELETE", "/rbac-manager/saml/idps/okta"),
         ("POST", "/system/webhooks/general/test"),
     ] {
-        let a = call(&app, method, path, &[("authorization", &bob)]).await;
+        let a = call_as(&app, method, path, &bob).await;
         assert_eq!(a.status, 403, "{method} {path}: {a:?}");
-        let a = call(&app, method, path, &[("authorization", &admin)]).await;
+        let a = call_as(&app, method, path, &admin).await;
         assert_eq!(a.status, 200, "{method} {path}: {a:?}");
     }
     // One's own roles, or anyone's for an administrator.
     let roles = |who: &str| format!("/rbac-manager/users/{who}/roles");
-    let a = call(&app, "GET", &roles("bob"), &[("authorization", &bob)]).await;
+    let a = call_as(&app, "GET", &roles("bob"), &bob).await;
     assert_eq!(a.status, 200);
-    let a = call(&app, "GET", &roles("carol"), &[("authorization", &bob)]).await;
+    let a = call_as(&app, "GET", &roles("carol"), &bob).await;
     assert_eq!(a.status, 403);
-    let a = call(&app, "GET", &roles("carol"), &[("authorization", &admin)]).await;
+    let a = call_as(&app, "GET", &roles("carol"), &admin).await;
     assert_eq!(a.status, 200);
     // authzd issues its own tokens.
-    let a = call(&app, "POST", "/oauth/token", &[("authorization", &admin)]).await;
+    let a = call_as(&app, "POST", "/oauth/token", &admin).await;
     assert_eq!(a.status, 403);
     // The API-key restriction applies: even an administrator's key may not
     // create accounts.
-    let a = call(&app, "POST", "/accounts", &[("authorization", &admin_key)]).await;
+    let a = call_as(&app, "POST", "/accounts", &admin_key).await;
     assert_eq!(a.status, 403, "{a:?}");
     assert!(a.body.contains("createAccount"), "{}", a.body);
-    let a = call(&app, "POST", "/accounts", &[("authorization", &admin)]).await;
+    let a = call_as(&app, "POST", "/accounts", &admin).await;
     assert_eq!(a.status, 200);
 }
 
@@ -501,7 +470,7 @@ async fn each_credential_kind_is_allowed_and_denied(backend: Backend) {
             ["account", "credential", "operation", "user", "user_id"]
         );
         // Read-only does not create images.
-        let a = call(&app, "POST", "/images", &[("authorization", auth)]).await;
+        let a = call_as(&app, "POST", "/images", auth).await;
         assert_eq!(a.status, 403, "{kind}: {a:?}");
         let body: serde_json::Value = serde_json::from_str(&a.body).unwrap();
         assert_eq!(body["action"], "createImage", "{kind}");
@@ -514,7 +483,7 @@ async fn each_credential_kind_is_allowed_and_denied(backend: Backend) {
         "Bearer not.a.token".to_owned(),
         "Negotiate abc".to_owned(),
     ] {
-        let a = call(&app, "GET", "/images", &[("authorization", &auth)]).await;
+        let a = call_as(&app, "GET", "/images", &auth).await;
         assert_eq!(a.status, 401, "{auth}: {a:?}");
         assert_eq!(
             a.header("www-authenticate"),
@@ -855,7 +824,7 @@ async fn a_prefix_public_paths_and_an_operator_table() {
     .await;
     assert_eq!(a.status, 403);
     // The operator's rows add to the table and replace the same route.
-    let a = call(&app, "GET", "/v2/reports/7", &[("authorization", &bob)]).await;
+    let a = call_as(&app, "GET", "/v2/reports/7", &bob).await;
     assert_eq!(
         (a.status, a.header("x-authz-operation")),
         (200, Some("get_report"))
@@ -876,7 +845,7 @@ async fn a_prefix_public_paths_and_an_operator_table() {
             c.ext_authz.unknown_routes = "authenticate".into();
         })
         .await;
-    let a = call(&app, "GET", "/accounts", &[("authorization", &bob)]).await;
+    let a = call_as(&app, "GET", "/accounts", &bob).await;
     assert_eq!(
         (a.status, a.header("x-authz-operation")),
         (200, Some("unknown"))
@@ -909,24 +878,14 @@ async fn a_database_down_with_nothing_cached_is_unavailable() {
     let key = app.create_key("acme", "bob", "gate", 1).await;
     let key = basic("_api_key", &key);
     // Warm: bob's key is checked from memory even with the tables locked.
-    assert_eq!(
-        call(&app, "GET", "/images", &[("authorization", &key)])
-            .await
-            .status,
-        200
-    );
+    assert_eq!(call_as(&app, "GET", "/images", &key).await.status, 200);
     let conn = sea_orm::Database::connect(&app.db.url).await.unwrap();
     use sea_orm::{ConnectionTrait, TransactionTrait};
     let txn = conn.begin().await.unwrap();
     txn.execute_unprepared("LOCK TABLE users, api_keys, accounts IN ACCESS EXCLUSIVE MODE")
         .await
         .unwrap();
-    assert_eq!(
-        call(&app, "GET", "/images", &[("authorization", &key)])
-            .await
-            .status,
-        200
-    );
+    assert_eq!(call_as(&app, "GET", "/images", &key).await.status, 200);
     // carol was never seen: authzd cannot decide, and says so with the one
     // gRPC error Check returns.
     let status = envoy(&app)
@@ -964,18 +923,12 @@ async fn path_parameters_are_read_as_the_upstream_reads_them(backend: Backend) {
         ("POST", "/accounts/acme/users/ops@corp.com/api-keys"),
         ("DELETE", "/accounts/acme/users/ops%40corp.com"),
     ] {
-        let a = call(&app, method, path, &[("authorization", &uadmin)]).await;
+        let a = call_as(&app, method, path, &uadmin).await;
         assert_eq!(a.status, 403, "{method} {path}: {a:?}");
     }
     // A user nobody can find: refused to those the rule could limit; a
     // global administrator goes on (the upstream answers 404).
-    let a = call(
-        &app,
-        "DELETE",
-        "/accounts/acme/users/ghost",
-        &[("authorization", &uadmin)],
-    )
-    .await;
+    let a = call_as(&app, "DELETE", "/accounts/acme/users/ghost", &uadmin).await;
     assert_eq!(a.status, 403, "{a:?}");
     let a = call(
         &app,
@@ -987,40 +940,22 @@ async fn path_parameters_are_read_as_the_upstream_reads_them(backend: Backend) {
     assert_eq!(a.status, 200, "{a:?}");
     // One's own keys are self-service, as over gRPC; another's are not.
     let bob = basic("bob", "bob-password");
-    let a = call(
-        &app,
-        "POST",
-        "/accounts/acme/users/bob/api-keys",
-        &[("authorization", &bob)],
-    )
-    .await;
+    let a = call_as(&app, "POST", "/accounts/acme/users/bob/api-keys", &bob).await;
     assert_eq!(a.status, 200, "{a:?}");
-    let a = call(
-        &app,
-        "POST",
-        "/accounts/acme/users/carol/api-keys",
-        &[("authorization", &bob)],
-    )
-    .await;
+    let a = call_as(&app, "POST", "/accounts/acme/users/carol/api-keys", &bob).await;
     assert_eq!(a.status, 403, "{a:?}");
     // One's own roles, with the name encoded.
     let ops = basic("ops@corp.com", "ops-password-1234");
-    let a = call(
+    let a = call_as(
         &app,
         "GET",
         "/rbac-manager/users/ops%40corp.com/roles",
-        &[("authorization", &ops)],
+        &ops,
     )
     .await;
     assert_eq!(a.status, 200, "{a:?}");
     // An account whose name is encoded is decided in that account.
-    let a = call(
-        &app,
-        "GET",
-        "/accounts/%62eta/users",
-        &[("authorization", &uadmin)],
-    )
-    .await;
+    let a = call_as(&app, "GET", "/accounts/%62eta/users", &uadmin).await;
     assert_eq!(a.status, 400, "an encoded unreserved character: {a:?}");
 }
 
@@ -1030,7 +965,7 @@ async fn the_upstream_sees_one_account_and_the_classes_hold(backend: Backend) {
     let uadmin = basic("uadmin", "uadmin-password");
     // Where the operation reads x-anchore-account, it is set to the account
     // decided in; elsewhere it is removed.
-    let a = call(&app, "GET", "/images", &[("authorization", &bob)]).await;
+    let a = call_as(&app, "GET", "/images", &bob).await;
     assert_eq!(
         a.set.get("x-anchore-account"),
         Some(&("acme".to_owned(), OVERWRITE))
@@ -1066,7 +1001,7 @@ async fn the_upstream_sees_one_account_and_the_classes_hold(backend: Backend) {
         assert_eq!(a.header("x-anchore-account"), None, "{path}");
     }
     // HEAD is the GET operation.
-    let a = call(&app, "HEAD", "/images", &[("authorization", &bob)]).await;
+    let a = call_as(&app, "HEAD", "/images", &bob).await;
     assert_eq!(
         (a.status, a.header("x-authz-operation")),
         (200, Some("list_images"))
@@ -1078,7 +1013,7 @@ async fn the_upstream_sees_one_account_and_the_classes_hold(backend: Backend) {
         "/query/vulnerabilities",
         "/system",
     ] {
-        let a = call(&app, "GET", path, &[("authorization", &bob)]).await;
+        let a = call_as(&app, "GET", path, &bob).await;
         assert_eq!(a.status, 200, "{path}: {a:?}");
     }
     for (method, path) in [
@@ -1091,30 +1026,18 @@ async fn the_upstream_sees_one_account_and_the_classes_hold(backend: Backend) {
         ("POST", "/rbac-manager/roles/read-only/members"),
         ("DELETE", "/rbac-manager/roles/read-only/members"),
     ] {
-        let a = call(&app, method, path, &[("authorization", &uadmin)]).await;
+        let a = call_as(&app, method, path, &uadmin).await;
         assert_eq!(a.status, 403, "{method} {path}: {a:?}");
     }
-    let a = call(&app, "POST", "/oauth/revoke", &[("authorization", &bob)]).await;
+    let a = call_as(&app, "POST", "/oauth/revoke", &bob).await;
     assert_eq!(a.status, 403);
     // An administrator's API key reads identity configuration, never
     // changes it.
     let key = app.create_key("admin", "admin", "gate", 1).await;
     let admin_key = basic("_api_key", &key);
-    let a = call(
-        &app,
-        "GET",
-        "/rbac-manager/saml/idps",
-        &[("authorization", &admin_key)],
-    )
-    .await;
+    let a = call_as(&app, "GET", "/rbac-manager/saml/idps", &admin_key).await;
     assert_eq!(a.status, 200, "{a:?}");
-    let a = call(
-        &app,
-        "POST",
-        "/rbac-manager/saml/idps",
-        &[("authorization", &admin_key)],
-    )
-    .await;
+    let a = call_as(&app, "POST", "/rbac-manager/saml/idps", &admin_key).await;
     assert_eq!(a.status, 403, "{a:?}");
     // A password change on a token's authority is fine.
     let token = app.grant("bob", "bob-password").await.unwrap().access_token;
