@@ -65,6 +65,7 @@ async fn run(invocation: Invocation, loaded: Loaded) -> Result<(), String> {
             username,
             password_file,
         } => return break_glass_reset(&config, username, password_file.as_deref()).await,
+        Command::AuditVerify => return audit_verify(&config).await,
         _ => {}
     }
     if invocation.command == Command::Migrate {
@@ -206,6 +207,30 @@ async fn shutdown_signal() {
 }
 
 /// `authzd admin unlock USERNAME`.
+/// `authzd audit verify`: exit 0 with the head when every record's hash
+/// and link match, else 1 naming the first record that does not.
+async fn audit_verify(config: &Config) -> Result<(), String> {
+    use authzd::domain::audit::Verified;
+    let (core, _) = authzd::prepare(config, Clock::default())
+        .await
+        .map_err(|e| format!("start-up failed: {e}"))?;
+    match core
+        .verify_audit()
+        .await
+        .map_err(|e| format!("audit verify failed: {e}"))?
+    {
+        Verified::Intact {
+            records,
+            head_seq,
+            head_hash,
+        } => {
+            println!("audit chain intact: {records} records, head {head_seq} {head_hash}");
+            Ok(())
+        }
+        Verified::Broken(broken) => Err(format!("audit chain broken: {broken}")),
+    }
+}
+
 async fn break_glass_unlock(config: &Config, username: &str) -> Result<(), String> {
     let (core, _) = authzd::prepare(config, Clock::default())
         .await

@@ -9,6 +9,7 @@ mod m20261122_000003_api_keys;
 mod m20261129_000004_change_records;
 mod m20261130_000005_login_failures;
 mod m20261130_000006_tokens;
+mod m20261201_000007_audit;
 
 pub struct Migrator;
 
@@ -22,6 +23,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261129_000004_change_records::Migration),
             Box::new(m20261130_000005_login_failures::Migration),
             Box::new(m20261130_000006_tokens::Migration),
+            Box::new(m20261201_000007_audit::Migration),
         ]
     }
 }

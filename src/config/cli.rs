@@ -28,6 +28,9 @@ pub enum Command {
         username: String,
         password_file: Option<PathBuf>,
     },
+    /// Walk the audit chain; exit non-zero at the first record that does
+    /// not match.
+    AuditVerify,
 }
 
 /// A parsed command line: kept, so SIGHUP can load the settings again the
@@ -86,6 +89,14 @@ fn command() -> ClapCommand {
                 .subcommand(
                     ClapCommand::new("reference").about("Print the settings reference (Markdown)"),
                 ),
+        )
+        .subcommand(
+            ClapCommand::new("audit")
+                .about("The audit trail, read locally from the configured database")
+                .subcommand_required(true)
+                .subcommand(ClapCommand::new("verify").about(
+                    "Check every record's hash and link; report the first that does not match",
+                )),
         )
         .subcommand(
             ClapCommand::new("admin")
@@ -162,6 +173,7 @@ fn from_matches(matches: &ArgMatches, env: &dyn Fn(&str) -> Option<String>) -> I
                 Command::AdminUnlock { username }
             }
         }
+        Some(("audit", _)) => Command::AuditVerify,
         Some(("config", sub)) => match sub.subcommand_name() {
             Some("reference") => Command::ConfigReference,
             _ => Command::ConfigPrint,
@@ -170,7 +182,7 @@ fn from_matches(matches: &ArgMatches, env: &dyn Fn(&str) -> Option<String>) -> I
     };
     // Global flags may follow the subcommand: read them where they landed.
     let scope = match matches.subcommand() {
-        Some(("config" | "admin", sub)) => sub.subcommand().map_or(sub, |(_, m)| m),
+        Some(("config" | "admin" | "audit", sub)) => sub.subcommand().map_or(sub, |(_, m)| m),
         Some((_, sub)) => sub,
         None => matches,
     };

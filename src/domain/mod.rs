@@ -4,6 +4,7 @@
 pub mod accounts;
 pub mod actions;
 pub mod api_keys;
+pub mod audit;
 pub mod authn;
 pub mod authz;
 pub mod bootstrap;

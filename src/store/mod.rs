@@ -4,6 +4,7 @@
 
 pub mod accounts;
 pub mod api_keys;
+pub mod audit;
 pub mod changes;
 pub mod entity;
 pub mod groups;
