@@ -207,7 +207,9 @@ pub async fn serve_with_reloads(
     let gate = match &config.ext_authz {
         e if e.enabled => Some(grpc::ext_authz::ExtAuthzApi::new(
             core.clone(),
-            Arc::new(gate(&core, &config).map_err(Error::internal)?),
+            // The operator's table is at fault, not authzd: the message
+            // (file and line) is what they need to see.
+            Arc::new(gate(&core, &config).map_err(Error::precondition)?),
             e.remove_authorization,
         )),
         _ => None,

@@ -862,6 +862,20 @@ async fn a_prefix_public_paths_and_an_operator_table() {
         error.contains("routes.tsv:1") && error.contains("noSuchAction"),
         "{error}"
     );
+    // The binary stops with that message.
+    let output = crate::binary::authzd_command()
+        .env("DATABASE_URL", &app.db.url)
+        .env("AUTHZD_SERVER_LISTEN", "127.0.0.1:0")
+        .env("AUTHZD_ADMIN_PASSWORD", ADMIN_PASSWORD)
+        .env("AUTHZD_EXT_AUTHZ_ROUTES_FILE", &table)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(
+        stderr.contains("routes.tsv:1") && stderr.contains("noSuchAction"),
+        "{stderr}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
