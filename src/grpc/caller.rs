@@ -5,6 +5,7 @@ use std::sync::Arc;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use tonic::{Request, Status};
+use x509_parser::certificate::X509Certificate;
 
 /// Checks `authorization: Bearer <caller key>`, or a client certificate of
 /// an allowed subject, on the check RPCs. With neither configured (allowed
@@ -34,17 +35,10 @@ impl CallerKeys {
         self
     }
 
-    fn certified<T>(&self, request: &Request<T>) -> bool {
-        if self.subjects.is_empty() {
-            return false;
-        }
-        let Some(certs) = request.peer_certs() else {
-            return false;
-        };
-        let Some(leaf) = certs.first() else {
-            return false;
-        };
-        let Ok((_, cert)) = x509_parser::parse_x509_certificate(leaf.as_ref()) else {
+    /// Whether the client certificate (its leaf, already parsed) is one of
+    /// the allowed subjects.
+    fn certified(&self, cert: Option<&X509Certificate<'_>>) -> bool {
+        let Some(cert) = cert.filter(|_| !self.subjects.is_empty()) else {
             return false;
         };
         // Each kind of entry is compared with its own kind of name: a URI
@@ -94,11 +88,17 @@ impl CallerKeys {
         !self.digests.is_empty() && bearer(metadata).is_some_and(|key| self.accepts(key))
     }
 
-    pub fn check<T>(&self, request: Request<T>) -> Result<Request<T>, Status> {
+    /// `cert`: the client certificate's leaf, parsed once per request by
+    /// the interceptor (`context::check`), which also logs its subject.
+    pub fn check<T>(
+        &self,
+        request: Request<T>,
+        cert: Option<&X509Certificate<'_>>,
+    ) -> Result<Request<T>, Status> {
         if self.is_open() {
             return Ok(request);
         }
-        if self.certified(&request) {
+        if self.certified(cert) {
             crate::telemetry::record_caller("client-certificate");
             return Ok(request);
         }
@@ -153,19 +153,19 @@ mod tests {
     fn caller_keys_accept_any_configured_key_and_nothing_else() {
         let keys = CallerKeys::new(["old-key-0123456789", "new-key-0123456789"]);
         assert!(
-            keys.check(request(Some("Bearer old-key-0123456789")))
+            keys.check(request(Some("Bearer old-key-0123456789")), None)
                 .is_ok()
         );
         assert!(
-            keys.check(request(Some("bearer new-key-0123456789")))
+            keys.check(request(Some("bearer new-key-0123456789")), None)
                 .is_ok()
         );
-        assert!(keys.check(request(Some("Bearer other"))).is_err());
+        assert!(keys.check(request(Some("Bearer other")), None).is_err());
         assert!(
-            keys.check(request(Some("Basic old-key-0123456789")))
+            keys.check(request(Some("Basic old-key-0123456789")), None)
                 .is_err()
         );
-        assert!(keys.check(request(None)).is_err());
-        assert!(CallerKeys::new([]).check(request(None)).is_ok());
+        assert!(keys.check(request(None), None).is_err());
+        assert!(CallerKeys::new([]).check(request(None), None).is_ok());
     }
 }

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 use tonic::metadata::MetadataMap;
 use tonic::{Request, Status};
+use x509_parser::certificate::X509Certificate;
 
 use super::caller::CallerKeys;
 use crate::domain::Core;
@@ -54,20 +55,28 @@ fn account_context(metadata: &MetadataMap) -> Result<Option<String>, Status> {
         .transpose()?)
 }
 
-/// The subject of the client certificate, when mTLS is on.
-fn client_subject<T>(request: &Request<T>) -> Option<String> {
-    let certs = request.peer_certs()?;
-    let leaf = certs.first()?;
-    let (_, cert) = x509_parser::parse_x509_certificate(leaf.as_ref()).ok()?;
-    Some(cert.subject().to_string())
+/// The client certificate's leaf, parsed (mTLS): once per request, for
+/// the caller check and the origin alike.
+fn leaf(certs: &[impl AsRef<[u8]>]) -> Option<X509Certificate<'_>> {
+    let (_, cert) = x509_parser::parse_x509_certificate(certs.first()?.as_ref()).ok()?;
+    Some(cert)
+}
+
+fn origin_with<T>(request: &Request<T>, client_subject: Option<String>) -> Origin {
+    Origin {
+        peer: request.remote_addr(),
+        client_subject,
+        request_id: request.extensions().get::<RequestId>().map(|r| r.0.clone()),
+    }
 }
 
 fn origin<T>(request: &Request<T>) -> Origin {
-    Origin {
-        peer: request.remote_addr(),
-        client_subject: client_subject(request),
-        request_id: request.extensions().get::<RequestId>().map(|r| r.0.clone()),
-    }
+    let certs = request.peer_certs();
+    let subject = certs
+        .as_deref()
+        .and_then(|c| leaf(c))
+        .map(|c| c.subject().to_string());
+    origin_with(request, subject)
 }
 
 /// Counts and logs a credential refused before it reached the domain.
@@ -128,11 +137,15 @@ pub fn tokens(
 
 /// The interceptor of the check services: the caller key, and the context.
 pub fn check(keys: &Arc<ArcSwap<CallerKeys>>, request: Request<()>) -> Result<Request<()>, Status> {
-    let mut request = keys.load().check(request)?;
+    let keys = keys.load();
+    let certs = request.peer_certs();
+    let cert = certs.as_deref().and_then(|c| leaf(c));
+    let subject = cert.as_ref().map(|c| c.subject().to_string());
+    let mut request = keys.check(request, cert.as_ref())?;
     let context = CallContext {
         credential: None,
         account: account_context(request.metadata())?,
-        origin: origin(&request),
+        origin: origin_with(&request, subject),
         from_service: true,
     };
     request.extensions_mut().insert(context);
