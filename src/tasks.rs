@@ -88,6 +88,9 @@ pub async fn run_purger(core: Core, interval: Duration, stop: CancellationToken)
         if let Err(err) = core.purge_tokens().await {
             log_background_error("token purge", err);
         }
+        if let Err(err) = core.purge_audit().await {
+            log_background_error("audit retention purge", err);
+        }
         let wait = if failed {
             let wait = retry;
             retry = (retry * 2).min(interval);
@@ -116,6 +119,20 @@ pub async fn run_last_used_flusher(core: Core, interval: Duration, stop: Cancell
         }
         if stopping {
             return;
+        }
+    }
+}
+
+/// Logs the audit chain's head every `interval`, from the start: anchors
+/// a log store keeps outside the database.
+pub async fn run_audit_checkpoints(core: Core, interval: Duration, stop: CancellationToken) {
+    loop {
+        if let Err(err) = core.log_audit_checkpoint().await {
+            log_background_error("audit checkpoint", err);
+        }
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(interval) => {}
         }
     }
 }

@@ -29,6 +29,45 @@ pub const REQUEST_ID_HEADER: &str = "x-request-id";
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RequestId(pub String);
 
+/// The RPC being served, for the audit trail: its short method name and
+/// request id. Set around every call by `RpcLayer`; absent outside an RPC
+/// (the command line, background tasks).
+#[derive(Debug, Clone)]
+pub struct Rpc {
+    pub method: &'static str,
+    pub request_id: String,
+    pub peer: Option<std::net::SocketAddr>,
+}
+
+tokio::task_local! {
+    static RPC: Rpc;
+}
+
+/// The RPC the current task serves, if any.
+pub fn current_rpc() -> Option<Rpc> {
+    RPC.try_with(Clone::clone).ok()
+}
+
+/// `Check`, not `/envoy.service.auth.v3.Authorization/Check`: the service
+/// is implied, and no two services share a method name.
+fn short_method(method: &'static str) -> &'static str {
+    method.rsplit('/').next().unwrap_or(method)
+}
+
+/// The client's address, as tonic's `Request::remote_addr` finds it.
+fn peer_of<B>(request: &Request<B>) -> Option<std::net::SocketAddr> {
+    use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo};
+    let extensions = request.extensions();
+    extensions
+        .get::<TcpConnectInfo>()
+        .and_then(TcpConnectInfo::remote_addr)
+        .or_else(|| {
+            extensions
+                .get::<TlsConnectInfo<TcpConnectInfo>>()
+                .and_then(|info| info.get_ref().remote_addr())
+        })
+}
+
 /// Ids are logged and echoed: only `[A-Za-z0-9._:-]{1,128}` is taken as is.
 fn acceptable_request_id(id: &str) -> bool {
     (1..=128).contains(&id.len())
@@ -234,6 +273,7 @@ where
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let method = known_method(request.uri().path());
+        let peer = peer_of(&request);
         let request_id = request
             .headers()
             .get(REQUEST_ID_HEADER)
@@ -258,16 +298,26 @@ where
         Box::pin(async move {
             // Past the deadline the work is dropped: a query in flight is
             // abandoned and a transaction rolls back.
-            let mut result =
-                match tokio::time::timeout(budget, inner.call(request).instrument(span.clone()))
-                    .await
-                {
-                    Ok(result) => result,
-                    Err(_) => Ok(tonic::Status::deadline_exceeded(
-                        "the request did not finish within its deadline",
-                    )
-                    .into_http()),
-                };
+            let mut result = match tokio::time::timeout(
+                budget,
+                RPC.scope(
+                    Rpc {
+                        method: short_method(method),
+                        request_id: request_id.clone(),
+                        peer,
+                    },
+                    inner.call(request),
+                )
+                .instrument(span.clone()),
+            )
+            .await
+            {
+                Ok(result) => result,
+                Err(_) => Ok(tonic::Status::deadline_exceeded(
+                    "the request did not finish within its deadline",
+                )
+                .into_http()),
+            };
             if let Ok(response) = &mut result {
                 framing_errors_are_the_callers(response.headers_mut());
             }

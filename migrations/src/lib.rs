@@ -10,6 +10,7 @@ mod m20261129_000004_change_records;
 mod m20261130_000005_login_failures;
 mod m20261130_000006_tokens;
 mod m20261201_000007_audit;
+mod m20261202_000008_audit_action;
 
 pub struct Migrator;
 
@@ -24,6 +25,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261130_000005_login_failures::Migration),
             Box::new(m20261130_000006_tokens::Migration),
             Box::new(m20261201_000007_audit::Migration),
+            Box::new(m20261202_000008_audit_action::Migration),
         ]
     }
 }

@@ -233,6 +233,18 @@ settings! {
         secret: Option<Secret> = None, check = |v| if v.is_some() { Err("HS256 shared secrets are not supported; configure keys.private_key_path (EdDSA or RS256) or let authzd generate a key".into()) } else { Ok(()) };
     }
 
+    /// The audit trail: every change and every refused credential or action, in one hash chain (docs/audit.md).
+    audit: Audit {
+        /// Seconds between log lines of the chain's head (sequence and hash) on the `audit` target: anchors outside the database that a rewrite of the table cannot match.
+        checkpoint_interval_seconds: u64 = 3600, check = |v| at_least(1)(v);
+        /// Days records are kept; older ones are purged, leaving a checkpoint record so the rest still verifies (0: keep forever).
+        retention_days: u32 = 365;
+        /// Refusals waiting for the background writer; beyond it they are dropped and counted (`authzd_audit_dropped_total`), so a flood never slows a check.
+        queue_size: u64 = 10_000, check = |v| at_least(1)(v);
+        /// Refusals the background writer appends per transaction.
+        batch_size: u64 = 500, check = |v| at_least(1)(v);
+    }
+
     /// Envoy external authorization (`envoy.service.auth.v3.Authorization/Check`) on the gRPC port: authzd decides each HTTP request a proxy forwards, by a route table of method and path to action (docs/envoy.md).
     ext_authz: ExtAuthz {
         /// Serve the Check RPC.
@@ -499,6 +511,20 @@ impl Config {
             },
             max_verified: self.cache.max_entries,
         }
+    }
+
+    pub fn audit_settings(&self) -> crate::domain::audit::AuditSettings {
+        let a = &self.audit;
+        crate::domain::audit::AuditSettings {
+            queue: usize::try_from(a.queue_size).unwrap_or(usize::MAX),
+            batch: usize::try_from(a.batch_size).unwrap_or(usize::MAX),
+            retention: (a.retention_days > 0)
+                .then(|| Duration::from_secs(u64::from(a.retention_days) * 86_400)),
+        }
+    }
+
+    pub fn audit_checkpoint_interval(&self) -> Duration {
+        Duration::from_secs(self.audit.checkpoint_interval_seconds)
     }
 
     /// Where a generated admin password goes.

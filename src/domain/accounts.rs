@@ -2,6 +2,7 @@
 
 use super::Core;
 use super::actions::{CREATE_ACCOUNT, DELETE_ACCOUNT, GET_ACCOUNT, LIST_ACCOUNTS, UPDATE_ACCOUNT};
+use super::audit::{Actor, Change};
 use super::caller::Caller;
 use super::model::{ADMIN_ACCOUNT, Account, AccountState, AccountType};
 use super::names::{AccountName, Email};
@@ -42,8 +43,17 @@ impl Core {
             created_at: now,
             updated_at: now,
         };
-        self.write_with(async |db| store::accounts::create_account(db, &account).await)
-            .await?;
+        let mut change = Change::new("create", "account", &account.name)
+            .account(&account.name)
+            .to("type", account.account_type.as_str())
+            .to("state", account.state.as_str());
+        if let Some(email) = &account.email {
+            change = change.to("email", email.as_str());
+        }
+        self.change(Actor::Caller(caller), change, async |db| {
+            store::accounts::create_account(db, &account).await
+        })
+        .await?;
         tracing::info!(
             caller = caller.username(),
             account = account.name,
@@ -88,14 +98,17 @@ impl Core {
             return Err(Error::precondition("the account is being deleted"));
         }
         let email = email.map(Email::into_string);
-        if !self
-            .write_with(async |db| {
-                store::accounts::update_email(db, name, email.as_deref(), self.now()).await
-            })
-            .await?
-        {
-            return Err(not_found(name));
-        }
+        let change = Change::new("update", "account", name)
+            .account(name)
+            .from_to("email", account.email.clone(), email.clone());
+        self.change(Actor::Caller(caller), change, async |db| {
+            if store::accounts::update_email(db, name, email.as_deref(), self.now()).await? {
+                Ok(())
+            } else {
+                Err(not_found(name))
+            }
+        })
+        .await?;
         self.account(name).await
     }
 
@@ -121,14 +134,17 @@ impl Core {
             return Err(Error::precondition("the account is being deleted"));
         }
         let from = [AccountState::Enabled, AccountState::Disabled];
-        if !self
-            .write_with(async |db| {
-                store::accounts::transition_state(db, name, &from, state, self.now()).await
-            })
-            .await?
-        {
-            return Err(Error::precondition("the account is being deleted"));
-        }
+        let change = Change::new("update", "account", name)
+            .account(name)
+            .from_to("state", account.state.as_str(), state.as_str());
+        self.change(Actor::Caller(caller), change, async |db| {
+            if store::accounts::transition_state(db, name, &from, state, self.now()).await? {
+                Ok(())
+            } else {
+                Err(Error::precondition("the account is being deleted"))
+            }
+        })
+        .await?;
         tracing::info!(
             caller = caller.username(),
             account = name,
@@ -155,23 +171,31 @@ impl Core {
             AccountState::Deleting => return Ok(account),
             AccountState::Disabled => {}
         }
-        let moved = self
-            .write_with(async |db| {
-                store::accounts::transition_state(
-                    db,
-                    name,
-                    &[AccountState::Disabled],
-                    AccountState::Deleting,
-                    self.now(),
-                )
-                .await
-            })
+        let change = Change::new("delete", "account", name)
+            .account(name)
+            .from_to(
+                "state",
+                account.state.as_str(),
+                AccountState::Deleting.as_str(),
+            );
+        self.change(Actor::Caller(caller), change, async |db| {
+            let moved = store::accounts::transition_state(
+                db,
+                name,
+                &[AccountState::Disabled],
+                AccountState::Deleting,
+                self.now(),
+            )
             .await?;
-        if !moved {
-            return Err(Error::precondition(
-                "the account changed state concurrently; read it and retry",
-            ));
-        }
+            if moved {
+                Ok(())
+            } else {
+                Err(Error::precondition(
+                    "the account changed state concurrently; read it and retry",
+                ))
+            }
+        })
+        .await?;
         tracing::info!(
             caller = caller.username(),
             account = name,

@@ -37,7 +37,10 @@ pub const SELF_GET_API_KEY: &str = "selfGetApiKey";
 pub const SELF_UPDATE_API_KEY: &str = "selfUpdateApiKey";
 pub const SELF_DELETE_API_KEY: &str = "selfDeleteApiKey";
 
+pub const LIST_AUDIT_EVENTS: &str = "listAuditEvents";
+
 pub const USED_BY_AUTHZD: &[&str] = &[
+    LIST_AUDIT_EVENTS,
     CREATE_API_KEY,
     LIST_API_KEYS,
     GET_API_KEY,

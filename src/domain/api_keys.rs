@@ -14,6 +14,7 @@ use super::actions::{
     CREATE_API_KEY, DELETE_API_KEY, GET_API_KEY, LIST_API_KEYS, SELF_CREATE_API_KEY,
     SELF_DELETE_API_KEY, SELF_GET_API_KEY, SELF_LIST_API_KEYS, SELF_UPDATE_API_KEY, UPDATE_API_KEY,
 };
+use super::audit::{Actor, Change};
 use super::authn::key_format;
 use super::caller::Caller;
 use super::model::{ApiKey, ApiKeyStatus, User, UserType};
@@ -127,6 +128,15 @@ fn saml_disabled() -> Error {
     )
 }
 
+/// A key's change record: named by its name, identified by its public id
+/// (never its secret), with its owner.
+fn key_change(op: &'static str, key: &ApiKey) -> Change {
+    Change::new(op, "api_key", &key.name)
+        .account(&key.account)
+        .id(&key.key_id)
+        .to("owner", key.username.as_str())
+}
+
 impl Core {
     fn key_settings(&self) -> &ApiKeySettings {
         &self.settings().api_keys
@@ -210,7 +220,7 @@ impl Core {
             rotated_at: None,
             previous_valid_until: None,
         };
-        let txn = self.write().await?;
+        let mut txn = self.write().await?;
         // Concurrent creates for one owner queue on the owner's row, so the
         // count below cannot be overtaken (SQLite has one writer anyway).
         if txn.db().get_database_backend() == DbBackend::Postgres {
@@ -228,6 +238,12 @@ impl Core {
             )));
         }
         store::api_keys::create_api_key(txn.db(), &key, minted.secret_hash).await?;
+        txn.record(
+            Actor::Caller(caller),
+            key_change("create", &key)
+                .to("description", key.description.as_str())
+                .to("expires_at", key.expires_at.to_rfc3339()),
+        );
         txn.commit().await?;
         tracing::info!(
             caller = caller.username(),
@@ -303,22 +319,44 @@ impl Core {
                 return Err(Error::invalid("status", "only REVOKED can be set"));
             }
         };
-        let updated = self
-            .write_with(async |db| {
-                store::api_keys::update_api_key(
-                    db,
-                    key.id,
-                    update.new_name.as_deref(),
-                    update.description.as_deref(),
-                    revoke_at,
-                    now,
-                )
-                .await
-            })
-            .await?;
-        if !updated {
-            return Err(not_found(name));
+        let mut change = key_change(
+            if revoke_at.is_some() {
+                "revoke"
+            } else {
+                "update"
+            },
+            &key,
+        );
+        if let Some(new_name) = &update.new_name {
+            change = change.from_to("name", key.name.as_str(), new_name.as_str());
         }
+        if let Some(description) = &update.description {
+            change = change.from_to(
+                "description",
+                key.description.as_str(),
+                description.as_str(),
+            );
+        }
+        if revoke_at.is_some() {
+            change = change.from_to("status", "active", "revoked");
+        }
+        self.change(Actor::Caller(caller), change, async |db| {
+            let updated = store::api_keys::update_api_key(
+                db,
+                key.id,
+                update.new_name.as_deref(),
+                update.description.as_deref(),
+                revoke_at,
+                now,
+            )
+            .await?;
+            if updated {
+                Ok(())
+            } else {
+                Err(not_found(name))
+            }
+        })
+        .await?;
         if revoke_at.is_some() {
             tracing::info!(
                 caller = caller.username(),
@@ -371,24 +409,28 @@ impl Core {
             .unwrap_or(key.expires_at)
             .min(key.expires_at);
         let minted = key_format::regenerate(&key.prefix, &key.key_id);
-        let rotated = self
-            .write_with(async |db| {
-                store::api_keys::rotate_api_key(
-                    db,
-                    key.id,
-                    &minted.secret_hash,
-                    &minted.last_four,
-                    until,
-                    now,
-                )
-                .await
-            })
+        let change = key_change("rotate", &key)
+            .secret("secret")
+            .to("previous_valid_until", until.to_rfc3339());
+        self.change(Actor::Caller(caller), change, async |db| {
+            let rotated = store::api_keys::rotate_api_key(
+                db,
+                key.id,
+                &minted.secret_hash,
+                &minted.last_four,
+                until,
+                now,
+            )
             .await?;
-        if !rotated {
-            return Err(Error::precondition(
-                "the key is revoked: revoked keys cannot be rotated",
-            ));
-        }
+            if rotated {
+                Ok(())
+            } else {
+                Err(Error::precondition(
+                    "the key is revoked: revoked keys cannot be rotated",
+                ))
+            }
+        })
+        .await?;
         tracing::info!(
             caller = caller.username(),
             key_id = key.key_id,
@@ -407,12 +449,18 @@ impl Core {
     ) -> Result<()> {
         let owner = self.key_owner(caller, account, username, DELETE).await?;
         let key = self.key_named(&owner, name).await?;
-        if !self
-            .write_with(async |db| store::api_keys::delete_api_key(db, key.id).await)
-            .await?
-        {
-            return Err(not_found(name));
-        }
+        self.change(
+            Actor::Caller(caller),
+            key_change("delete", &key),
+            async |db| {
+                if store::api_keys::delete_api_key(db, key.id).await? {
+                    Ok(())
+                } else {
+                    Err(not_found(name))
+                }
+            },
+        )
+        .await?;
         tracing::info!(
             caller = caller.username(),
             key_id = key.key_id,

@@ -3,14 +3,33 @@
 //! inserted or reordered record breaks the chain where it happened, and
 //! `authzd audit verify` names the first record that does not match.
 //!
-//! What is recorded (every admin change in its own transaction, every
-//! refusal through a background writer) is issue 13's work in progress:
-//! this module is the chain that every record will go through.
+//! Two kinds of record go into the one chain:
+//! - a **change**: every admin write that succeeds, appended in the same
+//!   transaction as the change (`Write::record`), so there is no change
+//!   without its record and a record that cannot be written fails the
+//!   change;
+//! - a **refusal**: a refused credential or a refused action, queued to a
+//!   bounded background writer (`Auditor`) that appends them in batches,
+//!   so a check never waits on the audit trail. A full queue drops and
+//!   counts what it dropped.
+//!
+//! A purge of old records leaves a `checkpoint` record naming the last
+//! record it removed and its hash, so what remains still verifies.
 
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
+use tokio::sync::mpsc;
 
 use super::Core;
-use crate::error::Result;
+use super::authn::sources::Source;
+use super::caller::Caller;
+use super::model::{CredentialKind, Principal};
+use super::page::{Page, PageRequest};
+use crate::error::{AuthFailure, Error, Result};
 use crate::store;
 
 /// The link before the first record (`audit_head` starts there).
@@ -83,6 +102,9 @@ pub enum Break {
     /// The last record is not the head the appender recorded (records at
     /// the end were removed, or the head was rewritten).
     Head { seq: i64, head_seq: i64 },
+    /// The chain starts after record 1 and no checkpoint record of a
+    /// purge vouches for that start (records at the start were removed).
+    Purged { first: i64 },
 }
 
 impl std::fmt::Display for Break {
@@ -104,14 +126,23 @@ impl std::fmt::Display for Break {
                 f,
                 "the chain ends at record {seq} but its head says {head_seq}"
             ),
+            Break::Purged { first } => write!(
+                f,
+                "the chain starts at record {first} and no retention checkpoint accounts for the records before it"
+            ),
         }
     }
 }
 
-/// Walks records in sequence order from `(start_seq, start_hash)`.
+/// Walks records in sequence order. A chain whose first records were
+/// purged starts where they end: the checkpoint record the purge appended
+/// must vouch for that start (`Break::Purged` otherwise).
 pub struct Verifier {
     next_seq: i64,
     last_hash: String,
+    /// Where a purged chain starts: the last purged record and its hash,
+    /// and whether a checkpoint record has vouched for them.
+    start: Option<(i64, String, bool)>,
     pub checked: u64,
 }
 
@@ -120,11 +151,18 @@ impl Verifier {
         Self {
             next_seq: 1,
             last_hash: GENESIS.to_owned(),
+            start: None,
             checked: 0,
         }
     }
 
     pub fn check(&mut self, stored: &Stored) -> std::result::Result<(), Break> {
+        if self.checked == 0 && stored.seq > 1 {
+            // Purged up to here: taken on trust until a checkpoint confirms.
+            self.next_seq = stored.seq;
+            self.last_hash = stored.prev_hash.clone();
+            self.start = Some((stored.seq - 1, stored.prev_hash.clone(), false));
+        }
         if stored.seq != self.next_seq {
             return Err(Break::Gap {
                 expected: self.next_seq,
@@ -137,6 +175,14 @@ impl Verifier {
         if hash(stored.seq, &stored.record, &stored.prev_hash) != stored.hash {
             return Err(Break::Edited { seq: stored.seq });
         }
+        if stored.record.kind == CHECKPOINT
+            && let Some((through, hash, vouched)) = &mut self.start
+            && let Some(purge) = Purge::of(&stored.record)
+            && purge.through == *through
+            && purge.hash == *hash
+        {
+            *vouched = true;
+        }
         self.next_seq += 1;
         self.last_hash = stored.hash.clone();
         self.checked += 1;
@@ -145,6 +191,9 @@ impl Verifier {
 
     /// The chain must end where the head says.
     pub fn finish(&self, head_seq: i64, head_hash: &str) -> std::result::Result<(), Break> {
+        if let Some((through, _, false)) = &self.start {
+            return Err(Break::Purged { first: through + 1 });
+        }
         let seq = self.next_seq - 1;
         if seq != head_seq || self.last_hash != head_hash {
             return Err(Break::Head { seq, head_seq });
@@ -168,6 +217,406 @@ pub enum Verified {
         head_hash: String,
     },
     Broken(Break),
+}
+
+/// The kinds of record.
+pub const CHANGE: &str = "change";
+pub const REFUSAL: &str = "refusal";
+pub const CHECKPOINT: &str = "checkpoint";
+
+/// What a retention purge removed, as its checkpoint record says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Purge {
+    /// The last record removed, and its hash.
+    pub through: i64,
+    pub hash: String,
+}
+
+impl Purge {
+    fn of(record: &Record) -> Option<Self> {
+        let detail: Value = serde_json::from_str(&record.detail).ok()?;
+        Some(Self {
+            through: detail.get("purged_through")?.as_i64()?,
+            hash: detail.get("hash")?.as_str()?.to_owned(),
+        })
+    }
+}
+
+/// Who made a change: the caller of an RPC, or authzd itself (the first
+/// start's bootstrap, a break-glass command, a lockout).
+#[derive(Clone, Copy)]
+pub enum Actor<'a> {
+    Caller(&'a Caller),
+    Local(&'static str),
+}
+
+fn credential_name(kind: CredentialKind) -> &'static str {
+    match kind {
+        CredentialKind::Password => "password",
+        CredentialKind::ApiKey => "api_key",
+        CredentialKind::Token => "token",
+    }
+}
+
+fn principal_detail(principal: &Principal) -> Map<String, Value> {
+    let mut actor = Map::new();
+    actor.insert("user_id".into(), principal.user.id.to_string().into());
+    actor.insert("username".into(), principal.username().into());
+    actor.insert("account".into(), principal.account().into());
+    actor.insert(
+        "credential".into(),
+        credential_name(principal.credential).into(),
+    );
+    if let Some(key) = &principal.api_key {
+        actor.insert("api_key_id".into(), key.key_id.clone().into());
+    }
+    if let Some(token) = &principal.token_id {
+        actor.insert("token_id".into(), token.clone().into());
+    }
+    actor
+}
+
+impl Actor<'_> {
+    fn username(&self) -> Option<String> {
+        match self {
+            Actor::Caller(caller) => Some(caller.username().to_owned()),
+            Actor::Local(_) => None,
+        }
+    }
+
+    fn detail(&self, detail: &mut Map<String, Value>, rpc: Option<&crate::telemetry::Rpc>) {
+        match self {
+            Actor::Caller(caller) => {
+                let mut actor = principal_detail(caller);
+                if let Some(context) = &caller.account_context {
+                    actor.insert("account_context".into(), context.clone().into());
+                }
+                detail.insert("actor".into(), actor.into());
+                let origin = &caller.origin;
+                let mut source = Map::new();
+                if let Some(peer) = origin.peer.or(rpc.and_then(|r| r.peer)) {
+                    source.insert("peer".into(), peer.to_string().into());
+                }
+                if let Some(subject) = &origin.client_subject {
+                    source.insert("client_subject".into(), subject.clone().into());
+                }
+                detail.insert("source".into(), source.into());
+                if let Some(id) = origin
+                    .request_id
+                    .clone()
+                    .or(rpc.map(|r| r.request_id.clone()))
+                {
+                    detail.insert("request_id".into(), id.into());
+                }
+            }
+            Actor::Local(name) => {
+                detail.insert("actor".into(), json!({ "local": name }));
+                if let Some(rpc) = rpc {
+                    detail.insert("request_id".into(), rpc.request_id.clone().into());
+                }
+            }
+        }
+    }
+}
+
+/// One change as the audit trail records it: its target and a small diff
+/// of what changed. Never a password, key value, token or hash.
+#[derive(Debug, Clone)]
+pub struct Change {
+    op: &'static str,
+    kind: &'static str,
+    name: String,
+    account: Option<String>,
+    id: Option<String>,
+    changes: Map<String, Value>,
+}
+
+impl Change {
+    /// `op` (`create`, `update`, `delete`, …) on the `kind` named `name`.
+    pub fn new(op: &'static str, kind: &'static str, name: impl Into<String>) -> Self {
+        Self {
+            op,
+            kind,
+            name: name.into(),
+            account: None,
+            id: None,
+            changes: Map::new(),
+        }
+    }
+
+    /// The account the target belongs to (its own name, for an account).
+    pub fn account(mut self, account: impl Into<String>) -> Self {
+        self.account = Some(account.into());
+        self
+    }
+
+    pub fn id(mut self, id: impl ToString) -> Self {
+        self.id = Some(id.to_string());
+        self
+    }
+
+    /// A field's new value.
+    pub fn to(mut self, field: &str, value: impl Into<Value>) -> Self {
+        self.changes
+            .insert(field.to_owned(), json!({ "to": value.into() }));
+        self
+    }
+
+    /// A field's old and new values.
+    pub fn from_to(mut self, field: &str, from: impl Into<Value>, to: impl Into<Value>) -> Self {
+        self.changes.insert(
+            field.to_owned(),
+            json!({ "from": from.into(), "to": to.into() }),
+        );
+        self
+    }
+
+    /// That a secret changed, never its value.
+    pub fn secret(mut self, field: &str) -> Self {
+        self.changes
+            .insert(field.to_owned(), json!({ "changed": true }));
+        self
+    }
+
+    pub(crate) fn into_record(self, at_ms: i64, actor: Actor<'_>) -> Record {
+        let rpc = crate::telemetry::current_rpc();
+        let mut detail = Map::new();
+        detail.insert("op".into(), self.op.into());
+        actor.detail(&mut detail, rpc.as_ref());
+        let mut target = Map::new();
+        target.insert("kind".into(), self.kind.into());
+        if let Some(id) = &self.id {
+            target.insert("id".into(), id.clone().into());
+        }
+        target.insert("name".into(), self.name.clone().into());
+        if let Some(account) = &self.account {
+            target.insert("account".into(), account.clone().into());
+        }
+        detail.insert("target".into(), target.into());
+        detail.insert("changes".into(), self.changes.into());
+        Record {
+            at_ms,
+            kind: CHANGE.to_owned(),
+            rpc: rpc_name(rpc.as_ref(), actor),
+            outcome: "ok".to_owned(),
+            actor_username: actor.username(),
+            target_kind: Some(self.kind.to_owned()),
+            target_name: Some(self.name),
+            target_account: self.account,
+            detail: Value::Object(detail).to_string(),
+        }
+    }
+}
+
+/// The RPC a record came from; a local actor outside any RPC names itself.
+fn rpc_name(rpc: Option<&crate::telemetry::Rpc>, actor: Actor<'_>) -> String {
+    match (rpc, actor) {
+        (Some(rpc), _) => rpc.method.to_owned(),
+        (None, Actor::Local(name)) => name.to_owned(),
+        (None, Actor::Caller(_)) => "local".to_owned(),
+    }
+}
+
+/// A refused credential or action, before it is queued.
+#[derive(Debug, Clone)]
+pub struct Refusal {
+    /// The claimed username, or the principal refused an action.
+    pub username: Option<String>,
+    pub reason: &'static str,
+    pub source: Option<Source>,
+    pub credential: Option<&'static str>,
+    pub api_key_id: Option<String>,
+    /// For a refused action: what was refused, and where.
+    pub action: Option<String>,
+    pub target_account: Option<String>,
+    pub target_user: Option<String>,
+    pub principal: Option<Map<String, Value>>,
+}
+
+impl Refusal {
+    /// A credential refused for `reason`.
+    pub fn credential(reason: AuthFailure, source: Source, credential: &'static str) -> Self {
+        Self::credential_for(reason.as_str(), source, credential)
+    }
+
+    /// A credential refused for a reason that is no `AuthFailure`
+    /// (`rate_limited`, `busy`).
+    pub fn credential_for(reason: &'static str, source: Source, credential: &'static str) -> Self {
+        Self {
+            username: None,
+            reason,
+            source: Some(source),
+            credential: Some(credential),
+            api_key_id: None,
+            action: None,
+            target_account: None,
+            target_user: None,
+            principal: None,
+        }
+    }
+
+    /// An authenticated principal refused `action` in `account`.
+    pub fn action(principal: &Principal, action: &str, account: Option<&str>) -> Self {
+        Self {
+            username: Some(principal.username().to_owned()),
+            reason: "permission_denied",
+            source: None,
+            credential: Some(credential_name(principal.credential)),
+            api_key_id: None,
+            action: Some(action.to_owned()),
+            target_account: account.map(str::to_owned),
+            target_user: None,
+            principal: Some(principal_detail(principal)),
+        }
+    }
+
+    fn into_record(self, at_ms: i64) -> Record {
+        let rpc = crate::telemetry::current_rpc();
+        let mut detail = Map::new();
+        if let Some(actor) = self.principal {
+            detail.insert("actor".into(), actor.into());
+        } else if let Some(username) = &self.username {
+            detail.insert("claimed_username".into(), username.clone().into());
+        }
+        if let Some(credential) = self.credential {
+            detail.insert("credential".into(), credential.into());
+        }
+        if let Some(id) = self.api_key_id {
+            detail.insert("api_key_id".into(), id.into());
+        }
+        let mut source = Map::new();
+        if let Some(s) = self.source {
+            source.insert("address".into(), s.to_string().into());
+        }
+        if let Some(peer) = rpc.as_ref().and_then(|r| r.peer) {
+            source.insert("peer".into(), peer.to_string().into());
+        }
+        detail.insert("source".into(), source.into());
+        if let Some(rpc) = &rpc {
+            detail.insert("request_id".into(), rpc.request_id.clone().into());
+        }
+        if let Some(action) = &self.action {
+            detail.insert("action".into(), action.clone().into());
+        }
+        let (target_kind, target_name) = match (&self.target_user, &self.target_account) {
+            (Some(user), _) => (Some("user"), Some(user.clone())),
+            (None, Some(account)) => (Some("account"), Some(account.clone())),
+            _ => (None, None),
+        };
+        Record {
+            at_ms,
+            kind: REFUSAL.to_owned(),
+            rpc: rpc.map_or_else(|| "local".to_owned(), |r| r.method.to_owned()),
+            outcome: self.reason.to_owned(),
+            actor_username: self.username,
+            target_kind: target_kind.map(str::to_owned),
+            target_name,
+            target_account: self.target_account,
+            detail: Value::Object(detail).to_string(),
+        }
+    }
+}
+
+/// The `audit.*` settings.
+#[derive(Debug, Clone, Copy)]
+pub struct AuditSettings {
+    /// Refusals waiting for the background writer; more are dropped.
+    pub queue: usize,
+    /// Refusals appended per transaction.
+    pub batch: usize,
+    pub retention: Option<Duration>,
+}
+
+impl Default for AuditSettings {
+    fn default() -> Self {
+        Self {
+            queue: 10_000,
+            batch: 500,
+            retention: Some(Duration::from_secs(365 * 86_400)),
+        }
+    }
+}
+
+/// The refusal queue: bounded, never waited on.
+pub struct Auditor {
+    sender: mpsc::Sender<Record>,
+    receiver: Mutex<Option<mpsc::Receiver<Record>>>,
+    dropped: AtomicU64,
+    settings: AuditSettings,
+}
+
+impl Auditor {
+    pub fn new(settings: AuditSettings) -> Self {
+        let (sender, receiver) = mpsc::channel(settings.queue.max(1));
+        Self {
+            sender,
+            receiver: Mutex::new(Some(receiver)),
+            dropped: AtomicU64::new(0),
+            settings,
+        }
+    }
+
+    /// Refusals dropped because the queue was full, since the start.
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
+
+    fn offer(&self, record: Record) {
+        if self.sender.try_send(record).is_err() {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+            metrics::counter!("authzd_audit_dropped_total").increment(1);
+        }
+    }
+}
+
+/// Writes one record on the `audit` log target: with `log.format: json`,
+/// one JSON line per record for a log shipper (a SIEM), its columns as
+/// fields and its detail as JSON text; its hash makes the line checkable
+/// against the chain.
+fn emit(stored: &Stored) {
+    let r = &stored.record;
+    tracing::info!(
+        target: "audit",
+        seq = stored.seq,
+        at_ms = r.at_ms,
+        kind = r.kind,
+        rpc = r.rpc,
+        outcome = r.outcome,
+        actor = r.actor_username,
+        target_kind = r.target_kind,
+        target_name = r.target_name,
+        target_account = r.target_account,
+        detail = r.detail,
+        hash = stored.hash,
+        "audit record"
+    );
+    metrics::counter!("authzd_audit_records_total", "kind" => kind_label(&r.kind)).increment(1);
+}
+
+fn kind_label(kind: &str) -> &'static str {
+    match kind {
+        CHANGE => CHANGE,
+        REFUSAL => REFUSAL,
+        _ => CHECKPOINT,
+    }
+}
+
+pub(super) fn emit_all(stored: &[Stored]) {
+    stored.iter().for_each(emit);
+}
+
+/// What a listing may filter on.
+#[derive(Debug, Clone, Default)]
+pub struct Filter {
+    pub since_ms: Option<i64>,
+    pub until_ms: Option<i64>,
+    pub actor: Option<String>,
+    pub target_account: Option<String>,
+    pub target_name: Option<String>,
+    pub target_kind: Option<String>,
+    pub rpc: Option<String>,
+    pub outcome: Option<String>,
+    pub kind: Option<String>,
 }
 
 impl Core {
@@ -198,8 +647,189 @@ impl Core {
 
     /// Appends records to the chain in one transaction of their own.
     pub async fn append_audit(&self, records: &[Record]) -> Result<()> {
-        self.write_with(async |txn| store::audit::append(txn, records).await)
-            .await
+        let mut write = self.write().await?;
+        for record in records {
+            write.push(record.clone());
+        }
+        write.commit().await
+    }
+
+    /// Queues a refusal for the background writer; never waits.
+    pub fn refused(&self, refusal: Refusal) {
+        let at_ms = self.now().timestamp_millis();
+        self.auditor().offer(refusal.into_record(at_ms));
+    }
+
+    /// A refused credential, with what it claimed to be (never its secret).
+    pub(crate) fn refused_credential(
+        &self,
+        credential: &super::authn::credentials::Credential,
+        reason: &'static str,
+        source: Source,
+    ) {
+        use super::authn::credentials::Credential;
+        let refusal = match credential {
+            Credential::Password { username, .. } => Refusal {
+                username: Some(username.clone()),
+                ..Refusal::credential_for(reason, source, "password")
+            },
+            Credential::ApiKey(value) => Refusal {
+                api_key_id: super::authn::key_format::parse(value.expose())
+                    .ok()
+                    .map(|k| k.key_id.to_owned()),
+                ..Refusal::credential_for(reason, source, "api_key")
+            },
+            Credential::Token(_) => Refusal::credential_for(reason, source, "token"),
+        };
+        self.refused(refusal);
+    }
+
+    /// Appends queued refusals in batches until `stop`, then what is left.
+    pub async fn run_audit_writer(&self, stop: tokio_util::sync::CancellationToken) {
+        let Some(mut receiver) = self
+            .auditor()
+            .receiver
+            .lock()
+            .ok()
+            .and_then(|mut r| r.take())
+        else {
+            return;
+        };
+        let batch = self.auditor().settings.batch.max(1);
+        let mut pending: Vec<Record> = Vec::with_capacity(batch);
+        let mut reported = 0;
+        let mut last_report = std::time::Instant::now();
+        loop {
+            let open = tokio::select! {
+                n = receiver.recv_many(&mut pending, batch) => n > 0,
+                _ = stop.cancelled() => false,
+            };
+            if !open {
+                // The last refusals, once: a failure now loses them.
+                while let Ok(record) = receiver.try_recv() {
+                    pending.push(record);
+                }
+                for chunk in pending.chunks(batch) {
+                    if let Err(err) = self.append_audit(chunk).await {
+                        tracing::warn!(error = %err, records = pending.len(), "audit refusals lost at shutdown");
+                        break;
+                    }
+                }
+                return;
+            }
+            // While the database is away the same batch is retried and the
+            // queue fills behind it: refusals are then dropped and counted,
+            // and no check waits.
+            while let Err(err) = self.append_audit(&pending).await {
+                tracing::warn!(error = %err, records = pending.len(), "cannot write audit refusals; retrying");
+                tokio::select! {
+                    _ = stop.cancelled() => break,
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                }
+            }
+            if !stop.is_cancelled() {
+                pending.clear();
+            }
+            let dropped = self.auditor().dropped();
+            if dropped > reported && last_report.elapsed() >= Duration::from_secs(10) {
+                tracing::warn!(
+                    dropped = dropped - reported,
+                    total = dropped,
+                    "audit refusals dropped: the writer's queue was full"
+                );
+                reported = dropped;
+                last_report = std::time::Instant::now();
+            }
+        }
+    }
+
+    /// Records, newest first, that `caller` may read.
+    pub async fn list_audit_events(
+        &self,
+        caller: &Caller,
+        mut filter: Filter,
+        page: &PageRequest,
+    ) -> Result<Page<Stored>> {
+        use super::actions::LIST_AUDIT_EVENTS;
+        // Global administrators read everything; anyone else reads one
+        // account's events, where they hold listAuditEvents.
+        let everything = caller.is_global_admin()
+            && filter.target_account.is_none()
+            && caller.account_context.is_none();
+        if !everything {
+            let account = caller.target_account(
+                "target_account",
+                filter.target_account.as_deref().unwrap_or_default(),
+            )?;
+            self.require(caller, LIST_AUDIT_EVENTS, Some(&account))
+                .await?;
+            filter.target_account = Some(account);
+        }
+        let before = match &page.after {
+            None => None,
+            Some(key) => Some(key.first().and_then(|k| k.parse::<i64>().ok()).ok_or_else(
+                || Error::invalid("page_token", "is not a token this listing returned"),
+            )?),
+        };
+        let mut items = store::audit::list(self.db(), &filter, before, page.limit + 1).await?;
+        let limit = usize::try_from(page.limit).unwrap_or(usize::MAX);
+        let mut next_page_token = String::new();
+        if items.len() > limit {
+            items.truncate(limit);
+            if let Some(last) = items.last() {
+                next_page_token = super::page::encode(&[&last.seq.to_string()]);
+            }
+        }
+        Ok(Page {
+            items,
+            next_page_token,
+        })
+    }
+
+    /// Logs the chain's head on the `audit` target, as an anchor outside
+    /// the database: a rewrite of the table cannot match it.
+    pub async fn log_audit_checkpoint(&self) -> Result<(i64, String)> {
+        let (seq, hash) = store::audit::head(self.db()).await?;
+        tracing::info!(target: "audit", seq, hash, "audit chain head");
+        Ok((seq, hash))
+    }
+
+    /// Removes records older than the retention, leaving a checkpoint
+    /// record that names the last one removed and its hash. Returns how
+    /// many were removed.
+    pub async fn purge_audit(&self) -> Result<u64> {
+        let Some(retention) = self.auditor().settings.retention else {
+            return Ok(0);
+        };
+        let now_ms = self.now().timestamp_millis();
+        let cutoff = now_ms - i64::try_from(retention.as_millis()).unwrap_or(i64::MAX);
+        let mut write = self.write().await?;
+        let Some((through, hash, count)) = store::audit::purgeable(write.db(), cutoff).await?
+        else {
+            return Ok(0);
+        };
+        let days = retention.as_secs() / 86_400;
+        let record = Record {
+            at_ms: now_ms,
+            kind: CHECKPOINT.to_owned(),
+            rpc: "retention".to_owned(),
+            outcome: "ok".to_owned(),
+            actor_username: None,
+            target_kind: None,
+            target_name: None,
+            target_account: None,
+            detail: json!({ "purged_through": through, "hash": hash, "purged": count, "retention_days": days })
+                .to_string(),
+        };
+        write.push(record);
+        store::audit::delete_through(write.db(), through).await?;
+        write.commit().await?;
+        tracing::info!(
+            purged = count,
+            through,
+            "audit records past their retention purged"
+        );
+        Ok(count)
     }
 }
 

@@ -2,6 +2,7 @@
 //! `decide`, with the target account from memory.
 
 use super::Core;
+use super::audit::Refusal;
 use super::decision::{Decision, Lookup, Reason, Target, decide, refusal_over_user};
 use super::model::{Principal, User};
 use crate::error::{Error, Result, quoted};
@@ -58,7 +59,24 @@ impl Core {
     /// A missing account is `NotFound` for a global administrator. Anyone
     /// else is refused there as in any account where they hold no role, so
     /// the answer does not tell which accounts exist.
+    ///
+    /// A refusal is recorded in the audit trail.
     pub async fn require(
+        &self,
+        principal: &Principal,
+        action: &str,
+        account: Option<&str>,
+    ) -> Result<()> {
+        let result = self.may(principal, action, account).await;
+        if matches!(result, Err(Error::PermissionDenied(_))) {
+            self.refused(Refusal::action(principal, action, account));
+        }
+        result
+    }
+
+    /// `require` without a record: for a question whose "no" refuses
+    /// nothing (what a reply may show).
+    pub async fn may(
         &self,
         principal: &Principal,
         action: &str,
@@ -83,13 +101,31 @@ impl Core {
 
     /// `require` for an action on one user (their password, state, keys,
     /// existence), with the tenant-isolation rule of `refusal_over_user`.
+    /// A refusal is recorded in the audit trail.
     pub async fn require_over_user(
         &self,
         principal: &Principal,
         action: &str,
         user: &User,
     ) -> Result<()> {
-        self.require(principal, action, Some(&user.account)).await?;
+        let result = self.may_over_user(principal, action, user).await;
+        if matches!(result, Err(Error::PermissionDenied(_))) {
+            self.refused(Refusal {
+                target_user: Some(user.username.clone()),
+                ..Refusal::action(principal, action, Some(&user.account))
+            });
+        }
+        result
+    }
+
+    /// `require_over_user` without a record.
+    pub async fn may_over_user(
+        &self,
+        principal: &Principal,
+        action: &str,
+        user: &User,
+    ) -> Result<()> {
+        self.may(principal, action, Some(&user.account)).await?;
         if principal.is_global_admin() {
             return Ok(());
         }

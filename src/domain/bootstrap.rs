@@ -4,6 +4,7 @@ use rand::distr::{Alphanumeric, SampleString};
 use uuid::Uuid;
 
 use super::Core;
+use super::audit::{Actor, Change};
 use super::model::{
     ADMIN_ACCOUNT, ADMIN_USER, Account, AccountState, AccountType, User, UserState, UserType,
 };
@@ -77,11 +78,25 @@ impl Core {
             created_at: now,
             updated_at: now,
         };
-        let txn = self.write().await?;
+        let mut txn = self.write().await?;
         if !store::accounts::create_account_if_absent(txn.db(), &account).await? {
             return Ok(Bootstrap::AlreadyDone);
         }
         store::users::create_user(txn.db(), &user, Some(hash)).await?;
+        let bootstrap = Actor::Local("bootstrap");
+        txn.record(
+            bootstrap,
+            Change::new("create", "account", ADMIN_ACCOUNT)
+                .account(ADMIN_ACCOUNT)
+                .to("type", account.account_type.as_str()),
+        );
+        txn.record(
+            bootstrap,
+            Change::new("create", "user", ADMIN_USER)
+                .account(ADMIN_ACCOUNT)
+                .id(user.id)
+                .secret("password"),
+        );
         if let Some(secret) = &generated {
             keep(secret)?;
         }

@@ -9,6 +9,7 @@ use super::actions::{
     DELETE_USER_GROUP_ROLE, DELETE_USER_GROUP_USER, GET_USER_GROUP, LIST_USER_GROUPS,
     UPDATE_USER_GROUP,
 };
+use super::audit::{Actor, Change};
 use super::caller::Caller;
 use super::model::{AccountState, Group};
 use super::names::GroupName;
@@ -18,6 +19,14 @@ use crate::store;
 
 fn not_found(name: &str) -> Error {
     Error::not_found(format!("group {name}", name = quoted(name)))
+}
+
+/// (role, account) pairs as a record's diff shows them.
+fn grants_json(grants: &[(String, String)]) -> serde_json::Value {
+    grants
+        .iter()
+        .map(|(role, account)| serde_json::json!({ "role": role, "account": account }))
+        .collect()
 }
 
 impl Core {
@@ -38,8 +47,13 @@ impl Core {
             members: Vec::new(),
             grants: Vec::new(),
         };
-        self.write_with(async |db| store::groups::create_group(db, &group).await)
-            .await?;
+        let change = Change::new("create", "group", &group.name)
+            .id(group.id)
+            .to("description", group.description.as_str());
+        self.change(Actor::Caller(caller), change, async |db| {
+            store::groups::create_group(db, &group).await
+        })
+        .await?;
         tracing::info!(
             caller = caller.username(),
             group = group.name,
@@ -78,27 +92,35 @@ impl Core {
         description: String,
     ) -> Result<Group> {
         self.require(caller, UPDATE_USER_GROUP, None).await?;
-        let id = self.group_id(name).await?;
-        if !self
-            .write_with(async |db| {
-                store::groups::update_description(db, id, &description, self.now()).await
-            })
-            .await?
-        {
-            return Err(not_found(name));
-        }
+        let group = self.group_detail(name).await?;
+        let change = Change::new("update", "group", name).id(group.id).from_to(
+            "description",
+            group.description.as_str(),
+            description.as_str(),
+        );
+        self.change(Actor::Caller(caller), change, async |db| {
+            if store::groups::update_description(db, group.id, &description, self.now()).await? {
+                Ok(())
+            } else {
+                Err(not_found(name))
+            }
+        })
+        .await?;
         self.group_detail(name).await
     }
 
     pub async fn delete_group(&self, caller: &Caller, name: &str) -> Result<()> {
         self.require(caller, DELETE_USER_GROUP, None).await?;
         let id = self.group_id(name).await?;
-        let txn = self.write().await?;
-        let deleted = store::groups::delete_group(txn.db(), id).await?;
-        txn.commit().await?;
-        if !deleted {
+        let mut txn = self.write().await?;
+        if !store::groups::delete_group(txn.db(), id).await? {
             return Err(not_found(name));
         }
+        txn.record(
+            Actor::Caller(caller),
+            Change::new("delete", "group", name).id(id),
+        );
+        txn.commit().await?;
         tracing::info!(caller = caller.username(), group = name, "group deleted");
         Ok(())
     }
@@ -128,9 +150,15 @@ impl Core {
         let id = self.group_id(name).await?;
         let user_ids = self.user_ids(usernames).await?;
         let now = self.now();
-        let txn = self.write().await?;
+        let mut txn = self.write().await?;
         store::groups::add_members(txn.db(), id, &user_ids, now).await?;
         store::groups::touch(txn.db(), id, now).await?;
+        txn.record(
+            Actor::Caller(caller),
+            Change::new("add_members", "group", name)
+                .id(id)
+                .to("members", usernames.to_vec()),
+        );
         txn.commit().await?;
         self.group_detail(name).await
     }
@@ -145,9 +173,15 @@ impl Core {
         let id = self.group_id(name).await?;
         let user_ids = self.user_ids(usernames).await?;
         let now = self.now();
-        let txn = self.write().await?;
+        let mut txn = self.write().await?;
         store::groups::remove_members(txn.db(), id, &user_ids).await?;
         store::groups::touch(txn.db(), id, now).await?;
+        txn.record(
+            Actor::Caller(caller),
+            Change::new("remove_members", "group", name)
+                .id(id)
+                .to("members", usernames.to_vec()),
+        );
         txn.commit().await?;
         self.group_detail(name).await
     }
@@ -176,9 +210,15 @@ impl Core {
             }
         }
         let now = self.now();
-        let txn = self.write().await?;
+        let mut txn = self.write().await?;
         store::groups::add_grants(txn.db(), id, grants, now).await?;
         store::groups::touch(txn.db(), id, now).await?;
+        txn.record(
+            Actor::Caller(caller),
+            Change::new("add_grants", "group", name)
+                .id(id)
+                .to("grants", grants_json(grants)),
+        );
         txn.commit().await?;
         self.group_detail(name).await
     }
@@ -192,9 +232,15 @@ impl Core {
         self.require(caller, DELETE_USER_GROUP_ROLE, None).await?;
         let id = self.group_id(name).await?;
         let now = self.now();
-        let txn = self.write().await?;
+        let mut txn = self.write().await?;
         store::groups::remove_grants(txn.db(), id, grants).await?;
         store::groups::touch(txn.db(), id, now).await?;
+        txn.record(
+            Actor::Caller(caller),
+            Change::new("remove_grants", "group", name)
+                .id(id)
+                .to("grants", grants_json(grants)),
+        );
         txn.commit().await?;
         self.group_detail(name).await
     }

@@ -78,6 +78,7 @@ pub struct Settings {
     /// The per-source limit on failed authentications (`None`: off).
     pub rate_limit: Option<authn::sources::RateLimitSettings>,
     pub tokens: tokens::TokenSettings,
+    pub audit: audit::AuditSettings,
 }
 
 struct Inner {
@@ -92,6 +93,7 @@ struct Inner {
     follower: Arc<Follower>,
     limiter: Option<authn::sources::SourceLimiter>,
     pub(crate) tokens: tokens::Tokens,
+    auditor: audit::Auditor,
 }
 
 /// Shared state of the domain: cheap to clone, one per process.
@@ -111,6 +113,7 @@ impl Core {
         let catalog = store::roles::load_catalog(&db).await?;
         let cache = Arc::new(Cache::new(settings.cache, clock.clone()));
         let follower = Follower::start(cache, db.clone()).await?;
+        let auditor = audit::Auditor::new(settings.audit);
         let settings_limiter = settings.rate_limit.map(authn::sources::SourceLimiter::new);
         let tokens =
             tokens::Tokens::load(settings.tokens.clone(), &db, clock.now().timestamp_millis())
@@ -128,6 +131,7 @@ impl Core {
                 follower,
                 limiter: settings_limiter,
                 tokens,
+                auditor,
             }),
         })
     }
@@ -135,6 +139,10 @@ impl Core {
     /// The per-source limit on failed authentications, when on.
     pub fn limiter(&self) -> Option<&authn::sources::SourceLimiter> {
         self.inner.limiter.as_ref()
+    }
+
+    pub fn auditor(&self) -> &audit::Auditor {
+        &self.inner.auditor
     }
 
     pub fn db(&self) -> &store::Db {
@@ -194,6 +202,21 @@ impl Core {
         Ok(value)
     }
 
+    /// One recorded change: `operation` and its audit record commit
+    /// together, or neither does (an error inside rolls both back).
+    pub(crate) async fn change<T>(
+        &self,
+        actor: audit::Actor<'_>,
+        change: audit::Change,
+        operation: impl AsyncFnOnce(&DatabaseTransaction) -> Result<T>,
+    ) -> Result<T> {
+        let mut write = self.write().await?;
+        let value = operation(write.db()).await?;
+        write.record(actor, change);
+        write.commit().await?;
+        Ok(value)
+    }
+
     /// Opens a unit of work: every write goes through one.
     pub(crate) async fn write(&self) -> Result<Write> {
         let in_flight = self.inner.db.enter();
@@ -201,6 +224,7 @@ impl Core {
             txn: self.inner.db.begin().await.map_err(store::classify)?,
             core: self.clone(),
             _in_flight: in_flight,
+            records: Vec::new(),
         })
     }
 
@@ -270,6 +294,8 @@ pub(crate) struct Write {
     txn: DatabaseTransaction,
     core: Core,
     _in_flight: store::InFlight,
+    /// Audit records, appended to the chain just before the commit.
+    records: Vec<audit::Record>,
 }
 
 impl Write {
@@ -277,8 +303,21 @@ impl Write {
         &self.txn
     }
 
+    /// Records a change in the audit trail, in this transaction: committed
+    /// with the change or not at all.
+    pub fn record(&mut self, actor: audit::Actor<'_>, change: audit::Change) {
+        let at_ms = self.core.now().timestamp_millis();
+        self.records.push(change.into_record(at_ms, actor));
+    }
+
+    pub(crate) fn push(&mut self, record: audit::Record) {
+        self.records.push(record);
+    }
+
     pub async fn commit(self) -> Result<()> {
+        let stored = store::audit::append(&self.txn, &self.records).await?;
         self.txn.commit().await.map_err(store::classify)?;
+        audit::emit_all(&stored);
         if let Err(err) = self.core.follower().catch_up().await {
             // The change is committed but not yet applied here: forget
             // everything rather than answer from before it.

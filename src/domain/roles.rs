@@ -4,6 +4,7 @@ use super::Core;
 use super::actions::{
     CREATE_ROLE_MEMBER, DELETE_ROLE_MEMBER, GET_ROLE, GET_USER, LIST_ROLE_MEMBERS, LIST_ROLES,
 };
+use super::audit::{Actor, Change};
 use super::caller::Caller;
 use super::catalog::Role;
 use super::model::{AccountState, RoleMember};
@@ -74,14 +75,19 @@ impl Core {
         // this RPC tells no one which usernames exist elsewhere.
         if !caller.is_global_admin()
             && self
-                .require(caller, GET_USER, Some(&record.user.account))
+                .may(caller, GET_USER, Some(&record.user.account))
                 .await
                 .is_err()
         {
             return Err(missing_user());
         }
         let now = self.now();
-        self.write_with(async |db| {
+        let change = Change::new("add", "role_member", username)
+            .account(account)
+            .id(record.user.id)
+            .to("role", role)
+            .to("user_account", record.user.account.as_str());
+        self.change(Actor::Caller(caller), change, async |db| {
             store::users::create_binding(db, record.user.id, role, account, now).await
         })
         .await
@@ -131,14 +137,18 @@ impl Core {
         let record = store::users::find_user_record(self.db(), username)
             .await?
             .ok_or_else(missing)?;
-        if !self
-            .write_with(async |db| {
-                store::users::delete_binding(db, record.user.id, role, account).await
-            })
-            .await?
-        {
-            return Err(missing());
-        }
+        let change = Change::new("remove", "role_member", username)
+            .account(account)
+            .id(record.user.id)
+            .to("role", role);
+        self.change(Actor::Caller(caller), change, async |db| {
+            if store::users::delete_binding(db, record.user.id, role, account).await? {
+                Ok(())
+            } else {
+                Err(missing())
+            }
+        })
+        .await?;
         tracing::info!(
             caller = caller.username(),
             role,

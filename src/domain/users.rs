@@ -6,6 +6,7 @@ use uuid::Uuid;
 
 use super::Core;
 use super::actions::{CREATE_USER, DELETE_USER, GET_USER, LIST_ALL_USERS, LIST_USERS, UPDATE_USER};
+use super::audit::{Actor, Change};
 use super::caller::Caller;
 use super::model::{
     ADMIN_USER, AccountState, CredentialKind, User, UserState, UserType, UserWithGrants,
@@ -82,7 +83,8 @@ impl Core {
             created_at: now,
             updated_at: now,
         };
-        let txn = self.write().await?;
+        let mut txn = self.write().await?;
+        let has_password = password_hash.is_some();
         store::users::create_user(txn.db(), &user, password_hash).await?;
         let mut roles = new.roles;
         roles.sort();
@@ -90,6 +92,18 @@ impl Core {
         for role in &roles {
             store::users::create_binding(txn.db(), user.id, role, &user.account, now).await?;
         }
+        let mut change = Change::new("create", "user", &user.username)
+            .account(&user.account)
+            .id(user.id)
+            .to("type", user.user_type.as_str())
+            .to("roles", roles.clone());
+        if let Some(idp) = &user.idp_name {
+            change = change.to("idp_name", idp.as_str());
+        }
+        if has_password {
+            change = change.secret("password");
+        }
+        txn.record(Actor::Caller(caller), change);
         txn.commit().await?;
         tracing::info!(
             caller = caller.username(),
@@ -160,10 +174,7 @@ impl Core {
         let user = self.user_in(account, username).await?;
         // The lock state, to those who may manage the user.
         let manager = !is_self(caller, account, username)
-            && self
-                .require_over_user(caller, UPDATE_USER, &user)
-                .await
-                .is_ok();
+            && self.may_over_user(caller, UPDATE_USER, &user).await.is_ok();
         let id = user.id;
         let mut found = self.with_grants(user).await?;
         if manager {
@@ -209,13 +220,18 @@ impl Core {
         if user.user_type == UserType::Service {
             return Err(Error::precondition("service users cannot be deleted"));
         }
-        let txn = self.write().await?;
+        let mut txn = self.write().await?;
         store::api_keys::mark_owner_deleted(txn.db(), &[user.id], self.now()).await?;
-        let deleted = store::users::delete_user(txn.db(), user.id).await?;
-        txn.commit().await?;
-        if !deleted {
+        if !store::users::delete_user(txn.db(), user.id).await? {
             return Err(not_found(account, username));
         }
+        txn.record(
+            Actor::Caller(caller),
+            Change::new("delete", "user", username)
+                .account(account)
+                .id(user.id),
+        );
+        txn.commit().await?;
         tracing::info!(
             caller = caller.username(),
             user = username,
@@ -274,22 +290,24 @@ impl Core {
         let hash = self.hasher().hash(password, caller.origin.source()).await?;
         let now = self.now();
         let now_ms = now.timestamp_millis();
-        // The new password and the end of every token issued under the old
-        // one: one transaction.
-        if !self
-            .write_with(async |db| {
-                let set = store::users::set_password_hash(db, user.id, hash, now).await?;
-                store::tokens::revoke_user_families(db, user.id, now_ms).await?;
-                Ok(set)
-            })
-            .await?
-        {
-            return Err(not_found(account, username));
-        }
-        // A new password set by someone else also lifts a lock.
-        if !is_self(caller, account, username) {
-            store::lockout::clear(self.db(), user.id).await?;
-        }
+        // The new password, the end of every token issued under the old
+        // one, and (set by someone else) the end of a lock: one transaction.
+        let by_other = !is_self(caller, account, username);
+        let change = Change::new("update", "user", username)
+            .account(account)
+            .id(user.id)
+            .secret("password");
+        self.change(Actor::Caller(caller), change, async |db| {
+            if !store::users::set_password_hash(db, user.id, hash, now).await? {
+                return Err(not_found(account, username));
+            }
+            store::tokens::revoke_user_families(db, user.id, now_ms).await?;
+            if by_other {
+                store::lockout::clear(db, user.id).await?;
+            }
+            Ok(())
+        })
+        .await?;
         tracing::info!(
             caller = caller.username(),
             user = username,
@@ -303,7 +321,9 @@ impl Core {
     /// reach the database with the service's configuration.
     pub async fn break_glass_unlock(&self, username: &str) -> Result<bool> {
         let user = self.user_named(username).await?;
-        let cleared = store::lockout::clear(self.db(), user.id).await?;
+        let cleared = self
+            .unlock(Actor::Local("break-glass unlock"), &user)
+            .await?;
         tracing::warn!(user = username, cleared, "break-glass unlock");
         Ok(cleared)
     }
@@ -321,12 +341,20 @@ impl Core {
         }
         let hash = self.hasher().hash(password, Source::LOCAL).await?;
         let now = self.now();
-        self.write_with(async |db| {
-            store::users::set_password_hash(db, user.id, hash, now).await?;
-            store::tokens::revoke_user_families(db, user.id, now.timestamp_millis()).await
-        })
+        let change = Change::new("update", "user", username)
+            .account(&user.account)
+            .id(user.id)
+            .secret("password");
+        self.change(
+            Actor::Local("break-glass reset-password"),
+            change,
+            async |db| {
+                store::users::set_password_hash(db, user.id, hash, now).await?;
+                store::tokens::revoke_user_families(db, user.id, now.timestamp_millis()).await?;
+                store::lockout::clear(db, user.id).await
+            },
+        )
         .await?;
-        store::lockout::clear(self.db(), user.id).await?;
         tracing::warn!(user = username, "break-glass password reset");
         Ok(())
     }
@@ -349,7 +377,7 @@ impl Core {
         self.require(caller, UPDATE_USER, Some(account)).await?;
         let user = self.user_in(account, username).await?;
         self.require_over_user(caller, UPDATE_USER, &user).await?;
-        let cleared = store::lockout::clear(self.db(), user.id).await?;
+        let cleared = self.unlock(Actor::Caller(caller), &user).await?;
         tracing::info!(
             caller = caller.username(),
             user = username,
@@ -357,6 +385,24 @@ impl Core {
             cleared,
             "user unlocked"
         );
+        Ok(cleared)
+    }
+
+    /// Clears a user's failures and lock; a lock that was there is
+    /// recorded as lifted.
+    async fn unlock(&self, actor: Actor<'_>, user: &User) -> Result<bool> {
+        let mut txn = self.write().await?;
+        let cleared = store::lockout::clear(txn.db(), user.id).await?;
+        if cleared {
+            txn.record(
+                actor,
+                Change::new("unlock", "user", &user.username)
+                    .account(&user.account)
+                    .id(user.id)
+                    .to("locked", false),
+            );
+        }
+        txn.commit().await?;
         Ok(cleared)
     }
 
@@ -379,20 +425,21 @@ impl Core {
             }
         }
         let now = self.now();
-        if !self
-            .write_with(async |db| {
-                let set = store::users::set_user_state(db, user.id, state, now).await?;
-                // Re-enabling a user must not revive tokens from before.
-                if state == UserState::Disabled {
-                    store::tokens::revoke_user_families(db, user.id, now.timestamp_millis())
-                        .await?;
-                }
-                Ok(set)
-            })
-            .await?
-        {
-            return Err(not_found(account, username));
-        }
+        let change = Change::new("update", "user", username)
+            .account(account)
+            .id(user.id)
+            .from_to("state", user.state.as_str(), state.as_str());
+        self.change(Actor::Caller(caller), change, async |db| {
+            if !store::users::set_user_state(db, user.id, state, now).await? {
+                return Err(not_found(account, username));
+            }
+            // Re-enabling a user must not revive tokens from before.
+            if state == UserState::Disabled {
+                store::tokens::revoke_user_families(db, user.id, now.timestamp_millis()).await?;
+            }
+            Ok(())
+        })
+        .await?;
         tracing::info!(
             caller = caller.username(),
             user = username,

@@ -2,6 +2,7 @@
 
 pub mod accounts;
 pub mod api_keys;
+pub mod audit;
 pub mod auth;
 pub mod caller;
 pub mod codec;
@@ -25,6 +26,7 @@ use tonic::service::interceptor::InterceptedService;
 use crate::domain::Core;
 use crate::pb::account_service_server::AccountServiceServer;
 use crate::pb::api_key_service_server::ApiKeyServiceServer;
+use crate::pb::audit_service_server::AuditServiceServer;
 use crate::pb::auth_service_server::AuthServiceServer;
 use crate::pb::group_service_server::GroupServiceServer;
 use crate::pb::role_service_server::RoleServiceServer;
@@ -33,7 +35,7 @@ use crate::pb::user_service_server::UserServiceServer;
 use envoy_types::ext_authz::v3::pb::AuthorizationServer;
 
 /// Names reported by the health service, besides the overall "".
-pub const SERVICE_NAMES: [&str; 7] = [
+pub const SERVICE_NAMES: [&str; 8] = [
     <AuthServiceServer<auth::AuthApi> as NamedService>::NAME,
     <AccountServiceServer<accounts::AccountApi> as NamedService>::NAME,
     <UserServiceServer<users::UserApi> as NamedService>::NAME,
@@ -41,6 +43,7 @@ pub const SERVICE_NAMES: [&str; 7] = [
     <GroupServiceServer<groups::GroupApi> as NamedService>::NAME,
     <ApiKeyServiceServer<api_keys::ApiKeyApi> as NamedService>::NAME,
     <TokenServiceServer<tokens::TokenApi> as NamedService>::NAME,
+    <AuditServiceServer<audit::AuditApi> as NamedService>::NAME,
 ];
 
 /// The authzd services, each behind the interceptor that builds its
@@ -82,6 +85,11 @@ pub fn routes(
         ))
         .add_service(InterceptedService::new(
             ApiKeyServiceServer::new(api_keys::ApiKeyApi::new(core.clone()))
+                .max_decoding_message_size(max_message_bytes),
+            context::admin,
+        ))
+        .add_service(InterceptedService::new(
+            AuditServiceServer::new(audit::AuditApi::new(core.clone()))
                 .max_decoding_message_size(max_message_bytes),
             context::admin,
         ))

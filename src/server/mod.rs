@@ -203,6 +203,17 @@ pub async fn serve_with_reloads(
         core.settings().api_keys.last_used_flush,
         stop_flush.clone(),
     ));
+    // Also after the drain: the last requests' refusals are written.
+    let audit_task = {
+        let core = core.clone();
+        let stop = stop_flush.clone();
+        tokio::spawn(async move { core.run_audit_writer(stop).await })
+    };
+    let checkpoint_task = tokio::spawn(crate::tasks::run_audit_checkpoints(
+        core.clone(),
+        config.audit_checkpoint_interval(),
+        stop_tasks.clone(),
+    ));
 
     let gate = match &config.ext_authz {
         e if e.enabled => Some(grpc::ext_authz::ExtAuthzApi::new(
@@ -334,6 +345,14 @@ pub async fn serve_with_reloads(
     let _ = reload_task.await;
     let _ = follow_task.await;
     let _ = flush_task.await;
+    let _ = checkpoint_task.await;
+    // The last refusals get a moment, not a hang, with the database away.
+    if tokio::time::timeout(Duration::from_secs(5), audit_task)
+        .await
+        .is_err()
+    {
+        tracing::warn!("audit refusals still unwritten at exit");
+    }
     if let Some(purge_task) = purge_task {
         let _ = purge_task.await;
     }

@@ -5,7 +5,7 @@
 use sea_orm::{ConnectionTrait, DatabaseTransaction, DbBackend, QueryResult, Value};
 
 use super::{DbResultExt, StoreResult, sql};
-use crate::domain::audit::{Record, Stored, hash};
+use crate::domain::audit::{Filter, Record, Stored, hash};
 use crate::error::Error;
 
 fn text(row: &QueryResult, column: &str) -> StoreResult<String> {
@@ -35,9 +35,9 @@ pub async fn head(db: &impl ConnectionTrait) -> StoreResult<(i64, String)> {
 }
 
 /// Appends `records` after the head, in the caller's transaction.
-pub async fn append(txn: &DatabaseTransaction, records: &[Record]) -> StoreResult<()> {
+pub async fn append(txn: &DatabaseTransaction, records: &[Record]) -> StoreResult<Vec<Stored>> {
     if records.is_empty() {
-        return Ok(());
+        return Ok(Vec::new());
     }
     // Postgres: the row lock serialises appenders until they commit. SQLite
     // has one writer at a time already.
@@ -55,6 +55,7 @@ pub async fn append(txn: &DatabaseTransaction, records: &[Record]) -> StoreResul
         .db()?
         .ok_or_else(|| Error::internal("audit_head has no row"))?;
     let (mut seq, mut prev) = (big(&row, "seq")?, text(&row, "hash")?);
+    let mut stored = Vec::with_capacity(records.len());
     for record in records {
         seq += 1;
         let link = hash(seq, record, &prev);
@@ -81,7 +82,12 @@ pub async fn append(txn: &DatabaseTransaction, records: &[Record]) -> StoreResul
         ))
         .await
         .db()?;
-        prev = link;
+        stored.push(Stored {
+            seq,
+            record: record.clone(),
+            prev_hash: std::mem::replace(&mut prev, link.clone()),
+            hash: link,
+        });
     }
     txn.execute_raw(sql(
         txn,
@@ -90,7 +96,134 @@ pub async fn append(txn: &DatabaseTransaction, records: &[Record]) -> StoreResul
     ))
     .await
     .db()?;
-    Ok(())
+    Ok(stored)
+}
+
+const COLUMNS: &str = "seq, at_ms, kind, rpc, outcome, actor_username, target_kind, target_name, \
+                       target_account, detail, prev_hash, hash";
+
+/// Up to `limit` records matching `filter` before `before` (a sequence
+/// number), newest first.
+pub async fn list(
+    db: &impl ConnectionTrait,
+    filter: &Filter,
+    before: Option<i64>,
+    limit: u64,
+) -> StoreResult<Vec<Stored>> {
+    let mut conditions = Vec::new();
+    let mut values = Vec::new();
+    let mut condition = |clause: &str, value: Value| {
+        values.push(value);
+        conditions.push(clause.replace('?', &format!("${}", values.len())));
+    };
+    if let Some(seq) = before {
+        condition("seq < ?", seq.into());
+    }
+    if let Some(since) = filter.since_ms {
+        condition("at_ms >= ?", since.into());
+    }
+    if let Some(until) = filter.until_ms {
+        condition("at_ms < ?", until.into());
+    }
+    for (column, value) in [
+        ("actor_username", &filter.actor),
+        ("target_account", &filter.target_account),
+        ("target_name", &filter.target_name),
+        ("target_kind", &filter.target_kind),
+        ("rpc", &filter.rpc),
+        ("outcome", &filter.outcome),
+        ("kind", &filter.kind),
+    ] {
+        if let Some(value) = value {
+            condition(&format!("{column} = ?"), value.clone().into());
+        }
+    }
+    let clause = if conditions.is_empty() {
+        String::new()
+    } else {
+        format!(" WHERE {}", conditions.join(" AND "))
+    };
+    values.push(Value::from(i64::try_from(limit).unwrap_or(i64::MAX)));
+    let statement = format!(
+        "SELECT {COLUMNS} FROM audit_events{clause} ORDER BY seq DESC LIMIT ${}",
+        values.len()
+    );
+    let rows = db.query_all_raw(sql(db, &statement, values)).await.db()?;
+    rows.iter().map(stored).collect()
+}
+
+/// What a purge before `cutoff_ms` would remove: the last such record's
+/// sequence number and hash, and how many there are. Records are removed
+/// from the start of the chain up to the last record before the first one
+/// that is still within the retention.
+pub async fn purgeable(
+    txn: &DatabaseTransaction,
+    cutoff_ms: i64,
+) -> StoreResult<Option<(i64, String, u64)>> {
+    let row = txn
+        .query_one_raw(sql(
+            txn,
+            "SELECT COALESCE((SELECT MIN(seq) FROM audit_events WHERE at_ms >= $1), \
+                             (SELECT MAX(seq) + 1 FROM audit_events)) AS keep_from, \
+                    (SELECT MIN(seq) FROM audit_events) AS first",
+            vec![Value::from(cutoff_ms)],
+        ))
+        .await
+        .db()?;
+    let Some(row) = row else { return Ok(None) };
+    let (Some(keep_from), Some(first)) = (
+        row.try_get::<Option<i64>>("", "keep_from").db()?,
+        row.try_get::<Option<i64>>("", "first").db()?,
+    ) else {
+        return Ok(None);
+    };
+    let through = keep_from - 1;
+    if through < first {
+        return Ok(None);
+    }
+    let last = txn
+        .query_one_raw(sql(
+            txn,
+            "SELECT hash FROM audit_events WHERE seq = $1",
+            vec![Value::from(through)],
+        ))
+        .await
+        .db()?
+        .ok_or_else(|| Error::internal("audit record vanished during a purge"))?;
+    let count = u64::try_from(through - first + 1).unwrap_or(0);
+    Ok(Some((through, text(&last, "hash")?, count)))
+}
+
+/// Removes every record up to `through`.
+pub async fn delete_through(txn: &DatabaseTransaction, through: i64) -> StoreResult<u64> {
+    let result = txn
+        .execute_raw(sql(
+            txn,
+            "DELETE FROM audit_events WHERE seq <= $1",
+            vec![Value::from(through)],
+        ))
+        .await
+        .db()?;
+    Ok(result.rows_affected())
+}
+
+fn stored(row: &QueryResult) -> StoreResult<Stored> {
+    Ok(Stored {
+        seq: big(row, "seq")?,
+        record: Record {
+            at_ms: big(row, "at_ms")?,
+            kind: text(row, "kind")?,
+            rpc: text(row, "rpc")?,
+            outcome: text(row, "outcome")?,
+            actor_username: optional(row, "actor_username")?,
+            target_kind: optional(row, "target_kind")?,
+            target_name: optional(row, "target_name")?,
+            target_account: optional(row, "target_account")?,
+            detail: text(row, "detail")?,
+        },
+        prev_hash: text(row, "prev_hash")?,
+        hash: text(row, "hash")?,
+    })
 }
 
 /// Up to `limit` records after `after`, in sequence order.
@@ -98,9 +231,7 @@ pub async fn page(db: &impl ConnectionTrait, after: i64, limit: u64) -> StoreRes
     let rows = db
         .query_all_raw(sql(
             db,
-            "SELECT seq, at_ms, kind, rpc, outcome, actor_username, target_kind, target_name, \
-                    target_account, detail, prev_hash, hash \
-             FROM audit_events WHERE seq > $1 ORDER BY seq LIMIT $2",
+            &format!("SELECT {COLUMNS} FROM audit_events WHERE seq > $1 ORDER BY seq LIMIT $2"),
             vec![
                 Value::from(after),
                 Value::from(i64::try_from(limit).unwrap_or(i64::MAX)),
@@ -108,24 +239,5 @@ pub async fn page(db: &impl ConnectionTrait, after: i64, limit: u64) -> StoreRes
         ))
         .await
         .db()?;
-    rows.iter()
-        .map(|row| {
-            Ok(Stored {
-                seq: big(row, "seq")?,
-                record: Record {
-                    at_ms: big(row, "at_ms")?,
-                    kind: text(row, "kind")?,
-                    rpc: text(row, "rpc")?,
-                    outcome: text(row, "outcome")?,
-                    actor_username: optional(row, "actor_username")?,
-                    target_kind: optional(row, "target_kind")?,
-                    target_name: optional(row, "target_name")?,
-                    target_account: optional(row, "target_account")?,
-                    detail: text(row, "detail")?,
-                },
-                prev_hash: text(row, "prev_hash")?,
-                hash: text(row, "hash")?,
-            })
-        })
-        .collect()
+    rows.iter().map(stored).collect()
 }

@@ -1,9 +1,15 @@
-//! The audit chain (issue 13, in progress): records appended in commit
-//! order form one chain, and `authzd audit verify` finds an edited,
-//! deleted or reordered record.
+//! The audit trail: every admin change recorded once in its own
+//! transaction, refusals through the background writer, the listing and
+//! who may read it, and the hash chain that `authzd audit verify` checks.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
 
 use authzd::domain::audit::{Break, Record, Verified};
+use authzd::pb;
+use authzd::pb::audit_service_client::AuditServiceClient;
 use sea_orm::ConnectionTrait;
+use tonic::{Code, Request};
 
 use crate::binary::authzd_command;
 use crate::dual;
@@ -47,7 +53,7 @@ async fn the_chain_catches_edits_deletions_and_reordering(backend: Backend) {
     let app = spawn_app(backend).await;
     assert!(matches!(
         app.core.verify_audit().await.unwrap(),
-        Verified::Intact { records: 0, .. }
+        Verified::Intact { records: 2, .. }
     ));
     let records: Vec<Record> = (1..=6).map(record).collect();
     app.core.append_audit(&records[..2]).await.unwrap();
@@ -60,38 +66,38 @@ async fn the_chain_catches_edits_deletions_and_reordering(backend: Backend) {
     else {
         panic!("an untouched chain is intact")
     };
-    assert_eq!((n, head_seq), (6, 6));
+    assert_eq!((n, head_seq), (8, 8));
     let (ok, text) = verify_cli(&app);
     assert!(
-        ok && text.contains("audit chain intact: 6 records"),
+        ok && text.contains("audit chain intact: 8 records"),
         "{text}"
     );
 
     // An edited column, NULL included, is caught at its record.
     sql(
         &app,
-        "UPDATE audit_events SET outcome = 'refused' WHERE seq = 3",
+        "UPDATE audit_events SET outcome = 'refused' WHERE seq = 5",
     )
     .await;
     assert_eq!(
         app.core.verify_audit().await.unwrap(),
-        Verified::Broken(Break::Edited { seq: 3 })
+        Verified::Broken(Break::Edited { seq: 5 })
     );
     let (ok, text) = verify_cli(&app);
-    assert!(!ok && text.contains("record 3"), "{text}");
-    sql(&app, "UPDATE audit_events SET outcome = 'ok' WHERE seq = 3").await;
+    assert!(!ok && text.contains("record 5"), "{text}");
+    sql(&app, "UPDATE audit_events SET outcome = 'ok' WHERE seq = 5").await;
     sql(
         &app,
-        "UPDATE audit_events SET target_account = NULL WHERE seq = 4",
+        "UPDATE audit_events SET target_account = NULL WHERE seq = 6",
     )
     .await;
     assert_eq!(
         app.core.verify_audit().await.unwrap(),
-        Verified::Broken(Break::Edited { seq: 4 })
+        Verified::Broken(Break::Edited { seq: 6 })
     );
     sql(
         &app,
-        "UPDATE audit_events SET target_account = 'acct-4' WHERE seq = 4",
+        "UPDATE audit_events SET target_account = 'acct-4' WHERE seq = 6",
     )
     .await;
     assert!(matches!(
@@ -100,43 +106,41 @@ async fn the_chain_catches_edits_deletions_and_reordering(backend: Backend) {
     ));
 
     // Two records swapped: the first moved one no longer links.
-    sql(&app, "UPDATE audit_events SET seq = -2 WHERE seq = 2").await;
-    sql(&app, "UPDATE audit_events SET seq = 2 WHERE seq = 3").await;
-    sql(&app, "UPDATE audit_events SET seq = 3 WHERE seq = -2").await;
+    sql(&app, "UPDATE audit_events SET seq = -2 WHERE seq = 4").await;
+    sql(&app, "UPDATE audit_events SET seq = 4 WHERE seq = 5").await;
+    sql(&app, "UPDATE audit_events SET seq = 5 WHERE seq = -2").await;
     assert_eq!(
         app.core.verify_audit().await.unwrap(),
-        Verified::Broken(Break::Unlinked { seq: 2 })
+        Verified::Broken(Break::Unlinked { seq: 4 })
     );
-    sql(&app, "UPDATE audit_events SET seq = -2 WHERE seq = 2").await;
-    sql(&app, "UPDATE audit_events SET seq = 2 WHERE seq = 3").await;
-    sql(&app, "UPDATE audit_events SET seq = 3 WHERE seq = -2").await;
+    sql(&app, "UPDATE audit_events SET seq = -2 WHERE seq = 4").await;
+    sql(&app, "UPDATE audit_events SET seq = 4 WHERE seq = 5").await;
+    sql(&app, "UPDATE audit_events SET seq = 5 WHERE seq = -2").await;
     assert!(matches!(
         app.core.verify_audit().await.unwrap(),
         Verified::Intact { .. }
     ));
 
     // A record deleted in the middle, and one at the end.
-    sql(&app, "DELETE FROM audit_events WHERE seq = 6").await;
+    sql(&app, "DELETE FROM audit_events WHERE seq = 8").await;
     assert_eq!(
         app.core.verify_audit().await.unwrap(),
         Verified::Broken(Break::Head {
-            seq: 5,
-            head_seq: 6
+            seq: 7,
+            head_seq: 8
         })
     );
-    sql(&app, "DELETE FROM audit_events WHERE seq = 2").await;
+    sql(&app, "DELETE FROM audit_events WHERE seq = 4").await;
     assert_eq!(
         app.core.verify_audit().await.unwrap(),
         Verified::Broken(Break::Gap {
-            expected: 2,
-            found: 3
+            expected: 4,
+            found: 5
         })
     );
     let (ok, text) = verify_cli(&app);
-    assert!(!ok && text.contains("record 2 is missing"), "{text}");
+    assert!(!ok && text.contains("record 4 is missing"), "{text}");
 }
-
-dual!(the_chain_catches_edits_deletions_and_reordering);
 
 /// Appenders racing on Postgres still form one linear chain: the head's
 /// row lock orders them.
@@ -156,12 +160,945 @@ async fn concurrent_appends_form_one_chain() {
     for task in tasks {
         task.await.unwrap();
     }
+    // Plus the bootstrap's two.
     assert!(matches!(
         app.core.verify_audit().await.unwrap(),
         Verified::Intact {
-            records: 40,
-            head_seq: 40,
+            records: 42,
+            head_seq: 42,
             ..
         }
     ));
 }
+
+fn audit(app: &TestApp) -> AuditServiceClient<tonic::transport::Channel> {
+    AuditServiceClient::new(app.channel.clone())
+}
+
+/// Every page of a listing as `request` builds it.
+async fn list_all(
+    app: &TestApp,
+    request: impl Fn(pb::ListEventsRequest) -> Request<pb::ListEventsRequest>,
+    filter: pb::ListEventsRequest,
+) -> Result<Vec<pb::AuditEvent>, tonic::Status> {
+    let mut events = Vec::new();
+    let mut token = String::new();
+    loop {
+        let page = audit(app)
+            .list_events(request(pb::ListEventsRequest {
+                page_token: token.clone(),
+                ..filter.clone()
+            }))
+            .await?
+            .into_inner();
+        events.extend(page.events);
+        if page.next_page_token.is_empty() {
+            return Ok(events);
+        }
+        token = page.next_page_token;
+    }
+}
+
+/// The changes recorded after `seq`, oldest first, as the admin reads them.
+async fn changes_after(app: &TestApp, seq: i64) -> Vec<pb::AuditEvent> {
+    let mut events = list_all(
+        app,
+        as_admin,
+        pb::ListEventsRequest {
+            kind: "change".into(),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    events.retain(|e| e.seq > seq);
+    events.reverse();
+    events
+}
+
+/// A string field of an event's detail, by path (`actor.username`).
+fn detail<'a>(event: &'a pb::AuditEvent, path: &str) -> Option<&'a prost_types::value::Kind> {
+    let mut fields = &event.detail.as_ref()?.fields;
+    let mut parts = path.split('.').peekable();
+    while let Some(part) = parts.next() {
+        let kind = fields.get(part)?.kind.as_ref()?;
+        if parts.peek().is_none() {
+            return Some(kind);
+        }
+        match kind {
+            prost_types::value::Kind::StructValue(s) => fields = &s.fields,
+            _ => return None,
+        }
+    }
+    None
+}
+
+fn detail_text<'a>(event: &'a pb::AuditEvent, path: &str) -> Option<&'a str> {
+    match detail(event, path)? {
+        prost_types::value::Kind::StringValue(s) => Some(s),
+        _ => None,
+    }
+}
+
+/// Asserts that exactly one change was recorded after `last`, by `rpc` on
+/// the target, and returns it.
+async fn one_change(
+    app: &TestApp,
+    last: &mut i64,
+    rpc: &str,
+    target: (&str, &str, &str),
+) -> pb::AuditEvent {
+    let new = changes_after(app, *last).await;
+    assert_eq!(
+        new.len(),
+        1,
+        "{rpc}: expected one change record, got {new:#?}"
+    );
+    let event = new.into_iter().next().unwrap();
+    assert_eq!(event.rpc, rpc);
+    assert_eq!(event.outcome, "ok");
+    assert_eq!(event.actor, "admin", "{event:#?}");
+    assert_eq!(
+        (
+            event.target_kind.as_str(),
+            event.target.as_str(),
+            event.target_account.as_str()
+        ),
+        target,
+        "{event:#?}"
+    );
+    assert_eq!(detail_text(&event, "actor.username"), Some("admin"));
+    assert_eq!(detail_text(&event, "actor.credential"), Some("password"));
+    assert!(detail_text(&event, "request_id").is_some(), "{event:#?}");
+    assert!(detail_text(&event, "source.peer").is_some(), "{event:#?}");
+    *last = event.seq;
+    event
+}
+
+async fn no_change(app: &TestApp, last: i64, what: &str) {
+    let new = changes_after(app, last).await;
+    assert!(new.is_empty(), "{what} left a change record: {new:#?}");
+}
+
+async fn every_admin_change_is_recorded_once_without_secrets(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let boot = changes_after(&app, 0).await;
+    assert_eq!(
+        boot.iter()
+            .map(|e| (e.rpc.as_str(), e.target_kind.as_str(), e.target.as_str()))
+            .collect::<Vec<_>>(),
+        [
+            ("bootstrap", "account", "admin"),
+            ("bootstrap", "user", "admin")
+        ]
+    );
+    let mut last = boot.last().map_or(0, |e| e.seq);
+    let (p1, p2) = ("first-password-1234", "second-password-5678");
+
+    app.accounts()
+        .create_account(as_admin(pb::CreateAccountRequest {
+            name: "acme".into(),
+            email: "a@acme.test".into(),
+            ..Default::default()
+        }))
+        .await
+        .unwrap();
+    let e = one_change(
+        &app,
+        &mut last,
+        "CreateAccount",
+        ("account", "acme", "acme"),
+    )
+    .await;
+    assert_eq!(detail_text(&e, "changes.email.to"), Some("a@acme.test"));
+    assert_code(
+        app.accounts()
+            .create_account(as_admin(pb::CreateAccountRequest {
+                name: "acme".into(),
+                ..Default::default()
+            }))
+            .await,
+        Code::AlreadyExists,
+    );
+    no_change(&app, last, "a refused CreateAccount").await;
+
+    app.accounts()
+        .update_account(as_admin(pb::UpdateAccountRequest {
+            name: "acme".into(),
+            email: "b@acme.test".into(),
+        }))
+        .await
+        .unwrap();
+    let e = one_change(
+        &app,
+        &mut last,
+        "UpdateAccount",
+        ("account", "acme", "acme"),
+    )
+    .await;
+    assert_eq!(detail_text(&e, "changes.email.from"), Some("a@acme.test"));
+    assert_eq!(detail_text(&e, "changes.email.to"), Some("b@acme.test"));
+
+    let alice = app.create_user("acme", "alice", p1, &["read-only"]).await;
+    let e = one_change(&app, &mut last, "CreateUser", ("user", "alice", "acme")).await;
+    assert_eq!(detail_text(&e, "target.id"), Some(alice.id.as_str()));
+    assert!(detail(&e, "changes.password.changed").is_some(), "{e:#?}");
+
+    app.users()
+        .set_password(as_admin(pb::SetPasswordRequest {
+            account: "acme".into(),
+            username: "alice".into(),
+            password: p2.into(),
+            ..Default::default()
+        }))
+        .await
+        .unwrap();
+    one_change(&app, &mut last, "SetPassword", ("user", "alice", "acme")).await;
+
+    let created = app
+        .keys()
+        .create_api_key(as_admin(pb::CreateApiKeyRequest {
+            account: "acme".into(),
+            username: "alice".into(),
+            name: "k1".into(),
+            description: "ci".into(),
+            expires_at: in_days(&app.core, 30),
+        }))
+        .await
+        .unwrap()
+        .into_inner();
+    let e = one_change(&app, &mut last, "CreateApiKey", ("api_key", "k1", "acme")).await;
+    let key_id = detail_text(&e, "target.id").unwrap().to_owned();
+    assert!(created.value.contains(&key_id));
+    assert_eq!(detail_text(&e, "changes.owner.to"), Some("alice"));
+
+    app.keys()
+        .update_api_key(as_admin(pb::UpdateApiKeyRequest {
+            account: "acme".into(),
+            username: "alice".into(),
+            name: "k1".into(),
+            new_name: Some("k2".into()),
+            ..Default::default()
+        }))
+        .await
+        .unwrap();
+    let e = one_change(&app, &mut last, "UpdateApiKey", ("api_key", "k1", "acme")).await;
+    assert_eq!(detail_text(&e, "changes.name.to"), Some("k2"));
+    assert_code(
+        app.keys()
+            .update_api_key(as_admin(pb::UpdateApiKeyRequest {
+                account: "acme".into(),
+                username: "alice".into(),
+                name: "k1".into(),
+                new_name: Some("k3".into()),
+                ..Default::default()
+            }))
+            .await,
+        Code::NotFound,
+    );
+    no_change(&app, last, "an update of a missing key").await;
+
+    let rotated = app
+        .keys()
+        .rotate_api_key(as_admin(pb::RotateApiKeyRequest {
+            account: "acme".into(),
+            username: "alice".into(),
+            name: "k2".into(),
+            grace_seconds: Some(0),
+        }))
+        .await
+        .unwrap()
+        .into_inner();
+    one_change(&app, &mut last, "RotateApiKey", ("api_key", "k2", "acme")).await;
+    app.keys()
+        .update_api_key(as_admin(pb::UpdateApiKeyRequest {
+            account: "acme".into(),
+            username: "alice".into(),
+            name: "k2".into(),
+            status: pb::ApiKeyStatus::Revoked.into(),
+            ..Default::default()
+        }))
+        .await
+        .unwrap();
+    let e = one_change(&app, &mut last, "UpdateApiKey", ("api_key", "k2", "acme")).await;
+    assert_eq!(detail_text(&e, "op"), Some("revoke"));
+    app.keys()
+        .delete_api_key(as_admin(pb::DeleteApiKeyRequest {
+            account: "acme".into(),
+            username: "alice".into(),
+            name: "k2".into(),
+        }))
+        .await
+        .unwrap();
+    one_change(&app, &mut last, "DeleteApiKey", ("api_key", "k2", "acme")).await;
+
+    let member = pb::AddRoleMemberRequest {
+        role: "read-write".into(),
+        username: "alice".into(),
+        account: "acme".into(),
+    };
+    app.roles()
+        .add_role_member(as_admin(member.clone()))
+        .await
+        .unwrap();
+    one_change(
+        &app,
+        &mut last,
+        "AddRoleMember",
+        ("role_member", "alice", "acme"),
+    )
+    .await;
+    // Refused inside its transaction (the binding exists): no record.
+    assert_code(
+        app.roles().add_role_member(as_admin(member)).await,
+        Code::AlreadyExists,
+    );
+    no_change(&app, last, "a duplicate role member").await;
+    app.roles()
+        .remove_role_member(as_admin(pb::RemoveRoleMemberRequest {
+            role: "read-write".into(),
+            username: "alice".into(),
+            account: "acme".into(),
+        }))
+        .await
+        .unwrap();
+    one_change(
+        &app,
+        &mut last,
+        "RemoveRoleMember",
+        ("role_member", "alice", "acme"),
+    )
+    .await;
+
+    let mut groups = app.groups();
+    groups
+        .create_group(as_admin(pb::CreateGroupRequest {
+            name: "ops".into(),
+            description: "on call".into(),
+        }))
+        .await
+        .unwrap();
+    one_change(&app, &mut last, "CreateGroup", ("group", "ops", "")).await;
+    groups
+        .update_group(as_admin(pb::UpdateGroupRequest {
+            name: "ops".into(),
+            description: "on call, 24/7".into(),
+        }))
+        .await
+        .unwrap();
+    one_change(&app, &mut last, "UpdateGroup", ("group", "ops", "")).await;
+    let members = pb::GroupMembersRequest {
+        name: "ops".into(),
+        usernames: vec!["alice".into()],
+    };
+    groups
+        .add_group_members(as_admin(members.clone()))
+        .await
+        .unwrap();
+    one_change(&app, &mut last, "AddGroupMembers", ("group", "ops", "")).await;
+    let grants = pb::GroupGrantsRequest {
+        name: "ops".into(),
+        grants: vec![pb::GroupGrant {
+            role: "read-only".into(),
+            account: "acme".into(),
+        }],
+    };
+    groups
+        .add_group_grants(as_admin(grants.clone()))
+        .await
+        .unwrap();
+    one_change(&app, &mut last, "AddGroupGrants", ("group", "ops", "")).await;
+    groups.remove_group_grants(as_admin(grants)).await.unwrap();
+    one_change(&app, &mut last, "RemoveGroupGrants", ("group", "ops", "")).await;
+    groups
+        .remove_group_members(as_admin(members))
+        .await
+        .unwrap();
+    one_change(&app, &mut last, "RemoveGroupMembers", ("group", "ops", "")).await;
+    groups
+        .delete_group(as_admin(pb::DeleteGroupRequest { name: "ops".into() }))
+        .await
+        .unwrap();
+    one_change(&app, &mut last, "DeleteGroup", ("group", "ops", "")).await;
+
+    // Signing in is no change; revoking the tokens is.
+    let tokens = app.grant("alice", p2).await.unwrap();
+    no_change(&app, last, "a password grant").await;
+    app.tokens()
+        .revoke_user_tokens(as_admin(pb::RevokeUserTokensRequest {
+            account: "acme".into(),
+            username: "alice".into(),
+        }))
+        .await
+        .unwrap();
+    one_change(
+        &app,
+        &mut last,
+        "RevokeUserTokens",
+        ("user", "alice", "acme"),
+    )
+    .await;
+
+    app.users()
+        .set_user_state(as_admin(pb::SetUserStateRequest {
+            account: "acme".into(),
+            username: "alice".into(),
+            state: pb::UserState::Disabled.into(),
+        }))
+        .await
+        .unwrap();
+    let e = one_change(&app, &mut last, "SetUserState", ("user", "alice", "acme")).await;
+    assert_eq!(detail_text(&e, "changes.state.from"), Some("enabled"));
+    assert_eq!(detail_text(&e, "changes.state.to"), Some("disabled"));
+    app.users()
+        .delete_user(as_admin(pb::DeleteUserRequest {
+            account: "acme".into(),
+            username: "alice".into(),
+        }))
+        .await
+        .unwrap();
+    one_change(&app, &mut last, "DeleteUser", ("user", "alice", "acme")).await;
+
+    assert_code(
+        app.accounts()
+            .delete_account(as_admin(pb::DeleteAccountRequest {
+                name: "acme".into(),
+            }))
+            .await,
+        Code::FailedPrecondition,
+    );
+    no_change(&app, last, "deleting an enabled account").await;
+    app.set_account_state("acme", pb::AccountState::Disabled)
+        .await;
+    one_change(
+        &app,
+        &mut last,
+        "SetAccountState",
+        ("account", "acme", "acme"),
+    )
+    .await;
+    app.accounts()
+        .delete_account(as_admin(pb::DeleteAccountRequest {
+            name: "acme".into(),
+        }))
+        .await
+        .unwrap();
+    one_change(
+        &app,
+        &mut last,
+        "DeleteAccount",
+        ("account", "acme", "acme"),
+    )
+    .await;
+
+    // No record holds a password, a key value or a token.
+    let everything = format!(
+        "{:?}",
+        list_all(&app, as_admin, pb::ListEventsRequest::default())
+            .await
+            .unwrap()
+    );
+    for secret in [
+        p1,
+        p2,
+        ADMIN_PASSWORD,
+        CALLER_KEY,
+        created.value.as_str(),
+        rotated.value.as_str(),
+        tokens.access_token.as_str(),
+        tokens.refresh_token.as_str(),
+    ] {
+        assert!(
+            !everything.contains(secret),
+            "a record holds the secret {secret:?}"
+        );
+    }
+    // The secret part of a key, alone, appears nowhere either.
+    let secret_part = created.value.rsplit('_').nth(1).unwrap();
+    assert!(!everything.contains(secret_part));
+    assert!(matches!(
+        app.core.verify_audit().await.unwrap(),
+        Verified::Intact { .. }
+    ));
+}
+
+/// Polls the listing until `want` refusals match `filter` (10 s at most).
+async fn refusals(
+    app: &TestApp,
+    filter: pb::ListEventsRequest,
+    want: usize,
+) -> Vec<pb::AuditEvent> {
+    let filter = pb::ListEventsRequest {
+        kind: "refusal".into(),
+        ..filter
+    };
+    for _ in 0..100 {
+        let events = list_all(app, as_admin, filter.clone()).await.unwrap();
+        if events.len() >= want {
+            return events;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("fewer than {want} refusals matched {filter:?}");
+}
+
+async fn refusals_lockouts_and_unlocks_are_recorded(backend: Backend) {
+    let app = spawn_app_with(backend, |c| c.lockout.threshold = 3).await;
+    app.create_account("acme").await;
+    app.create_user("acme", "bob", "bobs-right-password", &["read-only"])
+        .await;
+    app.create_user("acme", "carol", "carols-password-1", &["read-only"])
+        .await;
+    let wrong = ["wrong-guess-one", "wrong-guess-two", "wrong-guess-three"];
+    for guess in wrong {
+        assert_eq!(
+            app.login("bob", guess).await.unwrap_err().code(),
+            Code::Unauthenticated
+        );
+    }
+    assert_eq!(
+        app.login("bob", "bobs-right-password")
+            .await
+            .unwrap_err()
+            .code(),
+        Code::Unauthenticated
+    );
+    let events = refusals(
+        &app,
+        pb::ListEventsRequest {
+            actor: "bob".into(),
+            ..Default::default()
+        },
+        4,
+    )
+    .await;
+    let outcomes: Vec<&str> = events.iter().rev().map(|e| e.outcome.as_str()).collect();
+    assert_eq!(
+        outcomes,
+        [
+            "wrong_password",
+            "wrong_password",
+            "wrong_password",
+            "locked"
+        ]
+    );
+    for e in &events {
+        assert_eq!(e.rpc, "Authenticate");
+        assert_eq!(detail_text(e, "credential"), Some("password"));
+        assert_eq!(detail_text(e, "claimed_username"), Some("bob"));
+        assert!(detail_text(e, "source.address").is_some(), "{e:#?}");
+    }
+
+    // The lock is a change authzd made, in the same transaction.
+    let locks = list_all(
+        &app,
+        as_admin,
+        pb::ListEventsRequest {
+            target: "bob".into(),
+            kind: "change".into(),
+            rpc: "Authenticate".into(),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(locks.len(), 1, "{locks:#?}");
+    assert_eq!(detail_text(&locks[0], "op"), Some("lock"));
+    assert_eq!(detail_text(&locks[0], "actor.local"), Some("lockout"));
+    assert_eq!(locks[0].actor, "");
+    app.users()
+        .unlock_user(as_admin(pb::UnlockUserRequest {
+            account: "acme".into(),
+            username: "bob".into(),
+        }))
+        .await
+        .unwrap();
+    let unlocks = list_all(
+        &app,
+        as_admin,
+        pb::ListEventsRequest {
+            rpc: "UnlockUser".into(),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(unlocks.len(), 1);
+    assert_eq!(unlocks[0].actor, "admin");
+    assert_eq!(unlocks[0].target, "bob");
+
+    // A revoked key: its public id, never its value.
+    let value = app.create_key("acme", "bob", "robot", 30).await;
+    app.keys()
+        .update_api_key(as_admin(pb::UpdateApiKeyRequest {
+            account: "acme".into(),
+            username: "bob".into(),
+            name: "robot".into(),
+            status: pb::ApiKeyStatus::Revoked.into(),
+            ..Default::default()
+        }))
+        .await
+        .unwrap();
+    assert_eq!(
+        app.key_login(&value).await.unwrap_err().code(),
+        Code::Unauthenticated
+    );
+    let revoked = refusals(
+        &app,
+        pb::ListEventsRequest {
+            outcome: "key_revoked".into(),
+            ..Default::default()
+        },
+        1,
+    )
+    .await;
+    let key_id = value.split('_').nth(1).unwrap();
+    assert_eq!(detail_text(&revoked[0], "api_key_id"), Some(key_id));
+    assert_eq!(detail_text(&revoked[0], "credential"), Some("api_key"));
+
+    // An admin action refused: who, what, where.
+    assert_code(
+        app.users()
+            .create_user(as_user(
+                "carol",
+                "carols-password-1",
+                pb::CreateUserRequest {
+                    account: "acme".into(),
+                    username: "mallory".into(),
+                    password: "mallorys-password".into(),
+                    ..Default::default()
+                },
+            ))
+            .await,
+        Code::PermissionDenied,
+    );
+    let denied = refusals(
+        &app,
+        pb::ListEventsRequest {
+            outcome: "permission_denied".into(),
+            ..Default::default()
+        },
+        1,
+    )
+    .await;
+    assert_eq!(denied[0].actor, "carol");
+    assert_eq!(denied[0].rpc, "CreateUser");
+    assert_eq!(denied[0].target_account, "acme");
+    assert_eq!(detail_text(&denied[0], "action"), Some("createUser"));
+    assert_eq!(
+        detail_text(&denied[0], "actor.credential"),
+        Some("password")
+    );
+
+    let everything = format!(
+        "{:?}",
+        list_all(&app, as_admin, pb::ListEventsRequest::default())
+            .await
+            .unwrap()
+    );
+    for secret in
+        wrong
+            .iter()
+            .copied()
+            .chain(["bobs-right-password", "carols-password-1", value.as_str()])
+    {
+        assert!(!everything.contains(secret), "a record holds {secret:?}");
+    }
+    assert!(matches!(
+        app.core.verify_audit().await.unwrap(),
+        Verified::Intact { .. }
+    ));
+}
+
+async fn listing_filters_pages_and_permissions(backend: Backend) {
+    let app = spawn_app(backend).await;
+    for account in ["acme", "globex"] {
+        app.create_account(account).await;
+    }
+    app.create_user(
+        "acme",
+        "acme-admin",
+        "acme-admin-pass",
+        &["account-user-admin"],
+    )
+    .await;
+    app.create_user("acme", "acme-viewer", "acme-viewer-pass", &["read-only"])
+        .await;
+    app.create_user("globex", "globex-user", "globex-user-pass", &["read-only"])
+        .await;
+    let as_acme_admin = |m: pb::ListEventsRequest| as_user("acme-admin", "acme-admin-pass", m);
+
+    // An account's user administrator reads its account's records only.
+    let acme = list_all(&app, as_acme_admin, pb::ListEventsRequest::default())
+        .await
+        .unwrap();
+    assert!(!acme.is_empty());
+    assert!(acme.iter().all(|e| e.target_account == "acme"), "{acme:#?}");
+    assert!(acme.iter().any(|e| e.target == "acme-viewer"));
+    assert_code(
+        audit(&app)
+            .list_events(as_acme_admin(pb::ListEventsRequest {
+                target_account: "globex".into(),
+                ..Default::default()
+            }))
+            .await,
+        Code::PermissionDenied,
+    );
+    assert_code(
+        audit(&app)
+            .list_events(as_user(
+                "acme-viewer",
+                "acme-viewer-pass",
+                pb::ListEventsRequest::default(),
+            ))
+            .await,
+        Code::PermissionDenied,
+    );
+    // Both refusals are recorded (and written before the pages below).
+    let denied = refusals(
+        &app,
+        pb::ListEventsRequest {
+            outcome: "permission_denied".into(),
+            ..Default::default()
+        },
+        2,
+    )
+    .await;
+    assert!(denied.iter().all(|e| e.rpc == "ListEvents"));
+
+    // Reading is no change: an API key may read.
+    let key = app.create_key("acme", "acme-admin", "reader", 30).await;
+    let by_key = list_all(
+        &app,
+        |m| as_key(&key, m),
+        pb::ListEventsRequest {
+            kind: "change".into(),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    assert!(by_key.iter().all(|e| e.target_account == "acme"));
+
+    // A global administrator reads everything, or one account in context.
+    let all = list_all(&app, as_admin, pb::ListEventsRequest::default())
+        .await
+        .unwrap();
+    let accounts: BTreeSet<&str> = all.iter().map(|e| e.target_account.as_str()).collect();
+    assert!(accounts.contains("acme") && accounts.contains("globex") && accounts.contains("admin"));
+    let globex = list_all(
+        &app,
+        |m| in_account(as_admin(m), "globex"),
+        pb::ListEventsRequest::default(),
+    )
+    .await
+    .unwrap();
+    assert!(!globex.is_empty() && globex.iter().all(|e| e.target_account == "globex"));
+
+    // Filters, alone and together.
+    let created = list_all(
+        &app,
+        as_admin,
+        pb::ListEventsRequest {
+            rpc: "CreateUser".into(),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let names: BTreeSet<&str> = created.iter().map(|e| e.target.as_str()).collect();
+    assert_eq!(
+        names,
+        BTreeSet::from(["acme-admin", "acme-viewer", "globex-user"])
+    );
+    let one = list_all(
+        &app,
+        as_admin,
+        pb::ListEventsRequest {
+            rpc: "CreateUser".into(),
+            target: "acme-viewer".into(),
+            actor: "admin".into(),
+            outcome: "ok".into(),
+            target_kind: "user".into(),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(one.len(), 1);
+    let at = one[0].time.unwrap();
+    let later = prost_types::Timestamp {
+        seconds: at.seconds + 1,
+        nanos: 0,
+    };
+    let window = |since, until| pb::ListEventsRequest {
+        rpc: "CreateUser".into(),
+        target: "acme-viewer".into(),
+        since,
+        until,
+        ..Default::default()
+    };
+    assert_eq!(
+        list_all(&app, as_admin, window(Some(at), Some(later)))
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    assert!(
+        list_all(&app, as_admin, window(Some(later), None))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        list_all(&app, as_admin, window(None, Some(at)))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    // Pages of two: newest first, every record once.
+    let mut paged = Vec::new();
+    let mut token = String::new();
+    loop {
+        let page = audit(&app)
+            .list_events(as_admin(pb::ListEventsRequest {
+                page_size: 2,
+                page_token: token.clone(),
+                ..Default::default()
+            }))
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(page.events.len() <= 2);
+        paged.extend(page.events.iter().map(|e| e.seq));
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        token = page.next_page_token;
+    }
+    assert!(paged.windows(2).all(|w| w[0] > w[1]), "{paged:?}");
+    let everything: Vec<i64> = list_all(&app, as_admin, pb::ListEventsRequest::default())
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| e.seq)
+        .collect();
+    assert_eq!(paged, everything);
+    assert_invalid(
+        audit(&app)
+            .list_events(as_admin(pb::ListEventsRequest {
+                page_token: "not-a-token".into(),
+                ..Default::default()
+            }))
+            .await,
+        "page_token",
+    );
+}
+
+/// With a queue of one, a burst of refused keys overflows it: what was
+/// not written was counted, and nothing else is missing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_refusal_queue_drops_and_counts_honestly() {
+    let app = spawn_app_with(Backend::Sqlite, |c| {
+        c.audit.queue_size = 1;
+        c.audit.batch_size = 1;
+        c.rate_limit.enabled = false;
+    })
+    .await;
+    const ATTEMPTS: usize = 200;
+    let attempts: Vec<_> = (0..ATTEMPTS)
+        .map(|i| {
+            let channel = app.channel.clone();
+            tokio::spawn(async move {
+                AuthServiceClient::new(channel)
+                    .authenticate(as_service(pb::AuthenticateRequest {
+                        credentials: Some(pb::authenticate_request::Credentials::Authorization(
+                            basic("_api_key", &format!("azk_unknown{i}_nosecret_x")),
+                        )),
+                        ..Default::default()
+                    }))
+                    .await
+            })
+        })
+        .collect();
+    for attempt in attempts {
+        assert_code(attempt.await.unwrap(), Code::Unauthenticated);
+    }
+    let mut written = 0;
+    for _ in 0..100 {
+        written = list_all(
+            &app,
+            as_admin,
+            pb::ListEventsRequest {
+                kind: "refusal".into(),
+                rpc: "Authenticate".into(),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap()
+        .len();
+        if written + app.core.auditor().dropped() as usize == ATTEMPTS {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let dropped = app.core.auditor().dropped() as usize;
+    assert_eq!(
+        written + dropped,
+        ATTEMPTS,
+        "written {written}, dropped {dropped}"
+    );
+    assert!(
+        dropped > 0,
+        "a queue of one took {ATTEMPTS} refusals at once"
+    );
+    assert!(written > 0);
+}
+
+async fn retention_purges_behind_a_checkpoint_that_verifies(backend: Backend) {
+    let app = spawn_app_with(backend, |c| c.audit.retention_days = 30).await;
+    app.create_account("old-one").await;
+    app.create_account("old-two").await;
+    app.core.clock().advance(chrono::TimeDelta::days(31));
+    app.create_account("recent").await;
+    let purged = app.core.purge_audit().await.unwrap();
+    assert_eq!(purged, 4, "the bootstrap's two and two old accounts");
+    let Verified::Intact { records, .. } = app.core.verify_audit().await.unwrap() else {
+        panic!("a purged chain verifies from its checkpoint")
+    };
+    assert_eq!(records, 2, "the recent change and the checkpoint");
+    let (ok, text) = verify_cli(&app);
+    assert!(ok, "{text}");
+    let all = list_all(&app, as_admin, pb::ListEventsRequest::default())
+        .await
+        .unwrap();
+    assert_eq!(all[0].kind, "checkpoint");
+    assert!(matches!(
+        detail(&all[0], "purged_through"),
+        Some(prost_types::value::Kind::NumberValue(n)) if *n == 4.0
+    ));
+    assert!(all.iter().all(|e| e.target != "old-one"));
+    // Nothing more to purge.
+    assert_eq!(app.core.purge_audit().await.unwrap(), 0);
+
+    // Removing the first remaining record is no purge: the checkpoint does
+    // not vouch for where the chain now starts.
+    sql(&app, "DELETE FROM audit_events WHERE seq = 5").await;
+    assert_eq!(
+        app.core.verify_audit().await.unwrap(),
+        Verified::Broken(Break::Purged { first: 6 })
+    );
+    let (ok, text) = verify_cli(&app);
+    assert!(!ok && text.contains("no retention checkpoint"), "{text}");
+}
+
+dual!(
+    the_chain_catches_edits_deletions_and_reordering,
+    every_admin_change_is_recorded_once_without_secrets,
+    refusals_lockouts_and_unlocks_are_recorded,
+    listing_filters_pages_and_permissions,
+    retention_purges_behind_a_checkpoint_that_verifies,
+);

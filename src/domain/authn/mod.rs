@@ -14,6 +14,7 @@ use std::time::Duration;
 use self::credentials::Credential;
 use self::sources::Source;
 use super::Core;
+use super::audit::{Actor, Change};
 use super::model::{
     Account, AccountState, ApiKeyRef, CredentialKind, Principal, UserState, UserType,
 };
@@ -135,6 +136,7 @@ impl Core {
         max_hold: std::time::Duration,
     ) -> Result<Principal> {
         if let Some(Err(refused)) = self.limiter().map(|l| l.check(source)) {
+            self.refused_credential(credential, "rate_limited", source);
             return Err(sources::held(refused, max_hold).await);
         }
         // A password attempt takes its token before it is verified, so the
@@ -165,6 +167,13 @@ impl Core {
             other => other,
         };
         record_outcome(kind, result.as_ref().map(|_| ()));
+        match &result {
+            Err(Error::Unauthenticated(reason)) => {
+                self.refused_credential(credential, reason.as_str(), source);
+            }
+            Err(Error::Busy { .. }) => self.refused_credential(credential, "busy", source),
+            _ => {}
+        }
         result
     }
 
@@ -204,7 +213,23 @@ impl Core {
                 if failures >= settings.threshold || permanent {
                     let until =
                         self.now().timestamp_millis() + duration_ms(settings.delay(lockouts));
-                    store::lockout::lock(self.db(), id, until, permanent).await?;
+                    let mut write = self.write().await?;
+                    store::lockout::lock(write.db(), id, until, permanent).await?;
+                    let mut change = Change::new("lock", "user", &user.user.username)
+                        .account(&user.user.account)
+                        .id(id)
+                        .to("failures", failures)
+                        .to("permanent", permanent);
+                    if !permanent {
+                        change = change.to(
+                            "locked_until",
+                            chrono::DateTime::from_timestamp_millis(until)
+                                .map(|t| t.to_rfc3339())
+                                .unwrap_or_default(),
+                        );
+                    }
+                    write.record(Actor::Local("lockout"), change);
+                    write.commit().await?;
                     tracing::warn!(
                         user = user.user.username,
                         lockouts = lockouts + 1,

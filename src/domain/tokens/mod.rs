@@ -28,6 +28,7 @@ use uuid::Uuid;
 use self::keys::{KeySettings, SigningKeys};
 use super::Core;
 use super::actions::UPDATE_USER;
+use super::audit::{Actor, Change, Refusal};
 use super::authn::credentials::Credential;
 use super::authn::key_format;
 use super::authn::sources::Source;
@@ -306,8 +307,11 @@ impl Core {
             );
         }
         let result = self.refresh(value).await;
-        if let (Err(Error::Unauthenticated(_)), Some(limiter)) = (&result, self.limiter()) {
-            limiter.charge(source);
+        if let Err(Error::Unauthenticated(reason)) = &result {
+            if let Some(limiter) = self.limiter() {
+                limiter.charge(source);
+            }
+            self.refused(Refusal::credential(*reason, source, "refresh_token"));
         }
         super::authn::record_outcome("refresh_token", result.as_ref().map(|_| ()));
         result
@@ -367,8 +371,14 @@ impl Core {
     /// A used refresh token came back: one of its two holders is not its
     /// owner. The whole family is revoked.
     async fn refresh_reused(&self, family: &str, username: &str, now_ms: i64) -> Error {
+        let change = self
+            .family_change(username, family)
+            .await
+            .to("reason", "refresh token reused");
         let revoked = self
-            .write_with(async |db| store::tokens::revoke_family(db, family, now_ms).await)
+            .revoke_recorded(Actor::Local("token reuse detection"), change, async |db| {
+                store::tokens::revoke_family(db, family, now_ms).await
+            })
             .await;
         match revoked {
             Ok(false) => fail(AuthFailure::TokenReused),
@@ -384,6 +394,40 @@ impl Core {
             }
             Err(err) => err,
         }
+    }
+
+    /// The record of a token family's revocation: the family, under the
+    /// user it belongs to.
+    async fn family_change(&self, username: &str, family: &str) -> Change {
+        let account = self
+            .user_entry(username)
+            .await
+            .ok()
+            .flatten()
+            .map(|(user, _)| user.user.account.clone());
+        let change = Change::new("revoke", "token_family", family)
+            .id(family)
+            .to("user", username);
+        match account {
+            Some(account) => change.account(account),
+            None => change,
+        }
+    }
+
+    /// A revocation, recorded only if it revoked something.
+    async fn revoke_recorded(
+        &self,
+        actor: Actor<'_>,
+        change: Change,
+        revoke: impl AsyncFnOnce(&sea_orm::DatabaseTransaction) -> Result<bool>,
+    ) -> Result<bool> {
+        let mut write = self.write().await?;
+        let revoked = revoke(write.db()).await?;
+        if revoked {
+            write.record(actor, change);
+        }
+        write.commit().await?;
+        Ok(revoked)
     }
 
     /// Revokes a refresh token's family, or one access token. Whoever holds
@@ -408,8 +452,9 @@ impl Core {
                 {
                     return Ok(false);
                 }
+                let change = self.family_change(&row.username, &row.family_id).await;
                 let revoked = self
-                    .write_with(async |db| {
+                    .revoke_recorded(Actor::Local("token holder"), change, async |db| {
                         store::tokens::revoke_family(db, &row.family_id, now_ms).await
                     })
                     .await?;
@@ -429,8 +474,13 @@ impl Core {
                 if claims.exp.saturating_mul(1000) <= now_ms {
                     return Ok(false);
                 }
+                let change = Change::new("revoke", "access_token", &claims.jti)
+                    .account(&claims.account)
+                    .id(&claims.jti)
+                    .to("user", claims.username.as_str())
+                    .to("family", claims.fam.as_str());
                 let revoked = self
-                    .write_with(async |db| {
+                    .revoke_recorded(Actor::Local("token holder"), change, async |db| {
                         store::tokens::revoke_access_token(
                             db,
                             &claims.jti,
@@ -476,9 +526,18 @@ impl Core {
             user
         };
         let now_ms = self.now().timestamp_millis();
-        let revoked = self
-            .write_with(async |db| store::tokens::revoke_user_families(db, user.id, now_ms).await)
-            .await?;
+        let mut write = self.write().await?;
+        let revoked = store::tokens::revoke_user_families(write.db(), user.id, now_ms).await?;
+        if revoked > 0 {
+            write.record(
+                Actor::Caller(caller),
+                Change::new("revoke_tokens", "user", &user.username)
+                    .account(&user.account)
+                    .id(user.id)
+                    .to("families_revoked", revoked),
+            );
+        }
+        write.commit().await?;
         metrics::counter!("authzd_token_families_revoked_total", "reason" => "revoke_user")
             .increment(revoked);
         tracing::info!(
