@@ -1095,6 +1095,46 @@ async fn retention_purges_behind_a_checkpoint_that_verifies(backend: Backend) {
     assert!(!ok && text.contains("no retention checkpoint"), "{text}");
 }
 
+/// Every record is one JSON line on the `audit` log target, and the head
+/// is logged at start-up as an anchor.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_record_is_a_json_line_on_the_audit_target() {
+    let db = TestDatabase::new(Backend::Sqlite).await;
+    let server = crate::binary::Server::start(&db).await;
+    server.wait_for_logged("audit chain head", 1).await;
+    let channel = connect(&server.addr).await;
+    AccountServiceClient::new(channel)
+        .create_account(as_admin(pb::CreateAccountRequest {
+            name: "logged".into(),
+            ..Default::default()
+        }))
+        .await
+        .unwrap();
+    // The bootstrap's two records, then this one.
+    server.wait_for_logged("audit record", 3).await;
+    let lines: Vec<serde_json::Value> = server
+        .log_events()
+        .into_iter()
+        .filter(|e| e["target"] == "audit" && e["fields"]["message"] == "audit record")
+        .collect();
+    let created = lines
+        .iter()
+        .find(|e| e["fields"]["rpc"] == "CreateAccount")
+        .unwrap_or_else(|| panic!("no CreateAccount record in {lines:#?}"));
+    let fields = &created["fields"];
+    assert_eq!(fields["seq"], 3);
+    assert_eq!(fields["kind"], "change");
+    assert_eq!(fields["actor"], "admin");
+    assert_eq!(fields["target_name"], "logged");
+    assert_eq!(fields["hash"].as_str().map(str::len), Some(64));
+    let detail: serde_json::Value =
+        serde_json::from_str(fields["detail"].as_str().unwrap()).unwrap();
+    assert_eq!(detail["op"], "create");
+    assert_eq!(detail["target"]["name"], "logged");
+    assert!(!server.stderr().contains(ADMIN_PASSWORD));
+    server.stop();
+}
+
 dual!(
     the_chain_catches_edits_deletions_and_reordering,
     every_admin_change_is_recorded_once_without_secrets,
