@@ -13,6 +13,15 @@
 //! passwords of unknown users from client address 10.0.0.1 as fast as
 //! they are answered, and prints the ratios.
 //!
+//!   loadgen flood --target ADDR --caller-key K --key-file keys.txt --failures 10000
+//!
+//! `flood` measures warm-cache API-key checks idle, then while
+//! `--failures` failed API-key authentications (the bench key's id with
+//! wrong secrets, each from a client address of its own, as a botnet would
+//! send them: no per-source limit applies) are sent as fast as they are
+//! answered, and prints the checks' p99 in both phases and the ratio. Every
+//! failure is a refusal for the audit trail.
+//!
 //! Modes: `health`, `authenticate-key`, `authenticate-token` (the access
 //! token `setup` writes to `<keys-file>.token`), `authorize-user` (3
 //! actions), `authorize-key` (3 actions), `authenticate-password`,
@@ -80,6 +89,28 @@ enum Command {
         /// Seconds of calls before measuring (connections, caches).
         #[arg(long, default_value_t = 1.0)]
         warmup: f64,
+    },
+    /// A flood of failed API-key authentications beside key checks.
+    Flood {
+        #[arg(long)]
+        target: String,
+        #[arg(long)]
+        caller_key: String,
+        #[arg(long)]
+        keys_file: String,
+        #[arg(long, default_value_t = 10_000)]
+        failures: usize,
+        /// Concurrent failing calls.
+        #[arg(long, default_value_t = 32)]
+        flooders: usize,
+        /// Seconds of idle measurement.
+        #[arg(long, default_value_t = 5.0)]
+        seconds: f64,
+        /// Concurrent API-key checks.
+        #[arg(long, default_value_t = 10)]
+        key_streams: usize,
+        #[arg(long, default_value = "")]
+        label: String,
     },
     /// A password-guessing storm from one source, measured from another.
     Storm {
@@ -591,6 +622,166 @@ async fn storm(
     );
 }
 
+/// Key checks on `streams` streams until `stop`; their sorted latencies.
+async fn key_checks(
+    channel: &Channel,
+    caller: &str,
+    key: &str,
+    streams: usize,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+) -> Vec<Duration> {
+    use pb::authenticate_request::Credentials;
+    let tasks: Vec<_> = (0..streams)
+        .map(|_| {
+            let (mut auth, caller, key, stop) = (
+                AuthServiceClient::new(channel.clone()),
+                caller.to_owned(),
+                key.to_owned(),
+                stop.clone(),
+            );
+            tokio::spawn(async move {
+                let mut latencies = Vec::new();
+                while !stop.load(Ordering::Relaxed) {
+                    let begun = Instant::now();
+                    let ok = auth
+                        .authenticate(with_auth(
+                            &caller,
+                            pb::AuthenticateRequest {
+                                credentials: Some(Credentials::ApiKey(key.clone())),
+                                client_address: "10.0.0.3".into(),
+                            },
+                        ))
+                        .await
+                        .is_ok();
+                    assert!(ok, "a key check failed");
+                    latencies.push(begun.elapsed());
+                }
+                latencies
+            })
+        })
+        .collect();
+    let mut latencies = Vec::new();
+    for t in tasks {
+        latencies.extend(t.await.unwrap());
+    }
+    latencies.sort();
+    latencies
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn flood(
+    target: String,
+    caller_key: String,
+    keys_file: String,
+    failures: usize,
+    flooders: usize,
+    seconds: f64,
+    key_streams: usize,
+    label: String,
+) {
+    use authzd::domain::authn::key_format;
+    use pb::authenticate_request::Credentials;
+    use std::sync::atomic::AtomicBool;
+    let key = std::fs::read_to_string(&keys_file)
+        .unwrap()
+        .lines()
+        .next()
+        .unwrap()
+        .to_owned();
+    let mut parts = key.split('_');
+    let (prefix, key_id) = (parts.next().unwrap(), parts.next().unwrap());
+    // The right key id, a valid checksum, a wrong secret: the whole check
+    // runs, and fails.
+    let wrong: Arc<Vec<String>> = Arc::new(
+        (0..failures)
+            .map(|_| {
+                key_format::regenerate(prefix, key_id)
+                    .value
+                    .expose()
+                    .to_owned()
+            })
+            .collect(),
+    );
+    let caller = format!("Bearer {caller_key}");
+    let channel = connect(&target).await;
+    let timed = |stop: Arc<AtomicBool>, after: f64| {
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_secs_f64(after)).await;
+            stop.store(true, Ordering::Relaxed);
+        })
+    };
+    // Warm-up, then idle.
+    let stop = Arc::new(AtomicBool::new(false));
+    timed(stop.clone(), 1.0);
+    key_checks(&channel, &caller, &key, key_streams, stop).await;
+    let stop = Arc::new(AtomicBool::new(false));
+    timed(stop.clone(), seconds);
+    let idle = key_checks(&channel, &caller, &key, key_streams, stop).await;
+
+    let mut flood_channels = Vec::new();
+    for _ in 0..4 {
+        flood_channels.push(connect(&target).await);
+    }
+    let next = Arc::new(AtomicUsize::new(0));
+    let refused = Arc::new(AtomicUsize::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let began = Instant::now();
+    let flooding: Vec<_> = (0..flooders)
+        .map(|f| {
+            let mut auth = AuthServiceClient::new(flood_channels[f % 4].clone());
+            let (caller, next, refused, wrong) =
+                (caller.clone(), next.clone(), refused.clone(), wrong.clone());
+            tokio::spawn(async move {
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(value) = wrong.get(i) else { break };
+                    let result = auth
+                        .authenticate(with_auth(
+                            &caller,
+                            pb::AuthenticateRequest {
+                                credentials: Some(Credentials::ApiKey(value.clone())),
+                                client_address: format!(
+                                    "10.{}.{}.{}",
+                                    (i >> 16) & 255,
+                                    (i >> 8) & 255,
+                                    i & 255
+                                ),
+                            },
+                        ))
+                        .await;
+                    if matches!(&result, Err(s) if s.code() == tonic::Code::Unauthenticated) {
+                        refused.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            })
+        })
+        .collect();
+    let ender = {
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            for t in flooding {
+                t.await.unwrap();
+            }
+            stop.store(true, Ordering::Relaxed);
+        })
+    };
+    let flooded = key_checks(&channel, &caller, &key, key_streams, stop).await;
+    ender.await.unwrap();
+    let took = began.elapsed().as_secs_f64();
+    println!(
+        "{label}: key p99 idle {:.3} ms, flood {:.3} ms ({:.2}x); p50 idle {:.3} ms, flood {:.3} ms; \
+         {} of {failures} failed authentications refused in {took:.1} s ({:.0}/s), {} checks during the flood",
+        percentile(&idle, 0.99),
+        percentile(&flooded, 0.99),
+        percentile(&flooded, 0.99) / percentile(&idle, 0.99),
+        percentile(&idle, 0.5),
+        percentile(&flooded, 0.5),
+        refused.load(Ordering::Relaxed),
+        refused.load(Ordering::Relaxed) as f64 / took,
+        flooded.len(),
+    );
+}
+
 #[tokio::main]
 async fn main() {
     match Args::parse().command {
@@ -623,6 +814,28 @@ async fn main() {
                 streams,
                 seconds,
                 warmup,
+            )
+            .await
+        }
+        Command::Flood {
+            target,
+            caller_key,
+            keys_file,
+            failures,
+            flooders,
+            seconds,
+            key_streams,
+            label,
+        } => {
+            flood(
+                target,
+                caller_key,
+                keys_file,
+                failures,
+                flooders,
+                seconds,
+                key_streams,
+                label,
             )
             .await
         }

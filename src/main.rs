@@ -65,7 +65,7 @@ async fn run(invocation: Invocation, loaded: Loaded) -> Result<(), String> {
             username,
             password_file,
         } => return break_glass_reset(&config, username, password_file.as_deref()).await,
-        Command::AuditVerify => return audit_verify(&config).await,
+        Command::AuditVerify { anchors } => return audit_verify(&config, anchors).await,
         _ => {}
     }
     if invocation.command == Command::Migrate {
@@ -209,22 +209,38 @@ async fn shutdown_signal() {
 /// `authzd admin unlock USERNAME`.
 /// `authzd audit verify`: exit 0 with the head when every record's hash
 /// and link match, else 1 naming the first record that does not.
-async fn audit_verify(config: &Config) -> Result<(), String> {
+async fn audit_verify(config: &Config, anchors: &[String]) -> Result<(), String> {
     use authzd::domain::audit::Verified;
+    let anchors = anchors
+        .iter()
+        .map(|a| {
+            a.split_once(':')
+                .and_then(|(seq, hash)| Some((seq.parse::<i64>().ok()?, hash.to_owned())))
+                .filter(|(_, hash)| hash.len() == 64)
+                .ok_or_else(|| format!("--anchor {a:?}: expected SEQ:HASH (a 64-digit hex hash)"))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
     let (core, _) = authzd::prepare(config, Clock::default())
         .await
         .map_err(|e| format!("start-up failed: {e}"))?;
     match core
-        .verify_audit()
+        .verify_audit_with(&anchors)
         .await
         .map_err(|e| format!("audit verify failed: {e}"))?
     {
         Verified::Intact {
             records,
+            first_seq,
             head_seq,
             head_hash,
         } => {
             println!("audit chain intact: {records} records, head {head_seq} {head_hash}");
+            for (seq, _) in anchors.iter().filter(|(seq, _)| *seq < first_seq) {
+                println!(
+                    "anchor {seq}: purged by retention (the chain now starts at {first_seq}); \
+                     check that it is older than audit.retention_days"
+                );
+            }
             Ok(())
         }
         Verified::Broken(broken) => Err(format!("audit chain broken: {broken}")),

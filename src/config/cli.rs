@@ -29,8 +29,8 @@ pub enum Command {
         password_file: Option<PathBuf>,
     },
     /// Walk the audit chain; exit non-zero at the first record that does
-    /// not match.
-    AuditVerify,
+    /// not match. `anchors`: `SEQ:HASH` heads from the log.
+    AuditVerify { anchors: Vec<String> },
 }
 
 /// A parsed command line: kept, so SIGHUP can load the settings again the
@@ -94,9 +94,22 @@ fn command() -> ClapCommand {
             ClapCommand::new("audit")
                 .about("The audit trail, read locally from the configured database")
                 .subcommand_required(true)
-                .subcommand(ClapCommand::new("verify").about(
-                    "Check every record's hash and link; report the first that does not match",
-                )),
+                .subcommand(
+                    ClapCommand::new("verify")
+                        .about(
+                            "Check every record's hash and link; report the first that does not match",
+                        )
+                        .arg(
+                            Arg::new("anchor")
+                                .long("anchor")
+                                .value_name("SEQ:HASH")
+                                .action(ArgAction::Append)
+                                .help(
+                                    "A head the log holds (`audit chain head` lines): record SEQ \
+                                     must still have HASH, unless purged by retention",
+                                ),
+                        ),
+                ),
         )
         .subcommand(
             ClapCommand::new("admin")
@@ -173,7 +186,13 @@ fn from_matches(matches: &ArgMatches, env: &dyn Fn(&str) -> Option<String>) -> I
                 Command::AdminUnlock { username }
             }
         }
-        Some(("audit", _)) => Command::AuditVerify,
+        Some(("audit", sub)) => Command::AuditVerify {
+            anchors: sub
+                .subcommand()
+                .and_then(|(_, args)| args.get_many::<String>("anchor"))
+                .map(|values| values.cloned().collect())
+                .unwrap_or_default(),
+        },
         Some(("config", sub)) => match sub.subcommand_name() {
             Some("reference") => Command::ConfigReference,
             _ => Command::ConfigPrint,

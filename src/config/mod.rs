@@ -240,9 +240,9 @@ settings! {
         /// Days records are kept; older ones are purged, leaving a checkpoint record so the rest still verifies (0: keep forever).
         retention_days: u32 = 365;
         /// Refusals waiting for the background writer; beyond it they are dropped and counted (`authzd_audit_dropped_total`), so a flood never slows a check.
-        queue_size: u64 = 10_000, check = |v| at_least(1)(v);
+        queue_size: u64 = 10_000, check = |v| if (1..=1_000_000).contains(v) { Ok(()) } else { Err("must be 1 to 1000000".into()) };
         /// Refusals the background writer appends per transaction.
-        batch_size: u64 = 500, check = |v| at_least(1)(v);
+        batch_size: u64 = 500, check = |v| if (1..=10_000).contains(v) { Ok(()) } else { Err("must be 1 to 10000".into()) };
     }
 
     /// Envoy external authorization (`envoy.service.auth.v3.Authorization/Check`) on the gRPC port: authzd decides each HTTP request a proxy forwards, by a route table of method and path to action (docs/envoy.md).

@@ -105,6 +105,9 @@ pub enum Break {
     /// The chain starts after record 1 and no checkpoint record of a
     /// purge vouches for that start (records at the start were removed).
     Purged { first: i64 },
+    /// A record an anchor from the log names has another hash, or the
+    /// chain ends before it.
+    Anchor { seq: i64 },
 }
 
 impl std::fmt::Display for Break {
@@ -126,6 +129,10 @@ impl std::fmt::Display for Break {
                 f,
                 "the chain ends at record {seq} but its head says {head_seq}"
             ),
+            Break::Anchor { seq } => write!(
+                f,
+                "record {seq} does not match the anchor: its hash differs, or the chain no longer reaches it"
+            ),
             Break::Purged { first } => write!(
                 f,
                 "the chain starts at record {first} and no retention checkpoint accounts for the records before it"
@@ -140,6 +147,10 @@ impl std::fmt::Display for Break {
 pub struct Verifier {
     next_seq: i64,
     last_hash: String,
+    /// Sequence numbers and hashes from the log (`audit chain head`
+    /// lines) that the chain must still hold, unless purged.
+    anchors: std::collections::BTreeMap<i64, String>,
+    pub first_seq: Option<i64>,
     /// Where a purged chain starts: the last purged record and its hash,
     /// and whether a checkpoint record has vouched for them.
     start: Option<(i64, String, bool)>,
@@ -151,12 +162,22 @@ impl Verifier {
         Self {
             next_seq: 1,
             last_hash: GENESIS.to_owned(),
+            anchors: std::collections::BTreeMap::new(),
+            first_seq: None,
             start: None,
             checked: 0,
         }
     }
 
+    /// Also requires record `seq` to have `hash`, if it was not purged.
+    pub fn anchor(&mut self, seq: i64, hash: String) {
+        self.anchors.insert(seq, hash);
+    }
+
     pub fn check(&mut self, stored: &Stored) -> std::result::Result<(), Break> {
+        if self.checked == 0 {
+            self.first_seq = Some(stored.seq);
+        }
         if self.checked == 0 && stored.seq > 1 {
             // Purged up to here: taken on trust until a checkpoint confirms.
             self.next_seq = stored.seq;
@@ -174,6 +195,11 @@ impl Verifier {
         }
         if hash(stored.seq, &stored.record, &stored.prev_hash) != stored.hash {
             return Err(Break::Edited { seq: stored.seq });
+        }
+        if let Some(anchored) = self.anchors.get(&stored.seq)
+            && *anchored != stored.hash
+        {
+            return Err(Break::Anchor { seq: stored.seq });
         }
         if stored.record.kind == CHECKPOINT
             && let Some((through, hash, vouched)) = &mut self.start
@@ -198,6 +224,10 @@ impl Verifier {
         if seq != head_seq || self.last_hash != head_hash {
             return Err(Break::Head { seq, head_seq });
         }
+        // An anchor past the end: the chain was cut back and rewritten.
+        if let Some((&anchored, _)) = self.anchors.range(seq + 1..).next() {
+            return Err(Break::Anchor { seq: anchored });
+        }
         Ok(())
     }
 }
@@ -213,6 +243,8 @@ impl Default for Verifier {
 pub enum Verified {
     Intact {
         records: u64,
+        /// The oldest record left (after purges); 0 for an empty chain.
+        first_seq: i64,
         head_seq: i64,
         head_hash: String,
     },
@@ -312,6 +344,9 @@ impl Actor<'_> {
             Actor::Local(name) => {
                 detail.insert("actor".into(), json!({ "local": name }));
                 if let Some(rpc) = rpc {
+                    if let Some(peer) = rpc.peer {
+                        detail.insert("source".into(), json!({ "peer": peer.to_string() }));
+                    }
                     detail.insert("request_id".into(), rpc.request_id.clone().into());
                 }
             }
@@ -563,9 +598,14 @@ impl Auditor {
 
     fn offer(&self, record: Record) {
         if self.sender.try_send(record).is_err() {
-            self.dropped.fetch_add(1, Ordering::Relaxed);
-            metrics::counter!("authzd_audit_dropped_total").increment(1);
+            self.lost(1);
         }
+    }
+
+    fn lost(&self, records: usize) {
+        let records = records as u64;
+        self.dropped.fetch_add(records, Ordering::Relaxed);
+        metrics::counter!("authzd_audit_dropped_total").increment(records);
     }
 }
 
@@ -622,10 +662,31 @@ pub struct Filter {
 impl Core {
     /// Walks the whole chain, in pages, and reports the first break.
     pub async fn verify_audit(&self) -> Result<Verified> {
+        self.verify_audit_with(&[]).await
+    }
+
+    /// `verify_audit`, also requiring each anchor (a sequence number and
+    /// hash the log holds) to be in the chain, unless purged. The walk
+    /// reads one snapshot, head first, so appends and purges running
+    /// meanwhile are not mistaken for breaks.
+    pub async fn verify_audit_with(&self, anchors: &[(i64, String)]) -> Result<Verified> {
+        use sea_orm::TransactionTrait;
+        let txn = self
+            .db()
+            .begin_with_config(
+                Some(sea_orm::IsolationLevel::RepeatableRead),
+                Some(sea_orm::AccessMode::ReadOnly),
+            )
+            .await
+            .map_err(store::classify)?;
         let mut verifier = Verifier::new();
+        for (seq, hash) in anchors {
+            verifier.anchor(*seq, hash.clone());
+        }
+        let (head_seq, head_hash) = store::audit::head(&txn).await?;
         let mut after = 0;
         loop {
-            let page = store::audit::page(self.db(), after, 1000).await?;
+            let page = store::audit::page(&txn, after, head_seq, 1000).await?;
             let Some(last) = page.last() else { break };
             after = last.seq;
             for stored in &page {
@@ -634,10 +695,11 @@ impl Core {
                 }
             }
         }
-        let (head_seq, head_hash) = store::audit::head(self.db()).await?;
+        txn.commit().await.map_err(store::classify)?;
         Ok(match verifier.finish(head_seq, &head_hash) {
             Ok(()) => Verified::Intact {
                 records: verifier.checked,
+                first_seq: verifier.first_seq.unwrap_or(0),
                 head_seq,
                 head_hash,
             },
@@ -696,51 +758,69 @@ impl Core {
             return;
         };
         let batch = self.auditor().settings.batch.max(1);
-        let mut pending: Vec<Record> = Vec::with_capacity(batch);
+        let mut pending: Vec<Record> = Vec::new();
         let mut reported = 0;
-        let mut last_report = std::time::Instant::now();
         loop {
             let open = tokio::select! {
                 n = receiver.recv_many(&mut pending, batch) => n > 0,
                 _ = stop.cancelled() => false,
+                // The drop report, also while nothing arrives.
+                _ = tokio::time::sleep(Duration::from_secs(10)) => {
+                    reported = self.report_drops(reported);
+                    continue;
+                }
             };
             if !open {
-                // The last refusals, once: a failure now loses them.
+                // The last refusals, once: what cannot be written now is
+                // counted as dropped.
                 while let Ok(record) = receiver.try_recv() {
                     pending.push(record);
                 }
+                let mut left = pending.len();
                 for chunk in pending.chunks(batch) {
                     if let Err(err) = self.append_audit(chunk).await {
-                        tracing::warn!(error = %err, records = pending.len(), "audit refusals lost at shutdown");
+                        tracing::warn!(error = %err, records = left, "audit refusals lost at shutdown");
+                        self.auditor().lost(left);
                         break;
                     }
+                    left -= chunk.len();
                 }
+                self.report_drops(reported);
                 return;
             }
             // While the database is away the same batch is retried and the
             // queue fills behind it: refusals are then dropped and counted,
             // and no check waits.
-            while let Err(err) = self.append_audit(&pending).await {
-                tracing::warn!(error = %err, records = pending.len(), "cannot write audit refusals; retrying");
-                tokio::select! {
-                    _ = stop.cancelled() => break,
-                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            loop {
+                match self.append_audit(&pending).await {
+                    Ok(()) => {
+                        pending.clear();
+                        break;
+                    }
+                    Err(err) => {
+                        tracing::warn!(error = %err, records = pending.len(), "cannot write audit refusals; retrying");
+                        reported = self.report_drops(reported);
+                        tokio::select! {
+                            _ = stop.cancelled() => break,
+                            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                        }
+                    }
                 }
             }
-            if !stop.is_cancelled() {
-                pending.clear();
-            }
-            let dropped = self.auditor().dropped();
-            if dropped > reported && last_report.elapsed() >= Duration::from_secs(10) {
-                tracing::warn!(
-                    dropped = dropped - reported,
-                    total = dropped,
-                    "audit refusals dropped: the writer's queue was full"
-                );
-                reported = dropped;
-                last_report = std::time::Instant::now();
-            }
         }
+    }
+
+    /// Logs the refusals dropped since the last report; returns the total.
+    fn report_drops(&self, reported: u64) -> u64 {
+        let dropped = self.auditor().dropped();
+        if dropped > reported {
+            tracing::warn!(
+                dropped = dropped - reported,
+                total = dropped,
+                "audit refusals dropped: the writer's queue was full"
+            );
+        }
+        dropped
     }
 
     /// Records, newest first, that `caller` may read.
@@ -763,6 +843,15 @@ impl Core {
             )?;
             self.require(caller, LIST_AUDIT_EVENTS, Some(&account))
                 .await?;
+            // A deleted account's name can be taken again: its new users
+            // read from the new account's creation on, not the old one's
+            // history.
+            if !caller.is_global_admin()
+                && let Some(found) = store::accounts::find_account(self.db(), &account).await?
+            {
+                let created = found.created_at.timestamp_millis();
+                filter.since_ms = Some(filter.since_ms.map_or(created, |s| s.max(created)));
+            }
             filter.target_account = Some(account);
         }
         let before = match &page.after {

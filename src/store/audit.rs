@@ -226,14 +226,37 @@ fn stored(row: &QueryResult) -> StoreResult<Stored> {
     })
 }
 
-/// Up to `limit` records after `after`, in sequence order.
-pub async fn page(db: &impl ConnectionTrait, after: i64, limit: u64) -> StoreResult<Vec<Stored>> {
+/// Takes the head's row lock (Postgres) until the transaction ends.
+pub async fn lock_head(txn: &DatabaseTransaction) -> StoreResult<()> {
+    if txn.get_database_backend() == DbBackend::Postgres {
+        txn.execute_raw(sql(
+            txn,
+            "SELECT seq FROM audit_head WHERE id = 1 FOR UPDATE",
+            vec![],
+        ))
+        .await
+        .db()?;
+    }
+    Ok(())
+}
+
+/// Up to `limit` records after `after` and up to `through`, in sequence
+/// order.
+pub async fn page(
+    db: &impl ConnectionTrait,
+    after: i64,
+    through: i64,
+    limit: u64,
+) -> StoreResult<Vec<Stored>> {
     let rows = db
         .query_all_raw(sql(
             db,
-            &format!("SELECT {COLUMNS} FROM audit_events WHERE seq > $1 ORDER BY seq LIMIT $2"),
+            &format!(
+                "SELECT {COLUMNS} FROM audit_events WHERE seq > $1 AND seq <= $2 ORDER BY seq LIMIT $3"
+            ),
             vec![
                 Value::from(after),
+                Value::from(through),
                 Value::from(i64::try_from(limit).unwrap_or(i64::MAX)),
             ],
         ))

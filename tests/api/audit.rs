@@ -35,8 +35,17 @@ async fn sql(app: &TestApp, statement: &str) {
 }
 
 fn verify_cli(app: &TestApp) -> (bool, String) {
+    verify_cli_with(app, &[])
+}
+
+/// `authzd audit verify`, with `--anchor` arguments.
+fn verify_cli_with(app: &TestApp, anchors: &[String]) -> (bool, String) {
+    let mut args = vec!["audit".to_owned(), "verify".to_owned()];
+    for anchor in anchors {
+        args.extend(["--anchor".to_owned(), anchor.clone()]);
+    }
     let output = authzd_command()
-        .args(["audit", "verify"])
+        .args(&args)
         .env("DATABASE_URL", &app.db.url)
         .env("AUTHZD_LOG_LEVEL", "warn")
         .output()
@@ -47,6 +56,20 @@ fn verify_cli(app: &TestApp) -> (bool, String) {
         String::from_utf8_lossy(&output.stderr)
     );
     (output.status.success(), text)
+}
+
+/// The hash column of record `seq`, read with SQL.
+async fn stored_hash(app: &TestApp, seq: i64) -> String {
+    let conn = sea_orm::Database::connect(&app.db.url).await.unwrap();
+    let row = conn
+        .query_one_raw(sea_orm::Statement::from_string(
+            conn.get_database_backend(),
+            format!("SELECT hash FROM audit_events WHERE seq = {seq}"),
+        ))
+        .await
+        .unwrap()
+        .unwrap();
+    row.try_get::<String>("", "hash").unwrap()
 }
 
 async fn the_chain_catches_edits_deletions_and_reordering(backend: Backend) {
@@ -72,6 +95,30 @@ async fn the_chain_catches_edits_deletions_and_reordering(backend: Backend) {
         ok && text.contains("audit chain intact: 8 records"),
         "{text}"
     );
+    // A head the log holds (`audit chain head seq=.. hash=..`) anchors
+    // the chain against a rewrite of the whole table.
+    let (seq, hash) = app.core.log_audit_checkpoint().await.unwrap();
+    assert_eq!(seq, 8);
+    let (ok, text) = verify_cli_with(
+        &app,
+        &[
+            format!("5:{}", stored_hash(&app, 5).await),
+            format!("8:{hash}"),
+        ],
+    );
+    assert!(ok, "{text}");
+    let (ok, text) = verify_cli_with(&app, &[format!("5:{hash}")]);
+    assert!(
+        !ok && text.contains("record 5 does not match the anchor"),
+        "{text}"
+    );
+    let (ok, text) = verify_cli_with(&app, &[format!("9:{hash}")]);
+    assert!(
+        !ok && text.contains("record 9 does not match the anchor"),
+        "{text}"
+    );
+    let (ok, text) = verify_cli_with(&app, &["5:nothex".to_owned()]);
+    assert!(!ok && text.contains("expected SEQ:HASH"), "{text}");
 
     // An edited column, NULL included, is caught at its record.
     sql(
@@ -995,6 +1042,42 @@ async fn listing_filters_pages_and_permissions(backend: Backend) {
             .await,
         "page_token",
     );
+
+    // A deleted account's name taken again: its new administrator does not
+    // read the old tenant's history.
+    app.set_account_state("globex", pb::AccountState::Disabled)
+        .await;
+    app.accounts()
+        .delete_account(as_admin(pb::DeleteAccountRequest {
+            name: "globex".into(),
+        }))
+        .await
+        .unwrap();
+    assert_eq!(app.purge().await, 1);
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    app.create_account("globex").await;
+    app.create_user(
+        "globex",
+        "new-admin",
+        "new-admin-pass",
+        &["account-user-admin"],
+    )
+    .await;
+    let reused = list_all(
+        &app,
+        |m| as_user("new-admin", "new-admin-pass", m),
+        pb::ListEventsRequest::default(),
+    )
+    .await
+    .unwrap();
+    assert!(
+        reused.iter().any(|e| e.target == "new-admin"),
+        "{reused:#?}"
+    );
+    assert!(
+        reused.iter().all(|e| e.target != "globex-user"),
+        "the old tenant's records leaked: {reused:#?}"
+    );
 }
 
 /// With a queue of one, a burst of refused keys overflows it: what was
@@ -1062,6 +1145,7 @@ async fn retention_purges_behind_a_checkpoint_that_verifies(backend: Backend) {
     let app = spawn_app_with(backend, |c| c.audit.retention_days = 30).await;
     app.create_account("old-one").await;
     app.create_account("old-two").await;
+    let old_anchor = format!("3:{}", stored_hash(&app, 3).await);
     app.core.clock().advance(chrono::TimeDelta::days(31));
     app.create_account("recent").await;
     let purged = app.core.purge_audit().await.unwrap();
@@ -1070,8 +1154,11 @@ async fn retention_purges_behind_a_checkpoint_that_verifies(backend: Backend) {
         panic!("a purged chain verifies from its checkpoint")
     };
     assert_eq!(records, 2, "the recent change and the checkpoint");
-    let (ok, text) = verify_cli(&app);
-    assert!(ok, "{text}");
+    let (ok, text) = verify_cli_with(&app, &[old_anchor]);
+    assert!(
+        ok && text.contains("anchor 3: purged by retention"),
+        "{text}"
+    );
     let all = list_all(&app, as_admin, pb::ListEventsRequest::default())
         .await
         .unwrap();
