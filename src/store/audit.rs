@@ -20,6 +20,9 @@ fn big(row: &QueryResult, column: &str) -> StoreResult<i64> {
     row.try_get::<i64>("", column).db()
 }
 
+/// Records per INSERT statement (12 values each).
+const ROWS_PER_INSERT: usize = 100;
+
 /// The head: the last record's sequence number and hash.
 pub async fn head(db: &impl ConnectionTrait) -> StoreResult<(i64, String)> {
     let row = db
@@ -59,35 +62,64 @@ pub async fn append(txn: &DatabaseTransaction, records: &[Record]) -> StoreResul
     for record in records {
         seq += 1;
         let link = hash(seq, record, &prev);
-        txn.execute_raw(sql(
-            txn,
-            "INSERT INTO audit_events \
-                 (seq, at_ms, kind, rpc, outcome, actor_username, target_kind, target_name, \
-                  target_account, detail, prev_hash, hash) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
-            vec![
-                Value::from(seq),
-                Value::from(record.at_ms),
-                Value::from(record.kind.clone()),
-                Value::from(record.rpc.clone()),
-                Value::from(record.outcome.clone()),
-                Value::from(record.actor_username.clone()),
-                Value::from(record.target_kind.clone()),
-                Value::from(record.target_name.clone()),
-                Value::from(record.target_account.clone()),
-                Value::from(record.detail.clone()),
-                Value::from(prev.clone()),
-                Value::from(link.clone()),
-            ],
-        ))
-        .await
-        .db()?;
         stored.push(Stored {
             seq,
             record: record.clone(),
             prev_hash: std::mem::replace(&mut prev, link.clone()),
             hash: link,
         });
+    }
+    // Many rows per statement: a batch of refusals is a few round trips,
+    // not one per record (SQLite binds at most 32766 values a statement).
+    for chunk in stored.chunks(ROWS_PER_INSERT) {
+        let mut values = Vec::with_capacity(chunk.len() * 12);
+        let mut rows = Vec::with_capacity(chunk.len());
+        for s in chunk {
+            let n = values.len();
+            rows.push(format!(
+                "(${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${})",
+                n + 1,
+                n + 2,
+                n + 3,
+                n + 4,
+                n + 5,
+                n + 6,
+                n + 7,
+                n + 8,
+                n + 9,
+                n + 10,
+                n + 11,
+                n + 12
+            ));
+            let r = &s.record;
+            values.extend([
+                Value::from(s.seq),
+                Value::from(r.at_ms),
+                Value::from(r.kind.clone()),
+                Value::from(r.rpc.clone()),
+                Value::from(r.outcome.clone()),
+                Value::from(r.actor_username.clone()),
+                Value::from(r.target_kind.clone()),
+                Value::from(r.target_name.clone()),
+                Value::from(r.target_account.clone()),
+                Value::from(r.detail.clone()),
+                Value::from(s.prev_hash.clone()),
+                Value::from(s.hash.clone()),
+            ]);
+        }
+        txn.execute_raw(sql(
+            txn,
+            &format!(
+                "INSERT INTO audit_events \
+                     (seq, at_ms, kind, rpc, outcome, actor_username, target_kind, target_name, \
+                      target_account, detail, prev_hash, hash) \
+                 VALUES {}",
+                rows.join(", ")
+            ),
+            values,
+        ))
+        .await
+        .db()?;
     }
     txn.execute_raw(sql(
         txn,
