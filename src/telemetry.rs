@@ -32,11 +32,39 @@ pub struct RequestId(pub String);
 /// The RPC being served, for the audit trail: its short method name and
 /// request id. Set around every call by `RpcLayer`; absent outside an RPC
 /// (the command line, background tasks).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Rpc {
     pub method: &'static str,
     pub request_id: String,
     pub peer: Option<std::net::SocketAddr>,
+    refusals: Option<RefusalSink>,
+}
+
+impl std::fmt::Debug for Rpc {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Rpc")
+            .field("method", &self.method)
+            .field("request_id", &self.request_id)
+            .field("peer", &self.peer)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Where credentials refused before any handler runs (by an interceptor,
+/// or by the input validator in the codec) go: the audit trail's way in,
+/// given by the server. Called with the reason, the kind of credential and
+/// the peer.
+pub type RefusalSink =
+    std::sync::Arc<dyn Fn(&'static str, &'static str, Option<std::net::SocketAddr>) + Send + Sync>;
+
+/// Reports a credential refused before any handler ran, to the sink of the
+/// RPC being served (none outside an RPC).
+pub fn refused_early(reason: &'static str, credential: &'static str) {
+    let _ = RPC.try_with(|rpc| {
+        if let Some(sink) = &rpc.refusals {
+            sink(reason, credential, rpc.peer);
+        }
+    });
 }
 
 tokio::task_local! {
@@ -211,9 +239,10 @@ fn code_name(code: i32) -> &'static str {
 /// Wraps the gRPC server: one span, one log line and two metrics per RPC,
 /// and the deadline: the client's `grpc-timeout` or `request_timeout`,
 /// whichever is shorter.
-#[derive(Clone, Copy)]
+#[derive(Clone)]
 pub struct RpcLayer {
     pub request_timeout: Duration,
+    pub refusals: Option<RefusalSink>,
 }
 
 impl<S> Layer<S> for RpcLayer {
@@ -223,6 +252,7 @@ impl<S> Layer<S> for RpcLayer {
         RpcService {
             inner,
             request_timeout: self.request_timeout,
+            refusals: self.refusals.clone(),
         }
     }
 }
@@ -231,6 +261,7 @@ impl<S> Layer<S> for RpcLayer {
 pub struct RpcService<S> {
     inner: S,
     request_timeout: Duration,
+    refusals: Option<RefusalSink>,
 }
 
 /// `grpc-timeout`: an integer of at most 8 digits and a unit.
@@ -274,6 +305,7 @@ where
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let method = known_method(request.uri().path());
         let peer = peer_of(&request);
+        let refusals = self.refusals.clone();
         let request_id = request
             .headers()
             .get(REQUEST_ID_HEADER)
@@ -305,6 +337,7 @@ where
                         method: short_method(method),
                         request_id: request_id.clone(),
                         peer,
+                        refusals,
                     },
                     inner.call(request),
                 )

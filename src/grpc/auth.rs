@@ -27,6 +27,9 @@ impl AuthApi {
         let credential = Credential::from_authorization(header);
         if let Err(Error::Unauthenticated(reason)) = &credential {
             tracing::info!(reason = reason.as_str(), "authentication failed");
+            self.core.refused(crate::domain::audit::Refusal::credential(
+                *reason, source, "unknown",
+            ));
         }
         self.core.authenticate(&credential?, source).await
     }

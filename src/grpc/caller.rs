@@ -109,6 +109,7 @@ impl CallerKeys {
             }
             _ => {
                 tracing::info!("check RPC refused: missing or unknown caller key");
+                crate::telemetry::refused_early("unknown_caller_key", "caller_key");
                 Err(Status::unauthenticated("a valid caller key is required"))
             }
         }

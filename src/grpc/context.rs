@@ -79,8 +79,10 @@ fn origin<T>(request: &Request<T>) -> Origin {
     origin_with(request, subject)
 }
 
-/// Counts and logs a credential refused before it reached the domain.
+/// Counts, logs and audits a credential refused before it reached the
+/// domain.
 pub(crate) fn refuse(reason: AuthFailure) -> Status {
+    crate::telemetry::refused_early(reason.as_str(), "unknown");
     tracing::info!(
         credential = "unknown",
         reason = reason.as_str(),

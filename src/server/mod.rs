@@ -109,6 +109,17 @@ pub fn gate(
     )
 }
 
+/// Credentials refused before any handler runs go to the audit trail.
+fn early_refusals(core: &Core) -> telemetry::RefusalSink {
+    use crate::domain::audit::Refusal;
+    use crate::domain::authn::sources::Source;
+    let core = core.clone();
+    Arc::new(move |reason, credential, peer| {
+        let source = peer.map_or(Source::LOCAL, |p| Source::from_ip(p.ip()));
+        core.refused(Refusal::credential_for(reason, source, credential));
+    })
+}
+
 /// Serves gRPC on `listener` until `shutdown` completes; then health goes
 /// NOT_SERVING, new connections are refused, in-flight RPCs get up to the
 /// grace period to finish, and background tasks stop.
@@ -302,6 +313,7 @@ pub async fn serve_with_reloads(
         ))
         .layer(telemetry::RpcLayer {
             request_timeout: Duration::from_millis(server_settings.request_timeout_ms),
+            refusals: Some(early_refusals(&core)),
         })
         .add_routes(routes);
     let server = async move {

@@ -837,18 +837,66 @@ async fn refusals_lockouts_and_unlocks_are_recorded(backend: Backend) {
         Some("password")
     );
 
+    // Refused before any handler runs: a header that is no credential at
+    // all, and a calling service without a valid caller key.
+    let mut garbage = Request::new(pb::ListAccountsRequest::default());
+    garbage
+        .metadata_mut()
+        .insert("authorization", "Basic !!!".parse().unwrap());
+    assert_code(
+        app.accounts().list_accounts(garbage).await,
+        Code::Unauthenticated,
+    );
+    let early = refusals(
+        &app,
+        pb::ListEventsRequest {
+            outcome: "malformed".into(),
+            rpc: "ListAccounts".into(),
+            ..Default::default()
+        },
+        1,
+    )
+    .await;
+    assert!(
+        detail_text(&early[0], "source.peer").is_some(),
+        "{early:#?}"
+    );
+    let mut no_key = Request::new(pb::AuthenticateRequest {
+        credentials: Some(pb::authenticate_request::Credentials::Authorization(basic(
+            "bob",
+            "bobs-right-password",
+        ))),
+        ..Default::default()
+    });
+    no_key.metadata_mut().insert(
+        "authorization",
+        "Bearer not-the-caller-key".parse().unwrap(),
+    );
+    assert_code(app.auth().authenticate(no_key).await, Code::Unauthenticated);
+    let early = refusals(
+        &app,
+        pb::ListEventsRequest {
+            outcome: "unknown_caller_key".into(),
+            ..Default::default()
+        },
+        1,
+    )
+    .await;
+    assert_eq!(early[0].rpc, "Authenticate");
+    assert_eq!(detail_text(&early[0], "credential"), Some("caller_key"));
+
     let everything = format!(
         "{:?}",
         list_all(&app, as_admin, pb::ListEventsRequest::default())
             .await
             .unwrap()
     );
-    for secret in
-        wrong
-            .iter()
-            .copied()
-            .chain(["bobs-right-password", "carols-password-1", value.as_str()])
-    {
+    for secret in wrong.iter().copied().chain([
+        "bobs-right-password",
+        "carols-password-1",
+        "not-the-caller-key",
+        value.as_str(),
+    ]) {
         assert!(!everything.contains(secret), "a record holds {secret:?}");
     }
     assert!(matches!(

@@ -367,15 +367,27 @@ impl Core {
         source: Source,
     ) -> Result<Principal, Result<Refusal, Error>> {
         let Some(header) = authorization.filter(|h| !h.trim().is_empty()) else {
+            self.refused(super::audit::Refusal::credential(
+                AuthFailure::MissingCredentials,
+                source,
+                "none",
+            ));
             return Err(Ok(Refusal::Unauthenticated));
         };
         // A header that is no credential at all is the request's fault; a
         // credential that does not verify is not (the uniform 401).
-        let credential = Credential::from_authorization(header).map_err(|e| match e {
-            Error::Unauthenticated(AuthFailure::Malformed) => {
-                Ok(malformed("authorization: malformed credentials"))
+        let credential = Credential::from_authorization(header).map_err(|e| {
+            if let Error::Unauthenticated(reason) = &e {
+                self.refused(super::audit::Refusal::credential(
+                    *reason, source, "unknown",
+                ));
             }
-            other => refusal(other),
+            match e {
+                Error::Unauthenticated(AuthFailure::Malformed) => {
+                    Ok(malformed("authorization: malformed credentials"))
+                }
+                other => refusal(other),
+            }
         })?;
         self.authenticate(&credential, source)
             .await

@@ -330,7 +330,7 @@ impl Core {
         let now_ms = self.now().timestamp_millis();
         if row.used_ms.is_some() {
             return Err(self
-                .refresh_reused(&row.family_id, &row.username, now_ms)
+                .refresh_reused(&row.family_id, &row.username, row.user_id, now_ms)
                 .await);
         }
         if row.family_revoked_ms.is_some() {
@@ -352,7 +352,7 @@ impl Core {
             // Another exchange of the same token won the row.
             drop(write);
             return Err(self
-                .refresh_reused(&row.family_id, &row.username, now_ms)
+                .refresh_reused(&row.family_id, &row.username, row.user_id, now_ms)
                 .await);
         }
         let issued = self
@@ -370,9 +370,15 @@ impl Core {
 
     /// A used refresh token came back: one of its two holders is not its
     /// owner. The whole family is revoked.
-    async fn refresh_reused(&self, family: &str, username: &str, now_ms: i64) -> Error {
+    async fn refresh_reused(
+        &self,
+        family: &str,
+        username: &str,
+        user_id: Uuid,
+        now_ms: i64,
+    ) -> Error {
         let change = self
-            .family_change(username, family)
+            .family_change(username, user_id, family)
             .await
             .to("reason", "refresh token reused");
         let revoked = self
@@ -398,12 +404,14 @@ impl Core {
 
     /// The record of a token family's revocation: the family, under the
     /// user it belongs to.
-    async fn family_change(&self, username: &str, family: &str) -> Change {
+    async fn family_change(&self, username: &str, user_id: Uuid, family: &str) -> Change {
+        // The same user, not a later one who took the name.
         let account = self
             .user_entry(username)
             .await
             .ok()
             .flatten()
+            .filter(|(user, _)| user.user.id == user_id)
             .map(|(user, _)| user.user.account.clone());
         let change = Change::new("revoke", "token_family", family)
             .id(family)
@@ -452,7 +460,9 @@ impl Core {
                 {
                     return Ok(false);
                 }
-                let change = self.family_change(&row.username, &row.family_id).await;
+                let change = self
+                    .family_change(&row.username, row.user_id, &row.family_id)
+                    .await;
                 let revoked = self
                     .revoke_recorded(Actor::Local("token holder"), change, async |db| {
                         store::tokens::revoke_family(db, &row.family_id, now_ms).await
