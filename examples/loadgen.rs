@@ -492,41 +492,18 @@ async fn legitimate(
             latencies
         })
     };
-    let keys: Vec<_> = (0..key_streams)
-        .map(|_| {
-            let (mut auth, caller, key) = (
-                AuthServiceClient::new(channel.clone()),
-                caller.to_owned(),
-                key.to_owned(),
-            );
-            tokio::spawn(async move {
-                let mut latencies = Vec::new();
-                while Instant::now() < deadline {
-                    let begun = Instant::now();
-                    let ok = auth
-                        .authenticate(with_auth(
-                            &caller,
-                            pb::AuthenticateRequest {
-                                credentials: Some(Credentials::ApiKey(key.clone())),
-                                client_address: "10.0.0.3".into(),
-                            },
-                        ))
-                        .await
-                        .is_ok();
-                    assert!(ok, "a key check failed");
-                    latencies.push(begun.elapsed());
-                }
-                latencies
-            })
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let timer = {
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep_until(deadline.into()).await;
+            stop.store(true, Ordering::Relaxed);
         })
-        .collect();
+    };
+    let key_latencies = key_checks(channel, caller, key, key_streams, stop).await;
+    timer.await.unwrap();
     let mut login = login.await.unwrap();
-    let mut key_latencies = Vec::new();
-    for k in keys {
-        key_latencies.extend(k.await.unwrap());
-    }
     login.sort();
-    key_latencies.sort();
     (login, key_latencies)
 }
 
