@@ -568,9 +568,32 @@ async fn every_admin_change_is_recorded_once_without_secrets(backend: Backend) {
         .unwrap();
     one_change(&app, &mut last, "DeleteGroup", ("group", "ops", "")).await;
 
-    // Signing in is no change; revoking the tokens is.
-    let tokens = app.grant("alice", p2).await.unwrap();
+    // Signing in is no change; revoking a token family is, by whoever
+    // holds the token; revoking a user's tokens is too.
+    let held = app.grant("alice", p2).await.unwrap();
     no_change(&app, last, "a password grant").await;
+    app.tokens()
+        .revoke_token(pb::RevokeTokenRequest {
+            token: held.refresh_token.clone(),
+        })
+        .await
+        .unwrap();
+    let new = changes_after(&app, last).await;
+    assert_eq!(new.len(), 1, "{new:#?}");
+    let e = &new[0];
+    assert_eq!(
+        (
+            e.rpc.as_str(),
+            e.target_kind.as_str(),
+            e.target_account.as_str(),
+            e.actor.as_str()
+        ),
+        ("RevokeToken", "token_family", "acme", "")
+    );
+    assert_eq!(detail_text(e, "actor.local"), Some("token holder"));
+    assert_eq!(detail_text(e, "changes.user.to"), Some("alice"));
+    last = e.seq;
+    let tokens = app.grant("alice", p2).await.unwrap();
     app.tokens()
         .revoke_user_tokens(as_admin(pb::RevokeUserTokensRequest {
             account: "acme".into(),
@@ -654,6 +677,8 @@ async fn every_admin_change_is_recorded_once_without_secrets(backend: Backend) {
         rotated.value.as_str(),
         tokens.access_token.as_str(),
         tokens.refresh_token.as_str(),
+        held.access_token.as_str(),
+        held.refresh_token.as_str(),
     ] {
         assert!(
             !everything.contains(secret),
@@ -1130,9 +1155,8 @@ async fn listing_filters_pages_and_permissions(backend: Backend) {
 
 /// With a queue of one, a burst of refused keys overflows it: what was
 /// not written was counted, and nothing else is missing.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_full_refusal_queue_drops_and_counts_honestly() {
-    let app = spawn_app_with(Backend::Sqlite, |c| {
+async fn a_full_refusal_queue_drops_and_counts_honestly(backend: Backend) {
+    let app = spawn_app_with(backend, |c| {
         c.audit.queue_size = 1;
         c.audit.batch_size = 1;
         c.rate_limit.enabled = false;
@@ -1271,6 +1295,7 @@ async fn every_record_is_a_json_line_on_the_audit_target() {
 }
 
 dual!(
+    a_full_refusal_queue_drops_and_counts_honestly,
     the_chain_catches_edits_deletions_and_reordering,
     every_admin_change_is_recorded_once_without_secrets,
     refusals_lockouts_and_unlocks_are_recorded,
