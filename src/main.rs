@@ -91,6 +91,24 @@ async fn run(invocation: Invocation, loaded: Loaded) -> Result<(), String> {
         ),
         None => None,
     };
+    let console_listener = match config.console_listen() {
+        Some((addr, chosen)) => match tokio::net::TcpListener::bind(addr).await {
+            Ok(listener) => Some(listener),
+            Err(e) if chosen => {
+                return Err(format!("cannot listen for the console on {addr}: {e}"));
+            }
+            Err(e) => {
+                tracing::warn!(address = %addr, error = %e, "console not started: its default address is taken (set console.listen)");
+                None
+            }
+        },
+        None => None,
+    };
+    let console_tls = match (&console_listener, config.tls_files()) {
+        (Some(_), Ok(Some(files))) => Some(authzd::console::tls_config(&files)?),
+        (_, Err(e)) => return Err(e.to_string()),
+        _ => None,
+    };
     let (core, bootstrap) = authzd::prepare(&config, Clock::default())
         .await
         .map_err(|e| format!("start-up failed: {e}"))?;
@@ -128,6 +146,19 @@ async fn run(invocation: Invocation, loaded: Loaded) -> Result<(), String> {
             async move { stop.cancelled().await },
         ))
     });
+    let console = console_listener.map(|listener| {
+        if let Ok(addr) = listener.local_addr() {
+            let scheme = if console_tls.is_some() { "https" } else { "http" };
+            tracing::info!(address = %addr, url = format!("{scheme}://{addr}/"), "console listening");
+        }
+        let stop = stop.clone();
+        tokio::spawn(authzd::console::serve(
+            listener,
+            core.clone(),
+            console_tls,
+            async move { stop.cancelled().await },
+        ))
+    });
     tracing::info!(address = %local, "authzd listening");
     let signalled = {
         let stop = stop.clone();
@@ -148,6 +179,9 @@ async fn run(invocation: Invocation, loaded: Loaded) -> Result<(), String> {
     stop.cancel();
     if let Some(metrics) = metrics {
         let _ = metrics.await;
+    }
+    if let Some(console) = console {
+        let _ = console.await;
     }
     served
 }

@@ -76,6 +76,23 @@ pub fn current_rpc() -> Option<Rpc> {
     RPC.try_with(Clone::clone).ok()
 }
 
+/// Runs `work` as one request of another transport (the console), so the
+/// audit trail names it, its request id and its peer as it does an RPC's.
+pub async fn in_request<F: Future>(
+    method: &'static str,
+    request_id: String,
+    peer: Option<std::net::SocketAddr>,
+    work: F,
+) -> F::Output {
+    let rpc = Rpc {
+        method,
+        request_id,
+        peer,
+        refusals: None,
+    };
+    RPC.scope(rpc, work).await
+}
+
 /// `Check`, not `/envoy.service.auth.v3.Authorization/Check`: the service
 /// is implied, and no two services share a method name.
 fn short_method(method: &'static str) -> &'static str {

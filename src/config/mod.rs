@@ -245,6 +245,14 @@ settings! {
         batch_size: u64 = 500, check = |v| if (1..=10_000).contains(v) { Ok(()) } else { Err("must be 1 to 10000".into()) };
     }
 
+    /// The web console: accounts, users and API keys in a browser (docs/console.md).
+    console: Console {
+        /// Serve the console.
+        enabled: bool = true;
+        /// HTTP address of the console; it uses the gRPC port's TLS settings (unset: 127.0.0.1:8080 when `server.listen` is a loopback address, else off).
+        listen: Option<SocketAddr> = None;
+    }
+
     /// Envoy external authorization (`envoy.service.auth.v3.Authorization/Check`) on the gRPC port: authzd decides each HTTP request a proxy forwards, by a route table of method and path to action (docs/envoy.md).
     ext_authz: ExtAuthz {
         /// Serve the Check RPC.
@@ -520,6 +528,21 @@ impl Config {
             batch: usize::try_from(a.batch_size).unwrap_or(usize::MAX),
             retention: (a.retention_days > 0)
                 .then(|| Duration::from_secs(u64::from(a.retention_days) * 86_400)),
+        }
+    }
+
+    /// Where the console listens, and whether the address was set (a
+    /// taken default port only warns; a taken chosen one fails the start).
+    pub fn console_listen(&self) -> Option<(SocketAddr, bool)> {
+        if !self.console.enabled {
+            return None;
+        }
+        match self.console.listen {
+            Some(addr) => Some((addr, true)),
+            None if self.server.listen.ip().is_loopback() => {
+                Some((SocketAddr::from(([127, 0, 0, 1], 8080)), false))
+            }
+            None => None,
         }
     }
 

@@ -118,6 +118,37 @@ pub fn own_action(action: &str) -> Option<&'static str> {
         .map(|a| a.own)
 }
 
+pub const NAME_MAX_CHARS: usize = 128;
+pub const DESCRIPTION_MAX_CHARS: usize = 1024;
+
+/// A key name: required, bounded, one line of printable text.
+pub fn key_name(field: &str, value: &str) -> Result<String> {
+    if value.trim().is_empty() {
+        return Err(Error::invalid(field, "is required"));
+    }
+    if value.chars().any(char::is_control) {
+        return Err(Error::invalid(field, "must not contain control characters"));
+    }
+    super::names::description(field, value, NAME_MAX_CHARS)
+}
+
+/// The owner's account: for one's own keys, the caller's account.
+pub fn owner_account(caller: &Caller, account: &str, username: &str) -> Result<String> {
+    // One's own keys: usernames are global, so the account adds nothing.
+    if username.is_empty() || username == caller.username() {
+        let context = caller.account_context.as_deref().unwrap_or_default();
+        let named = if account.is_empty() { context } else { account };
+        if !named.is_empty() && named != caller.account() {
+            return Err(Error::invalid(
+                "username",
+                "is required to manage keys of another account's user",
+            ));
+        }
+        return Ok(caller.account().to_owned());
+    }
+    caller.target_account("account", account)
+}
+
 fn not_found(name: &str) -> Error {
     Error::not_found(format!("API key {name}", name = quoted(name)))
 }

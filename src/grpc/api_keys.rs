@@ -3,16 +3,12 @@ use tonic::{Request, Response, Status};
 use super::context::authenticated;
 use super::convert::{api_key, api_key_status_in, timestamp_in};
 use crate::domain::Core;
-use crate::domain::api_keys::KeyUpdate;
-use crate::domain::caller::Caller;
+use crate::domain::api_keys::{DESCRIPTION_MAX_CHARS, KeyUpdate, key_name, owner_account};
 use crate::domain::names;
 use crate::domain::page::PageRequest;
-use crate::error::{Error, Result};
+
 use crate::pb;
 use crate::pb::api_key_service_server::ApiKeyService;
-
-const NAME_MAX_CHARS: usize = 128;
-const DESCRIPTION_MAX_CHARS: usize = 1024;
 
 pub struct ApiKeyApi {
     core: Core,
@@ -22,34 +18,6 @@ impl ApiKeyApi {
     pub fn new(core: Core) -> Self {
         Self { core }
     }
-}
-
-/// A key name: required, bounded, one line of printable text.
-fn key_name(field: &str, value: &str) -> Result<String> {
-    if value.trim().is_empty() {
-        return Err(Error::invalid(field, "is required"));
-    }
-    if value.chars().any(char::is_control) {
-        return Err(Error::invalid(field, "must not contain control characters"));
-    }
-    names::description(field, value, NAME_MAX_CHARS)
-}
-
-/// The owner's account: for one's own keys, the caller's account.
-fn owner_account(caller: &Caller, account: &str, username: &str) -> Result<String> {
-    // One's own keys: usernames are global, so the account adds nothing.
-    if username.is_empty() || username == caller.username() {
-        let context = caller.account_context.as_deref().unwrap_or_default();
-        let named = if account.is_empty() { context } else { account };
-        if !named.is_empty() && named != caller.account() {
-            return Err(Error::invalid(
-                "username",
-                "is required to manage keys of another account's user",
-            ));
-        }
-        return Ok(caller.account().to_owned());
-    }
-    caller.target_account("account", account)
 }
 
 #[tonic::async_trait]

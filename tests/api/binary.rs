@@ -50,7 +50,9 @@ impl Server {
             .env("AUTHZD_SERVER_CALLER_KEYS", CALLER_KEY)
             .env("AUTHZD_LOG_FORMAT", "json")
             .env("AUTHZD_LOG_LEVEL", "info")
-            .env("AUTHZD_SERVER_HEALTH_CHECK_INTERVAL_MS", "100");
+            .env("AUTHZD_SERVER_HEALTH_CHECK_INTERVAL_MS", "100")
+            // Tests run many servers at once: the console only where asked.
+            .env("AUTHZD_CONSOLE_ENABLED", "false");
         adjust(&mut command);
         let mut child = command
             .stdin(Stdio::null())

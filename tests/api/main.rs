@@ -11,6 +11,7 @@ mod auth;
 mod binary;
 mod cache;
 mod config;
+mod console;
 mod cookbook;
 mod e2e;
 mod ext_authz;

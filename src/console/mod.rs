@@ -1,0 +1,472 @@
+//! The web console: server-rendered pages over the same domain functions
+//! and the same decision function as the RPCs (docs/console.md).
+//!
+//! A session is the token pair of the password grant, in two `HttpOnly;
+//! SameSite=Strict` cookies: any replica that verifies tokens serves it,
+//! and sign-out revokes the family. Every form carries a CSRF token bound
+//! to the family by the token signing key, and every POST must come from
+//! the console's own origin.
+
+mod forms;
+mod pages;
+mod views;
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, MatchedPath, Request};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Redirect, Response};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+use tokio::net::{TcpListener, TcpStream};
+
+use crate::domain::Core;
+use crate::domain::authn::credentials::Credential;
+use crate::domain::caller::{Caller, Origin};
+use crate::domain::secret::Secret;
+use crate::error::Error;
+
+pub use forms::Form;
+
+/// How long a client may take over its TLS handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Form bodies are small; anything larger is refused before parsing.
+const MAX_FORM_BYTES: usize = 64 * 1024;
+
+/// The console's shared state.
+#[derive(Clone)]
+pub struct App {
+    core: Core,
+    /// Served over TLS: cookies get `Secure` and the `__Host-` prefix.
+    secure: bool,
+}
+
+impl App {
+    fn cookie_name(&self, base: &'static str) -> String {
+        if self.secure {
+            format!("__Host-{base}")
+        } else {
+            base.to_owned()
+        }
+    }
+
+    /// A `Set-Cookie` value: `HttpOnly; SameSite=Strict; Path=/`, `Secure`
+    /// under TLS. `max_age` 0 clears it.
+    fn set_cookie(&self, base: &'static str, value: &str, max_age: i64) -> HeaderValue {
+        let secure = if self.secure { "; Secure" } else { "" };
+        let text = format!(
+            "{}={value}; Max-Age={max_age}; Path=/; HttpOnly; SameSite=Strict{secure}",
+            self.cookie_name(base)
+        );
+        HeaderValue::from_str(&text).unwrap_or_else(|_| HeaderValue::from_static("x=; Max-Age=0"))
+    }
+
+    fn cookie<'h>(&self, headers: &'h HeaderMap, base: &'static str) -> Option<&'h str> {
+        let name = self.cookie_name(base);
+        headers
+            .get_all(header::COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(';'))
+            .filter_map(|pair| pair.trim().split_once('='))
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| v)
+            .filter(|v| !v.is_empty())
+    }
+}
+
+const ACCESS: &str = "authzd-access";
+const REFRESH: &str = "authzd-refresh";
+const CONTEXT: &str = "authzd-context";
+const NEW_KEY: &str = "authzd-new-key";
+
+/// Cookies a request's handler wants set, besides its own response's:
+/// the pair a refresh issued on the way in.
+#[derive(Clone, Default)]
+struct PendingCookies(Arc<Mutex<Vec<HeaderValue>>>);
+
+impl PendingCookies {
+    fn push(&self, value: HeaderValue) {
+        if let Ok(mut v) = self.0.lock() {
+            v.push(value);
+        }
+    }
+
+    fn take(&self) -> Vec<HeaderValue> {
+        self.0
+            .lock()
+            .map(|mut v| std::mem::take(&mut *v))
+            .unwrap_or_default()
+    }
+}
+
+/// A signed-in request: the caller as the RPCs would see it.
+pub struct Ctx {
+    app: App,
+    caller: Caller,
+    /// The form token of this session.
+    csrf: String,
+}
+
+impl Ctx {
+    fn core(&self) -> &Core {
+        &self.app.core
+    }
+}
+
+/// The form token: a hash of the signing key's signature over the token
+/// family, so it is fixed for a session, differs between sessions, cannot
+/// be made without the key, and any replica computes the same one.
+fn csrf_token(core: &Core, family: &str) -> Result<String, Error> {
+    #[derive(serde::Serialize)]
+    struct Bound<'a> {
+        purpose: &'static str,
+        fam: &'a str,
+    }
+    let signed = core.tokens().keys().sign(&Bound {
+        purpose: "authzd console form",
+        fam: family,
+    })?;
+    Ok(URL_SAFE_NO_PAD.encode(Sha256::digest(signed.as_bytes())))
+}
+
+/// The client's address, with or without TLS in between.
+#[derive(Clone, Copy, Debug)]
+pub struct Peer(pub SocketAddr);
+
+impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, TcpListener>> for Peer {
+    fn connect_info(stream: axum::serve::IncomingStream<'_, TcpListener>) -> Self {
+        Peer(*stream.remote_addr())
+    }
+}
+
+impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, TlsListener>> for Peer {
+    fn connect_info(stream: axum::serve::IncomingStream<'_, TlsListener>) -> Self {
+        Peer(*stream.remote_addr())
+    }
+}
+
+fn peer_of(parts: &Parts) -> Option<SocketAddr> {
+    parts.extensions.get::<ConnectInfo<Peer>>().map(|c| c.0.0)
+}
+
+fn origin_of(parts: &Parts) -> Origin {
+    Origin {
+        peer: peer_of(parts),
+        client_subject: None,
+        request_id: crate::telemetry::current_rpc().map(|r| r.request_id),
+    }
+}
+
+fn to_sign_in(app: &App) -> Response {
+    let mut response = Redirect::to("/sign-in").into_response();
+    for base in [ACCESS, REFRESH] {
+        response
+            .headers_mut()
+            .append(header::SET_COOKIE, app.set_cookie(base, "", 0));
+    }
+    response
+}
+
+impl FromRequestParts<App> for Ctx {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, app: &App) -> Result<Self, Response> {
+        let core = &app.core;
+        let origin = origin_of(parts);
+        let source = origin.source();
+        let cookies = parts
+            .extensions
+            .get::<PendingCookies>()
+            .cloned()
+            .unwrap_or_default();
+        let access = app.cookie(&parts.headers, ACCESS);
+        let claims = access.and_then(|a| core.tokens().verify(a).ok());
+        let (access, family) = match (access, claims) {
+            (Some(access), Some(claims)) => (Secret::new(access.to_owned()), claims.fam.clone()),
+            // Expired (or from a retired key): the refresh token renews it.
+            _ => {
+                let Some(refresh) = app.cookie(&parts.headers, REFRESH) else {
+                    return Err(to_sign_in(app));
+                };
+                let issued = match core
+                    .create_token_with_refresh(&Secret::new(refresh.to_owned()), source)
+                    .await
+                {
+                    Ok(issued) => issued,
+                    Err(Error::Unauthenticated(_)) => return Err(to_sign_in(app)),
+                    Err(e) => return Err(views::failure(&e)),
+                };
+                let Ok(claims) = core.tokens().verify(issued.access_token.expose()) else {
+                    return Err(to_sign_in(app));
+                };
+                cookies.push(app.set_cookie(
+                    ACCESS,
+                    issued.access_token.expose(),
+                    issued.refresh_expires_in,
+                ));
+                cookies.push(app.set_cookie(
+                    REFRESH,
+                    issued.refresh_token.expose(),
+                    issued.refresh_expires_in,
+                ));
+                (issued.access_token, claims.fam.clone())
+            }
+        };
+        let principal = match core.authenticate(&Credential::Token(access), source).await {
+            Ok(p) => p,
+            Err(Error::Unauthenticated(_)) => return Err(to_sign_in(app)),
+            Err(e) => return Err(views::failure(&e)),
+        };
+        crate::telemetry::record_caller(principal.username());
+        let csrf = csrf_token(core, &family).map_err(|e| views::failure(&e))?;
+        let account_context = app
+            .cookie(&parts.headers, CONTEXT)
+            .and_then(|c| crate::domain::names::AccountName::parse("account", c).ok())
+            .map(crate::domain::names::AccountName::into_string);
+        Ok(Ctx {
+            app: app.clone(),
+            caller: Caller {
+                principal,
+                account_context,
+                origin,
+            },
+            csrf,
+        })
+    }
+}
+
+/// A form posted by a signed-in user, its CSRF token checked.
+pub struct Posted {
+    ctx: Ctx,
+    form: Form,
+}
+
+impl FromRequest<App> for Posted {
+    type Rejection = Response;
+
+    async fn from_request(request: Request, app: &App) -> Result<Self, Response> {
+        let (mut parts, body) = request.into_parts();
+        let ctx = Ctx::from_request_parts(&mut parts, app).await?;
+        let form = Form::read(body, MAX_FORM_BYTES).await?;
+        let sent = form.get("csrf").as_bytes();
+        if sent.is_empty() || !bool::from(sent.ct_eq(ctx.csrf.as_bytes())) {
+            tracing::warn!(
+                user = ctx.caller.username(),
+                "console form refused: missing or wrong CSRF token"
+            );
+            return Err(views::refused_form());
+        }
+        Ok(Posted { ctx, form })
+    }
+}
+
+/// A POST from another site is refused before anything reads it: the
+/// browser's `Sec-Fetch-Site`, else `Origin`, must name this origin. (The
+/// sign-in form has no session yet, so its CSRF guard is this.)
+fn foreign_post(request: &Request) -> bool {
+    if request.method() != Method::POST {
+        return false;
+    }
+    let headers = request.headers();
+    if let Some(site) = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok()) {
+        return !matches!(site, "same-origin" | "none");
+    }
+    match (
+        headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()),
+        headers.get(header::HOST).and_then(|v| v.to_str().ok()),
+    ) {
+        (Some(origin), Some(host)) => origin
+            .split_once("://")
+            .is_none_or(|(_, authority)| authority != host),
+        _ => false,
+    }
+}
+
+/// The short name a console request is audited under.
+fn request_name(method: &Method, path: &str) -> &'static str {
+    let post = method == Method::POST;
+    match (post, path) {
+        (true, "/sign-in") => "console:SignIn",
+        (true, "/sign-out") => "console:SignOut",
+        (true, "/context") => "console:SwitchAccount",
+        (true, "/accounts") => "console:CreateAccount",
+        (true, "/accounts/{account}/email") => "console:UpdateAccount",
+        (true, "/accounts/{account}/state") => "console:SetAccountState",
+        (true, "/accounts/{account}/delete") => "console:DeleteAccount",
+        (true, "/accounts/{account}/users") => "console:CreateUser",
+        (true, "/accounts/{account}/users/{user}/roles/add") => "console:AddRoleMember",
+        (true, "/accounts/{account}/users/{user}/roles/remove") => "console:RemoveRoleMember",
+        (true, "/accounts/{account}/users/{user}/password") => "console:SetPassword",
+        (true, "/accounts/{account}/users/{user}/state") => "console:SetUserState",
+        (true, "/accounts/{account}/users/{user}/delete") => "console:DeleteUser",
+        (true, "/keys") => "console:CreateApiKey",
+        (true, "/keys/revoke") => "console:RevokeApiKey",
+        (true, "/keys/rotate") => "console:RotateApiKey",
+        (true, "/groups") => "console:CreateGroup",
+        (true, "/groups/{group}/members") => "console:AddGroupMembers",
+        (true, "/groups/{group}/members/remove") => "console:RemoveGroupMembers",
+        (true, "/groups/{group}/grants") => "console:AddGroupGrants",
+        (true, "/groups/{group}/grants/remove") => "console:RemoveGroupGrants",
+        (true, "/groups/{group}/delete") => "console:DeleteGroup",
+        (true, _) => "console:Post",
+        (false, _) => "console:Page",
+    }
+}
+
+/// Around every request: the audit scope, the origin check, the refreshed
+/// cookies, and the headers every console response carries.
+async fn around(request: Request, next: Next) -> Response {
+    if foreign_post(&request) {
+        tracing::warn!("console POST from another origin refused");
+        return views::refused_form();
+    }
+    let name = request_name(
+        request.method(),
+        request
+            .extensions()
+            .get::<MatchedPath>()
+            .map_or("", MatchedPath::as_str),
+    );
+    let peer = request
+        .extensions()
+        .get::<ConnectInfo<Peer>>()
+        .map(|c| c.0.0);
+    let cookies = PendingCookies::default();
+    let mut request = request;
+    request.extensions_mut().insert(cookies.clone());
+    let request_id = uuid::Uuid::new_v4().to_string();
+    let mut response =
+        crate::telemetry::in_request(name, request_id.clone(), peer, next.run(request)).await;
+    let headers = response.headers_mut();
+    for cookie in cookies.take() {
+        headers.append(header::SET_COOKIE, cookie);
+    }
+    let fixed = [
+        (
+            header::CONTENT_SECURITY_POLICY,
+            "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; \
+             form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+        ),
+        (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        (header::X_FRAME_OPTIONS, "DENY"),
+        (header::REFERRER_POLICY, "no-referrer"),
+    ];
+    for (name, value) in fixed {
+        headers.insert(name, HeaderValue::from_static(value));
+    }
+    // Pages show account data: none of it is kept by the browser or a proxy.
+    if !headers.contains_key(header::CACHE_CONTROL) {
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+    if let Ok(id) = HeaderValue::from_str(&request_id) {
+        headers.insert(crate::telemetry::REQUEST_ID_HEADER, id);
+    }
+    response
+}
+
+fn router(app: App) -> Router {
+    pages::routes()
+        .layer(middleware::from_fn(around))
+        .with_state(app)
+}
+
+/// TLS for the console: the gRPC port's certificate and client CA, with
+/// HTTP/1.1 instead of h2.
+pub fn tls_config(files: &crate::config::TlsFiles) -> Result<Arc<rustls::ServerConfig>, String> {
+    let grpc = crate::server::tls::server_config(files)?;
+    let mut config = (*grpc).clone();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}
+
+/// A listener that completes each TLS handshake before handing the
+/// connection over; a client that stalls is dropped after a while.
+struct TlsListener {
+    inner: TcpListener,
+    acceptor: tokio_rustls::TlsAcceptor,
+}
+
+impl axum::serve::Listener for TlsListener {
+    type Io = tokio_rustls::server::TlsStream<TcpStream>;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        loop {
+            let (tcp, addr) = match self.inner.accept().await {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    tracing::warn!(error = %e, "console: accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            };
+            match tokio::time::timeout(HANDSHAKE_TIMEOUT, self.acceptor.accept(tcp)).await {
+                Ok(Ok(stream)) => return (stream, addr),
+                Ok(Err(e)) => {
+                    tracing::debug!(error = %e, peer = %addr, "console: TLS handshake failed")
+                }
+                Err(_) => tracing::debug!(peer = %addr, "console: TLS handshake timed out"),
+            }
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        self.inner.local_addr()
+    }
+}
+
+/// Serves the console on `listener` until `shutdown` completes.
+pub async fn serve(
+    listener: TcpListener,
+    core: Core,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let app = App {
+        core,
+        secure: tls.is_some(),
+    };
+    let service = router(app).into_make_service_with_connect_info::<Peer>();
+    match tls {
+        Some(config) => {
+            let listener = TlsListener {
+                inner: listener,
+                acceptor: tokio_rustls::TlsAcceptor::from(config),
+            };
+            axum::serve(listener, service)
+                .with_graceful_shutdown(shutdown)
+                .await
+        }
+        None => {
+            axum::serve(listener, service)
+                .with_graceful_shutdown(shutdown)
+                .await
+        }
+    }
+}
+
+/// Why sign-in failed, in the one message a user sees whatever failed.
+fn sign_in_failure(e: &Error) -> (StatusCode, String) {
+    match e {
+        Error::Busy { .. } => (
+            StatusCode::TOO_MANY_REQUESTS,
+            "Too many attempts. Wait a moment and try again.".to_owned(),
+        ),
+        Error::Unauthenticated(_) => (
+            StatusCode::UNAUTHORIZED,
+            "Invalid username or password.".to_owned(),
+        ),
+        other => {
+            let (status, message) = views::describe(other);
+            (status, message)
+        }
+    }
+}
