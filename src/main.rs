@@ -109,6 +109,12 @@ async fn run(invocation: Invocation, loaded: Loaded) -> Result<(), String> {
         (_, Err(e)) => return Err(e.to_string()),
         _ => None,
     };
+    if let Some(addr) = console_listener.as_ref().and_then(|l| l.local_addr().ok())
+        && console_tls.is_none()
+        && !addr.ip().is_loopback()
+    {
+        tracing::warn!(address = %addr, "serving the console over plain HTTP on a non-loopback address: its session cookies can be read on the network; configure TLS");
+    }
     let (core, bootstrap) = authzd::prepare(&config, Clock::default())
         .await
         .map_err(|e| format!("start-up failed: {e}"))?;

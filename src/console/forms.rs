@@ -4,6 +4,9 @@
 use axum::body::Body;
 use axum::response::Response;
 
+use crate::error::Error;
+use crate::grpc::input;
+
 /// A posted `application/x-www-form-urlencoded` body.
 #[derive(Debug, Default)]
 pub struct Form(Vec<(String, String)>);
@@ -37,5 +40,29 @@ impl Form {
 
     pub fn has(&self, name: &str) -> bool {
         self.0.iter().any(|(k, _)| k == name)
+    }
+
+    /// The RPCs' input rules, applied to every field before anything reads
+    /// it: lengths, control characters, and in text shown to people no
+    /// bidirectional overrides or zero-width characters.
+    pub fn check(&self) -> Result<(), Error> {
+        if self.0.len() > input::MAX_ITEMS {
+            return Err(Error::invalid("form", "has too many fields"));
+        }
+        if self.all("roles").len() > input::MAX_ROLES {
+            return Err(Error::invalid(
+                "roles",
+                format!("must hold at most {} items", input::MAX_ROLES),
+            ));
+        }
+        for (name, value) in &self.0 {
+            if name != "csrf" {
+                // API key names are text shown to people, the strictest
+                // reading of `name`; names of accounts and groups are
+                // checked again by their own parsers.
+                input::check(name, value, input::rule_of("console.ApiKey", name))?;
+            }
+        }
+        Ok(())
     }
 }

@@ -29,6 +29,7 @@ use tokio::net::{TcpListener, TcpStream};
 
 use crate::domain::Core;
 use crate::domain::authn::credentials::Credential;
+use crate::domain::authn::sources::Source;
 use crate::domain::caller::{Caller, Origin};
 use crate::domain::secret::Secret;
 use crate::error::Error;
@@ -40,32 +41,74 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Form bodies are small; anything larger is refused before parsing.
 const MAX_FORM_BYTES: usize = 64 * 1024;
 
+/// How long a refresh exchange is remembered: a second request that
+/// presents the same (now used) refresh token within it gets the same new
+/// pair instead of tripping reuse detection, which would revoke the session.
+const REFRESH_MEMORY: Duration = Duration::from_secs(30);
+
+/// A pair a refresh issued: (access token, refresh token, cookie lifetime).
+type Renewed = (Secret, Secret, i64);
+
+/// Recent exchanges: (digest of the refresh token used, when, the pair).
+type Exchanges = Vec<([u8; 32], std::time::Instant, Renewed)>;
+
 /// The console's shared state.
 #[derive(Clone)]
 pub struct App {
     core: Core,
     /// Served over TLS: cookies get `Secure` and the `__Host-` prefix.
     secure: bool,
+    /// Recent refresh exchanges, by the digest of the refresh token used.
+    /// The lock is held across the exchange, so concurrent requests of one
+    /// browser (two tabs, a double submit) exchange a token once.
+    renewed: Arc<tokio::sync::Mutex<Exchanges>>,
 }
 
 impl App {
+    /// Under TLS, `__Host-` (Secure, `Path=/`, no Domain: no other host or
+    /// plain-HTTP page can set it); `__Secure-` for the one cookie scoped
+    /// to a narrower path.
     fn cookie_name(&self, base: &'static str) -> String {
-        if self.secure {
-            format!("__Host-{base}")
-        } else {
-            base.to_owned()
+        match (self.secure, base == NEW_KEY) {
+            (false, _) => base.to_owned(),
+            (true, false) => format!("__Host-{base}"),
+            (true, true) => format!("__Secure-{base}"),
         }
     }
 
-    /// A `Set-Cookie` value: `HttpOnly; SameSite=Strict; Path=/`, `Secure`
-    /// under TLS. `max_age` 0 clears it.
+    /// A `Set-Cookie` value: `HttpOnly; SameSite=Strict`, `Secure` under
+    /// TLS. `max_age` 0 clears it. `value` must be cookie-safe (tokens and
+    /// base64url are).
     fn set_cookie(&self, base: &'static str, value: &str, max_age: i64) -> HeaderValue {
         let secure = if self.secure { "; Secure" } else { "" };
+        let path = if base == NEW_KEY { NEW_KEY_PATH } else { "/" };
         let text = format!(
-            "{}={value}; Max-Age={max_age}; Path=/; HttpOnly; SameSite=Strict{secure}",
+            "{}={value}; Max-Age={max_age}; Path={path}; HttpOnly; SameSite=Strict{secure}",
             self.cookie_name(base)
         );
         HeaderValue::from_str(&text).unwrap_or_else(|_| HeaderValue::from_static("x=; Max-Age=0"))
+    }
+
+    /// The pair that renews a session's `refresh` token: exchanged once,
+    /// remembered for `REFRESH_MEMORY`.
+    async fn renew(&self, refresh: &str, source: Source) -> Result<Renewed, Error> {
+        let digest: [u8; 32] = Sha256::digest(refresh.as_bytes()).into();
+        let mut renewed = self.renewed.lock().await;
+        renewed.retain(|(_, at, _)| at.elapsed() < REFRESH_MEMORY);
+        if let Some((_, _, pair)) = renewed.iter().find(|(d, _, _)| *d == digest) {
+            return Ok(pair.clone());
+        }
+        let issued = self
+            .core
+            .create_token_with_refresh(&Secret::new(refresh.to_owned()), source)
+            .await?;
+        let pair = (
+            issued.access_token,
+            issued.refresh_token,
+            issued.refresh_expires_in,
+        );
+        renewed.push((digest, std::time::Instant::now(), pair.clone()));
+        Ok(pair)
     }
 
     fn cookie<'h>(&self, headers: &'h HeaderMap, base: &'static str) -> Option<&'h str> {
@@ -86,6 +129,8 @@ const ACCESS: &str = "authzd-access";
 const REFRESH: &str = "authzd-refresh";
 const CONTEXT: &str = "authzd-context";
 const NEW_KEY: &str = "authzd-new-key";
+/// The one page the new-key cookie is sent to.
+const NEW_KEY_PATH: &str = "/keys/reveal";
 
 /// Cookies a request's handler wants set, besides its own response's:
 /// the pair a refresh issued on the way in.
@@ -188,36 +233,30 @@ impl FromRequestParts<App> for Ctx {
             .cloned()
             .unwrap_or_default();
         let access = app.cookie(&parts.headers, ACCESS);
-        let claims = access.and_then(|a| core.tokens().verify(a).ok());
+        // `verify` checks the signature; the expiry is checked here, a few
+        // seconds early, so a token is renewed before it lapses mid-request.
+        let now = core.now().timestamp();
+        let claims = access
+            .and_then(|a| core.tokens().verify(a).ok())
+            .filter(|c| c.exp > now + 5);
         let (access, family) = match (access, claims) {
             (Some(access), Some(claims)) => (Secret::new(access.to_owned()), claims.fam.clone()),
-            // Expired (or from a retired key): the refresh token renews it.
+            // Expired (or signed by a retired key): the refresh token renews it.
             _ => {
                 let Some(refresh) = app.cookie(&parts.headers, REFRESH) else {
                     return Err(to_sign_in(app));
                 };
-                let issued = match core
-                    .create_token_with_refresh(&Secret::new(refresh.to_owned()), source)
-                    .await
-                {
-                    Ok(issued) => issued,
+                let (access, refresh, age) = match app.renew(refresh, source).await {
+                    Ok(pair) => pair,
                     Err(Error::Unauthenticated(_)) => return Err(to_sign_in(app)),
                     Err(e) => return Err(views::failure(&e)),
                 };
-                let Ok(claims) = core.tokens().verify(issued.access_token.expose()) else {
+                let Ok(claims) = core.tokens().verify(access.expose()) else {
                     return Err(to_sign_in(app));
                 };
-                cookies.push(app.set_cookie(
-                    ACCESS,
-                    issued.access_token.expose(),
-                    issued.refresh_expires_in,
-                ));
-                cookies.push(app.set_cookie(
-                    REFRESH,
-                    issued.refresh_token.expose(),
-                    issued.refresh_expires_in,
-                ));
-                (issued.access_token, claims.fam.clone())
+                cookies.push(app.set_cookie(ACCESS, access.expose(), age));
+                cookies.push(app.set_cookie(REFRESH, refresh.expose(), age));
+                (access, claims.fam.clone())
             }
         };
         let principal = match core.authenticate(&Credential::Token(access), source).await {
@@ -227,10 +266,12 @@ impl FromRequestParts<App> for Ctx {
         };
         crate::telemetry::record_caller(principal.username());
         let csrf = csrf_token(core, &family).map_err(|e| views::failure(&e))?;
+        // base64url: account names may hold `;` and spaces.
         let account_context = app
             .cookie(&parts.headers, CONTEXT)
-            .and_then(|c| crate::domain::names::AccountName::parse("account", c).ok())
-            .map(crate::domain::names::AccountName::into_string);
+            .and_then(|c| URL_SAFE_NO_PAD.decode(c).ok())
+            .and_then(|b| String::from_utf8(b).ok())
+            .filter(|c| crate::domain::names::AccountName::parse("account", c).is_ok());
         Ok(Ctx {
             app: app.clone(),
             caller: Caller {
@@ -264,6 +305,7 @@ impl FromRequest<App> for Posted {
             );
             return Err(views::refused_form());
         }
+        form.check().map_err(|e| views::failure(&e))?;
         Ok(Posted { ctx, form })
     }
 }
@@ -288,6 +330,17 @@ fn foreign_post(request: &Request) -> bool {
             .is_none_or(|(_, authority)| authority != host),
         _ => false,
     }
+}
+
+/// A percent-escape of a control character (`%00`–`%1F`, `%7F`).
+fn has_control_escape(text: &str) -> bool {
+    text.as_bytes().windows(3).any(|w| {
+        w[0] == b'%'
+            && matches!(
+                (w[1].to_ascii_uppercase(), w[2].to_ascii_uppercase()),
+                (b'0' | b'1', b'0'..=b'9' | b'A'..=b'F') | (b'7', b'F')
+            )
+    })
 }
 
 /// The short name a console request is audited under.
@@ -328,6 +381,13 @@ async fn around(request: Request, next: Next) -> Response {
         tracing::warn!("console POST from another origin refused");
         return views::refused_form();
     }
+    // Names in the path reach the database: no control characters (NUL
+    // would be a database error on PostgreSQL).
+    if has_control_escape(request.uri().path())
+        || has_control_escape(request.uri().query().unwrap_or(""))
+    {
+        return views::bad_form("the address holds a control character");
+    }
     let name = request_name(
         request.method(),
         request
@@ -346,8 +406,23 @@ async fn around(request: Request, next: Next) -> Response {
     let mut response =
         crate::telemetry::in_request(name, request_id.clone(), peer, next.run(request)).await;
     let headers = response.headers_mut();
+    // A renewed pair never overrides what the handler set (sign-out's
+    // clearing, above all).
+    let set_by_handler: Vec<String> = headers
+        .get_all(header::SET_COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok()?.split('=').next().map(str::to_owned))
+        .collect();
     for cookie in cookies.take() {
-        headers.append(header::SET_COOKIE, cookie);
+        let name = cookie
+            .to_str()
+            .ok()
+            .and_then(|c| c.split('=').next())
+            .unwrap_or_default()
+            .to_owned();
+        if !set_by_handler.contains(&name) {
+            headers.append(header::SET_COOKIE, cookie);
+        }
     }
     let fixed = [
         (
@@ -433,6 +508,7 @@ pub async fn serve(
     let app = App {
         core,
         secure: tls.is_some(),
+        renewed: Arc::default(),
     };
     let service = router(app).into_make_service_with_connect_info::<Peer>();
     match tls {

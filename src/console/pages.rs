@@ -9,7 +9,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use chrono::{NaiveDate, TimeDelta};
+use chrono::{Days, NaiveDate};
 use maud::{Markup, html};
 use serde::Deserialize;
 
@@ -22,13 +22,14 @@ use crate::domain::actions::{
     DELETE_ROLE_MEMBER, DELETE_USER, DELETE_USER_GROUP, LIST_ACCOUNTS, LIST_USER_GROUPS,
     LIST_USERS, UPDATE_ACCOUNT, UPDATE_USER, UPDATE_USER_GROUP,
 };
-use crate::domain::api_keys::{DESCRIPTION_MAX_CHARS, KeyUpdate, key_name, owner_account};
+use crate::domain::api_keys::{DESCRIPTION_MAX_CHARS, KeyUpdate, key_name};
 use crate::domain::model::{AccountState, AccountType, ApiKeyStatus, UserState, UserType};
 use crate::domain::names::{self, AccountName, Email, GroupName, Username};
 use crate::domain::page::PageRequest;
 use crate::domain::secret::Secret;
 use crate::domain::users::{NewUser, check_password};
 use crate::error::{Error, Result};
+use crate::grpc::input;
 
 pub fn routes() -> Router<App> {
     Router::new()
@@ -222,6 +223,15 @@ impl Ctx {
     }
 }
 
+/// The link to a listing's next page (`query` ends in `?` or `&`).
+fn next_page(query: &str, token: &str) -> Markup {
+    html! {
+        @if !token.is_empty() {
+            p { a href={ (query) "page=" (enc(token)) } { "Next page" } }
+        }
+    }
+}
+
 fn status_of(problem: Option<&Problem>) -> StatusCode {
     problem.map_or(StatusCode::OK, |p| p.status)
 }
@@ -266,11 +276,26 @@ async fn sign_in(
     let username = form.get("username");
     let password = Secret::new(form.get("password").to_owned());
     let source = crate::domain::authn::sources::Source::from_ip(peer.ip());
-    match app
-        .core
-        .create_token_with_password(username, &password, source)
-        .await
-    {
+    // The login's own input rules, as CreateToken's: a malformed one fails
+    // like any other.
+    let login = "authz.v1.PasswordCredentials";
+    let checked =
+        input::check("username", username, input::rule_of(login, "username")).and_then(|()| {
+            input::check(
+                "password",
+                password.expose(),
+                input::rule_of(login, "password"),
+            )
+        });
+    let issued = match checked {
+        Ok(()) => {
+            app.core
+                .create_token_with_password(username, &password, source)
+                .await
+        }
+        Err(e) => Err(e),
+    };
+    match issued {
         Ok(issued) => {
             let mut response = see_other("/keys");
             let age = issued.refresh_expires_in;
@@ -307,7 +332,7 @@ async fn sign_out(State(app): State<App>, headers: HeaderMap, posted: Posted) ->
     }
     tracing::info!(user = posted.ctx.caller.username(), "console sign-out");
     let mut response = see_other("/sign-in");
-    for base in [ACCESS, REFRESH, CONTEXT] {
+    for base in [ACCESS, REFRESH, CONTEXT, NEW_KEY] {
         response
             .headers_mut()
             .append(header::SET_COOKIE, app.set_cookie(base, "", 0));
@@ -327,14 +352,14 @@ async fn switch_context(posted: Posted) -> Response {
             let mut response = see_other(&account_href(&found.name));
             // One's own account is no context at all.
             let value = if found.name == ctx.caller.account() {
-                ""
+                String::new()
             } else {
-                found.name.as_str()
+                URL_SAFE_NO_PAD.encode(&found.name)
             };
             response.headers_mut().append(
                 header::SET_COOKIE,
                 ctx.app
-                    .set_cookie(CONTEXT, value, if value.is_empty() { 0 } else { 86_400 }),
+                    .set_cookie(CONTEXT, &value, if value.is_empty() { 0 } else { 86_400 }),
             );
             response
         }
@@ -380,9 +405,7 @@ async fn accounts_view(ctx: &Ctx, token: &str, problem: Option<&Problem>, form: 
                 }
             }
         }
-        @if !accounts.next_page_token.is_empty() {
-            p { a href={ "/accounts?page=" (enc(&accounts.next_page_token)) } { "Next page" } }
-        }
+        (next_page("/accounts?", &accounts.next_page_token))
         @if can_create {
             section aria-labelledby="create-account" {
                 h2 id="create-account" { "Create a new account" }
@@ -499,11 +522,10 @@ async fn account_view(
                             }
                         }
                     }
-                    @if !users.next_page_token.is_empty() {
-                        p { a href={ (account_href(name)) "?page=" (enc(&users.next_page_token)) } { "Next page" } }
-                    }
+                    (next_page(&format!("{}?", account_href(name)), &users.next_page_token))
                 }
-                Err(_) => { p { "You may not list this account's users." } }
+                Err(Error::PermissionDenied(_)) => { p { "You may not list this account's users." } }
+                Err(e) => { p class="problem" role="alert" { (views::describe(e).1) } }
             }
         }
         @if can_add_user && account.state != AccountState::Deleting {
@@ -850,14 +872,15 @@ fn key_owner(ctx: &Ctx, account: &str, user: &str) -> Result<(String, String)> {
             ctx.caller.username().to_owned(),
         ));
     }
+    // The page names the account; the context is only its default.
     let account = if account.is_empty() {
         ctx.context_account()
     } else {
         account
     };
     AccountName::parse("account", account)?;
-    let account = owner_account(&ctx.caller, account, user)?;
-    Ok((account, user.to_owned()))
+    input::check("user", user, input::rule_of("console", "username"))?;
+    Ok((account.to_owned(), user.to_owned()))
 }
 
 async fn keys_page(ctx: Ctx, Query(q): Query<KeysQuery>) -> Response {
@@ -912,8 +935,13 @@ async fn keys_view(ctx: &Ctx, q: &KeysQuery, problem: Option<&Problem>, form: &F
     let now = ctx.core().now();
     let max_days = ctx.core().settings().api_keys.max_age_days;
     let today = now.date_naive();
-    let earliest = today + TimeDelta::days(1);
-    let latest = today + TimeDelta::days(i64::from(max_days));
+    let ahead = |days: u32| {
+        today
+            .checked_add_days(Days::new(u64::from(days)))
+            .unwrap_or(NaiveDate::MAX)
+    };
+    let (earliest, latest) = (ahead(1), ahead(max_days));
+    let default = ahead(30.min(max_days));
     let fields = [("account", account.as_str()), ("user", user.as_str())];
     let back = keys_href(&account, if own { "" } else { &user });
     let body = html! {
@@ -967,9 +995,7 @@ async fn keys_view(ctx: &Ctx, q: &KeysQuery, problem: Option<&Problem>, form: &F
             }
         }
         @if keys.items.is_empty() { p { "No keys to show." } }
-        @if !keys.next_page_token.is_empty() {
-            p { a href={ (back) (if own { "?" } else { "&" }) "page=" (enc(&keys.next_page_token)) } { "Next page" } }
-        }
+        (next_page(&format!("{back}{}{}", if own { "?" } else { "&" }, if only_active { "only_active=on&" } else { "" }), &keys.next_page_token))
         section aria-labelledby="create-key" {
             h2 id="create-key" { "Create API key" }
             form method="post" action="/keys" {
@@ -982,8 +1008,8 @@ async fn keys_view(ctx: &Ctx, q: &KeysQuery, problem: Option<&Problem>, form: &F
                     label for="key-expires" { "Expires on" }
                     input id="key-expires" name="expires" type="date" required
                         min=(earliest.format("%Y-%m-%d")) max=(latest.format("%Y-%m-%d"))
-                        value=(if form.has("expires") { form.get("expires").to_owned() } else { (today + TimeDelta::days(30).min(TimeDelta::days(i64::from(max_days)))).format("%Y-%m-%d").to_string() });
-                    span class="hint" { "At most " (max_days) " days ahead (UTC)." }
+                        value=(if form.has("expires") { form.get("expires").to_owned() } else { default.format("%Y-%m-%d").to_string() });
+                    span class="hint" { "The key expires on that day (UTC) at this time of day, at most " (max_days) " days ahead." }
                     (field_error(problem, "expires_at"))
                 }
                 button type="submit" { "Create" }
@@ -1022,11 +1048,14 @@ fn keys_query_of(form: &Form) -> KeysQuery {
 /// The page after a key is made: the value rides in a short-lived cookie
 /// to the one page that shows it (never in a URL), which clears it.
 fn reveal(ctx: &Ctx, name: &str, value: &Secret, back: &str) -> Response {
+    // Bound to the session: another session in the same browser (a shared
+    // machine) cannot read it.
     let packed = format!(
-        "{}.{}.{}",
+        "{}.{}.{}.{}",
         URL_SAFE_NO_PAD.encode(name),
         URL_SAFE_NO_PAD.encode(value.expose()),
-        URL_SAFE_NO_PAD.encode(back)
+        URL_SAFE_NO_PAD.encode(back),
+        URL_SAFE_NO_PAD.encode(&ctx.csrf)
     );
     let mut response = see_other("/keys/reveal");
     response.headers_mut().append(
@@ -1048,10 +1077,9 @@ async fn create_key(posted: Posted) -> Response {
         )?;
         let expires = NaiveDate::parse_from_str(form.get("expires"), "%Y-%m-%d")
             .map_err(|_| Error::invalid("expires_at", "must be a date (YYYY-MM-DD)"))?;
-        let expires_at = expires
-            .and_hms_opt(0, 0, 0)
-            .map(|t| t.and_utc())
-            .ok_or_else(|| Error::invalid("expires_at", "must be a date"))?;
+        // That day at this time of day: "30 days ahead" is 30 days, and
+        // the furthest day offered is within the limit.
+        let expires_at = expires.and_time(ctx.core().now().time()).and_utc();
         let (key, value) = ctx
             .core()
             .create_api_key(&ctx.caller, &account, &user, name, description, expires_at)
@@ -1078,7 +1106,8 @@ async fn reveal_key(ctx: Ctx, headers: HeaderMap) -> Response {
                 .ok()
                 .and_then(|b| String::from_utf8(b).ok())
         });
-        Some((parts.next()??, parts.next()??, parts.next()??))
+        let found = (parts.next()??, parts.next()??, parts.next()??);
+        (parts.next()?? == ctx.csrf).then_some(found)
     });
     let mut response = match unpacked {
         Some((name, value, back)) => {
@@ -1253,9 +1282,7 @@ async fn groups_view(ctx: &Ctx, token: &str, problem: Option<&Problem>, form: &F
             }
         }
         @if groups.items.is_empty() { p { "No groups yet." } }
-        @if !groups.next_page_token.is_empty() {
-            p { a href={ "/groups?page=" (enc(&groups.next_page_token)) } { "Next page" } }
-        }
+        (next_page("/groups?", &groups.next_page_token))
         @if can_create {
             section aria-labelledby="create-group" {
                 h2 id="create-group" { "Create a group" }
@@ -1389,8 +1416,13 @@ async fn remove_member(Path(group): Path<String>, posted: Posted) -> Response {
     .await
 }
 
-fn grant_of(form: &Form, account_field: &str) -> Result<(String, String)> {
+fn grant_of(
+    catalog: &crate::domain::catalog::Catalog,
+    form: &Form,
+    account_field: &str,
+) -> Result<(String, String)> {
     let role = names::required("grants[0].role", form.get("role"))?.to_owned();
+    catalog.require_role("grants[0].role", &role)?;
     let account = AccountName::parse("grants[0].account", form.get(account_field))?.into_string();
     Ok((role, account))
 }
@@ -1399,7 +1431,7 @@ async fn add_grant(Path(group): Path<String>, posted: Posted) -> Response {
     let Posted { ctx, form } = posted;
     let name = group.clone();
     group_change(ctx, form, group, async move |ctx: &Ctx, form: &Form| {
-        let grant = grant_of(form, "grants[0].account")?;
+        let grant = grant_of(ctx.core().catalog(), form, "grants[0].account")?;
         ctx.core()
             .add_group_grants(&ctx.caller, &name, &[grant])
             .await
@@ -1412,7 +1444,7 @@ async fn remove_grant(Path(group): Path<String>, posted: Posted) -> Response {
     let Posted { ctx, form } = posted;
     let name = group.clone();
     group_change(ctx, form, group, async move |ctx: &Ctx, form: &Form| {
-        let grant = grant_of(form, "account")?;
+        let grant = grant_of(ctx.core().catalog(), form, "account")?;
         ctx.core()
             .remove_group_grants(&ctx.caller, &name, &[grant])
             .await

@@ -157,7 +157,7 @@ pub fn page(
                         ul {
                             li { a href="/keys" { "API Keys" } }
                             @if frame.accounts_link { li { a href="/accounts" { "Accounts" } } }
-                            li { a href={ "/accounts/" (frame.context.unwrap_or(frame.account)) } { "Users" } }
+                            li { a href={ "/accounts/" (enc(frame.context.unwrap_or(frame.account))) } { "Users" } }
                             @if frame.groups_link { li { a href="/groups" { "Groups" } } }
                         }
                     }

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use fantoccini::key::Key;
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::json;
 
@@ -247,6 +248,19 @@ impl Walk {
         self.replaced(old).await;
     }
 
+    /// The value on the new-key page.
+    async fn key_value(&self) -> String {
+        assert_eq!(self.path().await, "/keys/reveal");
+        self.client
+            .find(Locator::Css("#new-key-value"))
+            .await
+            .unwrap()
+            .attr("value")
+            .await
+            .unwrap()
+            .unwrap()
+    }
+
     /// This page's CSRF token.
     async fn csrf(&self) -> String {
         self.client
@@ -468,33 +482,59 @@ async fn walk(w: &Walk, grpc: &str) {
     w.fill("#key-name", "deploy").await;
     w.press("Create").await;
     assert_eq!(w.path().await, "/keys/reveal");
-    let deploy = w
-        .client
-        .find(Locator::Css("#new-key-value"))
-        .await
-        .unwrap()
-        .attr("value")
-        .await
-        .unwrap()
-        .unwrap();
+    let deploy = w.key_value().await;
     let (ok, out) = authenticate(grpc, "api_key", &deploy).await;
     assert!(
         ok && out.contains("alice"),
         "bob's key for alice is alice's: {out}"
     );
     w.press("Done").await;
+    // Rotation: a new value, shown once; the old one works for the grace hour.
+    w.press("Rotate deploy").await;
+    w.press("Rotate key").await;
+    assert_eq!(w.path().await, "/keys/reveal");
+    let rotated = w.key_value().await;
+    assert_ne!(rotated, deploy);
+    for value in [&rotated, &deploy] {
+        let (ok, out) = authenticate(grpc, "api_key", value).await;
+        assert!(ok && out.contains("alice"), "after rotation: {out}");
+    }
+    w.press("Done").await;
     w.press("Revoke deploy").await;
     w.press("Revoke key").await;
-    let (ok, _) = authenticate(grpc, "api_key", &deploy).await;
-    assert!(!ok, "bob revoked alice's key");
-    // An API key cannot sign in to the console.
+    for value in [&rotated, &deploy] {
+        let (ok, _) = authenticate(grpc, "api_key", value).await;
+        assert!(!ok, "bob revoked alice's key");
+    }
+    // An API key cannot sign in to the console, though gRPC takes it as
+    // Anchore's `_api_key` basic credential.
+    w.fill("#key-name", "spare").await;
+    w.press("Create").await;
+    let spare = w.key_value().await;
+    let basic = base64::Engine::encode(
+        &base64::engine::general_purpose::STANDARD,
+        format!("_api_key:{spare}"),
+    );
+    let (ok, out) = authenticate(grpc, "authorization", &format!("Basic {basic}")).await;
+    assert!(ok && out.contains("alice"), "{out}");
+    w.press("Done").await;
     w.sign_out().await;
-    w.sign_in("_api_key", &deploy).await;
+    w.sign_in("_api_key", &spare).await;
     assert_eq!(w.path().await, "/sign-in");
     assert!(w.text().await.contains("Invalid username or password."));
 
-    // The administrator disables, then deletes the account; groups too.
-    w.sign_in("admin", ADMIN_PASSWORD).await;
+    // The administrator, by keyboard alone, disables, then deletes the
+    // account; groups too.
+    w.open("/sign-in").await;
+    let field = w.client.find(Locator::Css("#username")).await.unwrap();
+    let (tab, enter) = (char::from(Key::Tab), char::from(Key::Enter));
+    let old = w.client.find(Locator::Css("html")).await.unwrap();
+    field
+        .send_keys(&format!("admin{tab}{ADMIN_PASSWORD}{enter}"))
+        .await
+        .unwrap();
+    w.replaced(old).await;
+    assert_eq!(w.path().await, "/keys", "{}", w.text().await);
     w.open("/groups").await;
     w.fill("#group-name", "auditors").await;
     w.press("Create group").await;
@@ -814,7 +854,7 @@ async fn console_cookies_headers_and_cross_site_posts() {
     );
     assert!(page.contains("cannot be shown again"));
 
-    // A POST with a stale session goes to sign-in, and changes nothing.
+    // Signing one session out ends that session only.
     let (head, _) = http(
         &host,
         "POST",
@@ -831,6 +871,138 @@ async fn console_cookies_headers_and_cross_site_posts() {
         Some("/sign-in"),
         "signed out: {head}"
     );
+    let (head, _) = http(&host, "GET", "/keys", &[session.as_str()], "").await;
+    assert_eq!(status(&head), 200, "the other session goes on: {head}");
+
+    // The account context, for an account whose name holds `;` and a space.
+    let (head, _) = http(
+        &host,
+        "POST",
+        "/accounts",
+        &[session.as_str(), same],
+        &format!("csrf={token}&name=team+one%3Bx&email="),
+    )
+    .await;
+    assert_eq!(status(&head), 303, "{head}");
+    let (head, _) = http(
+        &host,
+        "POST",
+        "/context",
+        &[session.as_str(), same],
+        &format!("csrf={token}&account=team+one%3Bx"),
+    )
+    .await;
+    assert_eq!(status(&head), 303, "{head}");
+    let context = set_cookies(&head);
+    let with_context = format!(
+        "{session}; {}",
+        jar(&context).trim_start_matches("Cookie: ")
+    );
+    let (head, page) = http(&host, "GET", "/keys", &[with_context.as_str()], "").await;
+    assert_eq!(status(&head), 200, "{head}");
+    assert!(
+        page.contains(r#"<option value="team one;x" selected>"#),
+        "the context survives its cookie: {page}"
+    );
+    // The RPCs' input rules: a key name with a right-to-left override is
+    // refused, next to its field; so is a group grant of an unknown role.
+    let (head, page) = http(
+        &host,
+        "POST",
+        "/keys",
+        &[session.as_str(), same],
+        &format!("csrf={token}&account=admin&user=admin&name=abc%E2%80%AEcba&expires={expires}"),
+    )
+    .await;
+    assert_eq!(status(&head), 400, "{head}");
+    assert!(page.contains("bidirectional"), "{page}");
+    let (head, body) = http(
+        &host,
+        "POST",
+        "/groups",
+        &[session.as_str(), same],
+        &format!("csrf={token}&name=grp1&description="),
+    )
+    .await;
+    assert_eq!(status(&head), 303, "{head}{body}");
+    let (head, page) = http(
+        &host,
+        "POST",
+        "/groups/grp1/grants",
+        &[session.as_str(), same],
+        &format!("csrf={token}&role=no-such-role&grants%5B0%5D.account=admin"),
+    )
+    .await;
+    assert_eq!(status(&head), 400, "{head}");
+    assert!(page.contains(r#"id="grants[0].role-error""#), "{page}");
+    // A control character in the address is refused before any lookup.
+    let (head, _) = http(&host, "GET", "/accounts/%00x", &[session.as_str()], "").await;
+    assert_eq!(status(&head), 400, "{head}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn console_sessions_renew_once_under_concurrent_requests() {
+    let db = TestDatabase::new(Backend::Sqlite).await;
+    let server = Server::start_with(&db, |c| {
+        c.env("AUTHZD_CONSOLE_ENABLED", "true")
+            .env("AUTHZD_CONSOLE_LISTEN", "127.0.0.1:0")
+            .env(
+                "AUTHZD_USER_AUTHENTICATION_OAUTH_DEFAULT_TOKEN_EXPIRATION_SECONDS",
+                "10",
+            );
+    })
+    .await;
+    let host = server.wait_for_address("console listening").await;
+    let same = "Sec-Fetch-Site: same-origin";
+    let (head, _) = http(&host, "POST", "/sign-in", &[same], &sign_in_body()).await;
+    let session = jar(&set_cookies(&head));
+    let (head, page) = http(&host, "GET", "/keys", &[session.as_str()], "").await;
+    assert_eq!(status(&head), 200);
+    assert!(
+        set_cookies(&head).is_empty(),
+        "a fresh token is not renewed"
+    );
+    let token = csrf_of(&page);
+
+    // The access token lapses (renewal starts 5 s early); two requests
+    // arrive at once with the same cookies.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let cookies = [session.as_str()];
+    let (first, second) = tokio::join!(
+        http(&host, "GET", "/keys", &cookies, ""),
+        http(&host, "GET", "/keys", &cookies, ""),
+    );
+    for (head, _) in [&first, &second] {
+        assert_eq!(status(head), 200, "renewed, not signed out: {head}");
+    }
+    let renewed = jar(&set_cookies(&first.0));
+    assert_eq!(
+        renewed,
+        jar(&set_cookies(&second.0)),
+        "both got the one renewed pair"
+    );
+    assert_ne!(renewed, session);
+    // The family was not taken for stolen: the renewed pair works, and the
+    // form token is the session's still.
+    let (head, page) = http(&host, "GET", "/keys", &[renewed.as_str()], "").await;
+    assert_eq!(status(&head), 200, "{head}");
+    assert_eq!(csrf_of(&page), token);
+    // Sign-out clears the cookies and revokes the renewed pair.
+    let (head, _) = http(
+        &host,
+        "POST",
+        "/sign-out",
+        &[renewed.as_str(), same],
+        &format!("csrf={token}"),
+    )
+    .await;
+    assert_eq!(header(&head, "location"), Some("/sign-in"));
+    assert!(
+        set_cookies(&head).iter().all(|c| c.contains("Max-Age=0")),
+        "sign-out only clears: {head}"
+    );
+    let (head, _) = http(&host, "GET", "/keys", &[renewed.as_str()], "").await;
+    assert_eq!(header(&head, "location"), Some("/sign-in"), "{head}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -893,7 +1065,21 @@ async fn console_over_tls_uses_secure_host_cookies() {
             "{cookie}"
         );
     }
-    // Plain HTTP on the TLS port gets no page.
+    // The browser's cookies come back under their `__Host-` names.
+    let tcp = tokio::net::TcpStream::connect(&host).await.unwrap();
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let tls = connector.connect(name, tcp).await.unwrap();
+    let (head, page) = exchange(
+        tls,
+        request("GET", &host, "/keys", &[jar(&cookies).as_str()], ""),
+    )
+    .await;
+    assert_eq!(status(&head), 200, "{head}");
+    assert!(page.contains("Signed in as"));
+    // Plain HTTP on the TLS port gets no HTTP answer (a TLS alert at most).
     let (head, _) = http(&host, "GET", "/sign-in", &[], "").await;
-    assert_ne!(status(&head), 200, "{head}");
+    assert!(
+        !head.starts_with("HTTP/"),
+        "an HTTP answer in plain text: {head}"
+    );
 }
