@@ -105,7 +105,9 @@ async fn run(invocation: Invocation, loaded: Loaded) -> Result<(), String> {
         None => None,
     };
     let console_tls = match (&console_listener, config.tls_files()) {
-        (Some(_), Ok(Some(files))) => Some(authzd::console::tls_config(&files)?),
+        (Some(_), Ok(Some(files))) => Some(authzd::console::live_tls(authzd::console::tls_config(
+            &files,
+        )?)),
         (_, Err(e)) => return Err(e.to_string()),
         _ => None,
     };
@@ -161,7 +163,7 @@ async fn run(invocation: Invocation, loaded: Loaded) -> Result<(), String> {
         tokio::spawn(authzd::console::serve(
             listener,
             core.clone(),
-            console_tls,
+            console_tls.clone(),
             async move { stop.cancelled().await },
         ))
     });
@@ -177,7 +179,13 @@ async fn run(invocation: Invocation, loaded: Loaded) -> Result<(), String> {
         listener,
         core,
         Arc::new(config),
-        reloads(invocation),
+        // The console follows each reload's TLS files too.
+        tokio_stream::StreamExt::map(reloads(invocation), move |config| {
+            if let Some(live) = &console_tls {
+                authzd::console::reload_tls(live, &config);
+            }
+            config
+        }),
         signalled,
     )
     .await

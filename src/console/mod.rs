@@ -36,8 +36,6 @@ use crate::error::Error;
 
 pub use forms::Form;
 
-/// How long a client may take over its TLS handshake.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Form bodies are small; anything larger is refused before parsing.
 const MAX_FORM_BYTES: usize = 64 * 1024;
 
@@ -462,39 +460,72 @@ pub fn tls_config(files: &crate::config::TlsFiles) -> Result<Arc<rustls::ServerC
     Ok(Arc::new(config))
 }
 
-/// A listener that completes each TLS handshake before handing the
-/// connection over; a client that stalls is dropped after a while.
-struct TlsListener {
-    inner: TcpListener,
-    acceptor: tokio_rustls::TlsAcceptor,
+/// The console's TLS configuration, replaced on SIGHUP as the gRPC port's.
+pub type LiveTls = crate::server::tls::LiveTls;
+
+pub fn live_tls(config: Arc<rustls::ServerConfig>) -> LiveTls {
+    Arc::new(arc_swap::ArcSwap::new(config))
 }
 
+/// Applies a reloaded configuration's TLS files to the console; a broken
+/// one keeps the previous material, as on the gRPC port.
+pub fn reload_tls(live: &LiveTls, config: &crate::config::Config) {
+    let fresh = match config.tls_files() {
+        Ok(Some(files)) => tls_config(&files),
+        Ok(None) => Err("TLS cannot be turned off by a reload".to_owned()),
+        Err(e) => Err(e.to_string()),
+    };
+    match fresh {
+        Ok(fresh) => {
+            live.store(fresh);
+            tracing::info!("console: reloaded TLS material");
+        }
+        Err(why) => tracing::error!(
+            error = why.as_str(),
+            "console: TLS reload refused; still serving the previous material"
+        ),
+    }
+}
+
+/// The console's TLS connections: handshakes run concurrently, each in its
+/// own task (the gRPC port's `tls::tls`), so a client that stalls holds up
+/// no one; a connection silent for `IDLE` is closed.
+struct TlsListener {
+    incoming: tokio_stream::wrappers::ReceiverStream<std::io::Result<TlsConnection>>,
+    local: SocketAddr,
+}
+
+type TlsConnection = crate::server::tls::Idle<tokio_rustls::server::TlsStream<TcpStream>>;
+
+/// A console connection with nothing from the browser this long is closed.
+const IDLE: Duration = Duration::from_secs(120);
+
 impl axum::serve::Listener for TlsListener {
-    type Io = tokio_rustls::server::TlsStream<TcpStream>;
+    type Io = TlsConnection;
     type Addr = SocketAddr;
 
     async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        use tokio_stream::StreamExt;
+        use tonic::transport::server::Connected;
         loop {
-            let (tcp, addr) = match self.inner.accept().await {
-                Ok(accepted) => accepted,
-                Err(e) => {
-                    tracing::warn!(error = %e, "console: accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
+            match self.incoming.next().await {
+                Some(Ok(io)) => {
+                    let peer = io
+                        .connect_info()
+                        .get_ref()
+                        .remote_addr()
+                        .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)));
+                    return (io, peer);
                 }
-            };
-            match tokio::time::timeout(HANDSHAKE_TIMEOUT, self.acceptor.accept(tcp)).await {
-                Ok(Ok(stream)) => return (stream, addr),
-                Ok(Err(e)) => {
-                    tracing::debug!(error = %e, peer = %addr, "console: TLS handshake failed")
-                }
-                Err(_) => tracing::debug!(peer = %addr, "console: TLS handshake timed out"),
+                Some(Err(e)) => tracing::debug!(error = %e, "console: accept failed"),
+                // The acceptor stopped: nothing more is served until shutdown.
+                None => std::future::pending::<()>().await,
             }
         }
     }
 
     fn local_addr(&self) -> std::io::Result<Self::Addr> {
-        self.inner.local_addr()
+        Ok(self.local)
     }
 }
 
@@ -502,7 +533,7 @@ impl axum::serve::Listener for TlsListener {
 pub async fn serve(
     listener: TcpListener,
     core: Core,
-    tls: Option<Arc<rustls::ServerConfig>>,
+    tls: Option<LiveTls>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let app = App {
@@ -513,9 +544,10 @@ pub async fn serve(
     let service = router(app).into_make_service_with_connect_info::<Peer>();
     match tls {
         Some(config) => {
+            let local = listener.local_addr()?;
             let listener = TlsListener {
-                inner: listener,
-                acceptor: tokio_rustls::TlsAcceptor::from(config),
+                incoming: crate::server::tls::tls(listener, config, IDLE),
+                local,
             };
             axum::serve(listener, service)
                 .with_graceful_shutdown(shutdown)

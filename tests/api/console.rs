@@ -1076,6 +1076,46 @@ async fn console_over_tls_uses_secure_host_cookies() {
     .await;
     assert_eq!(status(&head), 200, "{head}");
     assert!(page.contains("Signed in as"));
+    // A renewed certificate (a new CA) is served after SIGHUP, as on the
+    // gRPC port.
+    let renewed = Pki::new();
+    let (cert, key) = renewed.issue("localhost");
+    std::fs::write(&cert_file, cert).unwrap();
+    std::fs::write(&key_file, key).unwrap();
+    server.signal("HUP");
+    server
+        .wait_for_logged("console: reloaded TLS material", 1)
+        .await;
+    let trusting = |ca: &Pki| {
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in rustls::pki_types::CertificateDer::pem_slice_iter(ca.ca.pem().as_bytes()) {
+            roots.add(cert.unwrap()).unwrap();
+        }
+        let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        tokio_rustls::TlsConnector::from(std::sync::Arc::new(config))
+    };
+    let handshake = |connector: tokio_rustls::TlsConnector| {
+        let host = host.clone();
+        async move {
+            let tcp = tokio::net::TcpStream::connect(&host).await.unwrap();
+            let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+            connector.connect(name, tcp).await.is_ok()
+        }
+    };
+    assert!(
+        handshake(trusting(&renewed)).await,
+        "the renewed certificate"
+    );
+    assert!(
+        !handshake(trusting(&pki)).await,
+        "the old certificate is gone"
+    );
+
     // Plain HTTP on the TLS port gets no HTTP answer (a TLS alert at most).
     let (head, _) = http(&host, "GET", "/sign-in", &[], "").await;
     assert!(
