@@ -71,17 +71,25 @@ impl From<Error> for Problem {
     }
 }
 
+/// Every page's `<head>`: the stylesheet, and the script on signed-in pages.
+fn head(title: &str, script: bool) -> Markup {
+    html! {
+        head {
+            meta charset="utf-8";
+            meta name="viewport" content="width=device-width, initial-scale=1";
+            title { (title) " · authzd" }
+            link rel="stylesheet" href="/static/console.css";
+            @if script { script src="/static/console.js" defer {} }
+        }
+    }
+}
+
 /// A page standing alone (no session needed): errors before sign-in.
 pub fn bare(status: StatusCode, title: &str, body: Markup) -> Response {
     let page = html! {
         (DOCTYPE)
         html lang="en" {
-            head {
-                meta charset="utf-8";
-                meta name="viewport" content="width=device-width, initial-scale=1";
-                title { (title) " · authzd" }
-                link rel="stylesheet" href="/static/console.css";
-            }
+            (head(title, false))
             body {
                 header class="bar" { span class="brand" { "authzd" } }
                 main { h1 { (title) } (body) }
@@ -143,13 +151,7 @@ pub fn page(
     let page = html! {
         (DOCTYPE)
         html lang="en" {
-            head {
-                meta charset="utf-8";
-                meta name="viewport" content="width=device-width, initial-scale=1";
-                title { (title) " · authzd" }
-                link rel="stylesheet" href="/static/console.css";
-                script src="/static/console.js" defer {}
-            }
+            (head(title, true))
             body {
                 header class="bar" {
                     span class="brand" { "authzd" }

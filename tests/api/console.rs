@@ -685,6 +685,18 @@ async fn http(
     exchange(tcp, request(method, host, path, headers, body)).await
 }
 
+/// A form posted from the console's own page, with the session's cookies.
+async fn post(host: &str, path: &str, cookies: &str, body: &str) -> (String, String) {
+    http(
+        host,
+        "POST",
+        path,
+        &[cookies, "Sec-Fetch-Site: same-origin"],
+        body,
+    )
+    .await
+}
+
 fn status(head: &str) -> u16 {
     head.split_whitespace()
         .nth(1)
@@ -796,25 +808,11 @@ async fn console_cookies_headers_and_cross_site_posts() {
     let form = |t: &str| {
         format!("csrf={t}&account=admin&user=admin&name=k1&description=&expires={expires}")
     };
-    let (head, _) = http(
-        &host,
-        "POST",
-        "/keys",
-        &[session.as_str(), same],
-        &form(&other_token),
-    )
-    .await;
+    let (head, _) = post(&host, "/keys", &session, &form(&other_token)).await;
     assert_eq!(status(&head), 403, "another session's token: {head}");
 
     // With its own token, a key is made; its page is shown once, uncached.
-    let (head, _) = http(
-        &host,
-        "POST",
-        "/keys",
-        &[session.as_str(), same],
-        &form(&token),
-    )
-    .await;
+    let (head, _) = post(&host, "/keys", &session, &form(&token)).await;
     assert_eq!(status(&head), 303, "{head}");
     assert_eq!(header(&head, "location"), Some("/keys/reveal"));
     let reveal = set_cookies(&head);
@@ -855,14 +853,7 @@ async fn console_cookies_headers_and_cross_site_posts() {
     assert!(page.contains("cannot be shown again"));
 
     // Signing one session out ends that session only.
-    let (head, _) = http(
-        &host,
-        "POST",
-        "/sign-out",
-        &[other.as_str(), same],
-        &format!("csrf={other_token}"),
-    )
-    .await;
+    let (head, _) = post(&host, "/sign-out", &other, &format!("csrf={other_token}")).await;
     assert_eq!(status(&head), 303);
     assert_eq!(header(&head, "location"), Some("/sign-in"));
     let (head, _) = http(&host, "GET", "/keys", &[other.as_str()], "").await;
@@ -875,20 +866,18 @@ async fn console_cookies_headers_and_cross_site_posts() {
     assert_eq!(status(&head), 200, "the other session goes on: {head}");
 
     // The account context, for an account whose name holds `;` and a space.
-    let (head, _) = http(
+    let (head, _) = post(
         &host,
-        "POST",
         "/accounts",
-        &[session.as_str(), same],
+        &session,
         &format!("csrf={token}&name=team+one%3Bx&email="),
     )
     .await;
     assert_eq!(status(&head), 303, "{head}");
-    let (head, _) = http(
+    let (head, _) = post(
         &host,
-        "POST",
         "/context",
-        &[session.as_str(), same],
+        &session,
         &format!("csrf={token}&account=team+one%3Bx"),
     )
     .await;
@@ -906,30 +895,27 @@ async fn console_cookies_headers_and_cross_site_posts() {
     );
     // The RPCs' input rules: a key name with a right-to-left override is
     // refused, next to its field; so is a group grant of an unknown role.
-    let (head, page) = http(
+    let (head, page) = post(
         &host,
-        "POST",
         "/keys",
-        &[session.as_str(), same],
+        &session,
         &format!("csrf={token}&account=admin&user=admin&name=abc%E2%80%AEcba&expires={expires}"),
     )
     .await;
     assert_eq!(status(&head), 400, "{head}");
     assert!(page.contains("bidirectional"), "{page}");
-    let (head, body) = http(
+    let (head, body) = post(
         &host,
-        "POST",
         "/groups",
-        &[session.as_str(), same],
+        &session,
         &format!("csrf={token}&name=grp1&description="),
     )
     .await;
     assert_eq!(status(&head), 303, "{head}{body}");
-    let (head, page) = http(
+    let (head, page) = post(
         &host,
-        "POST",
         "/groups/grp1/grants",
-        &[session.as_str(), same],
+        &session,
         &format!("csrf={token}&role=no-such-role&grants%5B0%5D.account=admin"),
     )
     .await;
@@ -988,14 +974,7 @@ async fn console_sessions_renew_once_under_concurrent_requests() {
     assert_eq!(status(&head), 200, "{head}");
     assert_eq!(csrf_of(&page), token);
     // Sign-out clears the cookies and revokes the renewed pair.
-    let (head, _) = http(
-        &host,
-        "POST",
-        "/sign-out",
-        &[renewed.as_str(), same],
-        &format!("csrf={token}"),
-    )
-    .await;
+    let (head, _) = post(&host, "/sign-out", &renewed, &format!("csrf={token}")).await;
     assert_eq!(header(&head, "location"), Some("/sign-in"));
     assert!(
         set_cookies(&head).iter().all(|c| c.contains("Max-Age=0")),
