@@ -330,15 +330,11 @@ fn foreign_post(request: &Request) -> bool {
     }
 }
 
-/// A percent-escape of a control character (`%00`–`%1F`, `%7F`).
+/// A path or query that decodes to a control character, or does not
+/// decode at all (the gate's decoder).
 fn has_control_escape(text: &str) -> bool {
-    text.as_bytes().windows(3).any(|w| {
-        w[0] == b'%'
-            && matches!(
-                (w[1].to_ascii_uppercase(), w[2].to_ascii_uppercase()),
-                (b'0' | b'1', b'0'..=b'9' | b'A'..=b'F') | (b'7', b'F')
-            )
-    })
+    crate::domain::gate::routes::percent_decoded(text)
+        .is_none_or(|bytes| bytes.iter().any(u8::is_ascii_control))
 }
 
 /// The short name a console request is audited under.

@@ -275,7 +275,8 @@ fn decode(segment: &str) -> String {
         .unwrap_or_else(|| segment.to_owned())
 }
 
-fn percent_decoded(text: &str) -> Option<Vec<u8>> {
+/// `%XX` sequences decoded; `None` for a malformed one.
+pub(crate) fn percent_decoded(text: &str) -> Option<Vec<u8>> {
     let bytes = text.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
