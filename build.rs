@@ -40,7 +40,45 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             &["proto"],
         )?;
     println!("cargo:rerun-if-changed=proto");
+    println!("cargo:rustc-env=AUTHZD_COMMIT={}", commit());
     Ok(())
+}
+
+/// The commit being built, for `authzd_build_info` and `authzd --version`:
+/// `AUTHZD_COMMIT` when the builder sets it (an image built without `.git`),
+/// else git's short hash, else "unknown".
+fn commit() -> String {
+    println!("cargo:rerun-if-env-changed=AUTHZD_COMMIT");
+    if let Ok(commit) = env::var("AUTHZD_COMMIT") {
+        return commit;
+    }
+    // Rebuilt when HEAD moves: HEAD itself, and the branch it names.
+    if let Ok(head) = std::fs::read_to_string(".git/HEAD") {
+        println!("cargo:rerun-if-changed=.git/HEAD");
+        let branch = head
+            .trim()
+            .strip_prefix("ref: ")
+            .map(|b| format!(".git/{b}"));
+        // Only files that exist: a missing one would rerun this every build.
+        for file in branch
+            .iter()
+            .map(String::as_str)
+            .chain([".git/packed-refs"])
+        {
+            if std::path::Path::new(file).exists() {
+                println!("cargo:rerun-if-changed={file}");
+            }
+        }
+    }
+    std::process::Command::new("git")
+        .args(["rev-parse", "--short=12", "HEAD"])
+        .output()
+        .ok()
+        .filter(|out| out.status.success())
+        .and_then(|out| String::from_utf8(out.stdout).ok())
+        .map(|hash| hash.trim().to_owned())
+        .filter(|hash| !hash.is_empty())
+        .unwrap_or_else(|| "unknown".to_owned())
 }
 
 /// A fresh machine has no protoc: the vendored one unless PROTOC overrides it.

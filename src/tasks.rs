@@ -11,20 +11,38 @@ use crate::domain::Core;
 use crate::error::Error;
 use crate::grpc;
 
-pub async fn set_health(reporter: &HealthReporter, status: ServingStatus) {
-    reporter.set_service_status("", status).await;
-    for name in grpc::SERVICE_NAMES {
-        reporter.set_service_status(name, status).await;
+/// The health service and the names it answers for: "", every authzd
+/// service, and Envoy's Authorization when it is served (an Envoy cluster
+/// health check names the service it calls).
+#[derive(Clone)]
+pub struct Health {
+    reporter: HealthReporter,
+    ext_authz: bool,
+}
+
+impl Health {
+    pub fn new(reporter: HealthReporter, ext_authz: bool) -> Self {
+        Self {
+            reporter,
+            ext_authz,
+        }
+    }
+
+    pub fn reporter(&self) -> &HealthReporter {
+        &self.reporter
+    }
+
+    pub async fn set(&self, status: ServingStatus) {
+        self.reporter.set_service_status("", status).await;
+        let envoy = self.ext_authz.then_some(grpc::ext_authz::SERVICE_NAME);
+        for name in grpc::SERVICE_NAMES.into_iter().chain(envoy) {
+            self.reporter.set_service_status(name, status).await;
+        }
     }
 }
 
 /// Follows the database: SERVING while it answers and is migrated.
-pub async fn watch_health(
-    core: Core,
-    reporter: HealthReporter,
-    interval: Duration,
-    stop: CancellationToken,
-) {
+pub async fn watch_health(core: Core, health: Health, interval: Duration, stop: CancellationToken) {
     let mut serving = None;
     loop {
         let ready = core.is_ready().await;
@@ -50,7 +68,7 @@ pub async fn watch_health(
             if stop.is_cancelled() {
                 return;
             }
-            set_health(&reporter, status).await;
+            health.set(status).await;
             serving = Some(ready);
         }
         tokio::select! {

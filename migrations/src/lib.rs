@@ -11,6 +11,7 @@ mod m20261130_000005_login_failures;
 mod m20261130_000006_tokens;
 mod m20261201_000007_audit;
 mod m20261202_000008_audit_action;
+mod m20261206_000009_group_change_ids;
 
 pub struct Migrator;
 
@@ -26,6 +27,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261130_000006_tokens::Migration),
             Box::new(m20261201_000007_audit::Migration),
             Box::new(m20261202_000008_audit_action::Migration),
+            Box::new(m20261206_000009_group_change_ids::Migration),
         ]
     }
 }

@@ -77,11 +77,30 @@ impl Follower {
                 self.reload_key_ids().await?;
             }
             let now_us = wall_clock_us();
+            let mut understood = true;
             for row in &rows {
-                if let Some(change) = Change::parse(&row.kind, &row.id) {
-                    self.cache.evict(&change);
-                    if let Change::Key(key_id) = &change {
-                        self.cache.note_key_id(key_id, row.kind == "key");
+                match row
+                    .id
+                    .as_deref()
+                    .and_then(|id| Change::parse(&row.kind, id))
+                {
+                    Some(change) => {
+                        self.cache.evict(&change);
+                        if let Change::Key(key_id) = &change {
+                            self.cache.note_key_id(key_id, row.kind == "key");
+                        }
+                    }
+                    None => {
+                        // A record this version cannot read names something
+                        // it cannot evict: forget everything, and say so,
+                        // rather than stop following (or guess).
+                        tracing::warn!(
+                            seq = row.seq,
+                            kind = %row.kind,
+                            "change record not understood: clearing the cache"
+                        );
+                        metrics::counter!("authzd_cache_unreadable_changes_total").increment(1);
+                        understood = false;
                     }
                 }
                 #[allow(clippy::cast_precision_loss)]
@@ -89,12 +108,22 @@ impl Follower {
                 metrics::histogram!("authzd_cache_invalidation_lag_seconds").record(lag);
                 *last = row.seq;
             }
+            if !understood {
+                self.cache.clear();
+                self.reload_key_ids().await?;
+            }
+            metrics::gauge!("authzd_cache_followed_seq").set(*last as f64);
             if (rows.len() as u64) < BATCH {
                 break;
             }
         }
         self.cache.mark_synced();
         Ok(())
+    }
+
+    /// The last change record applied.
+    pub async fn position(&self) -> i64 {
+        *self.last_seen.lock().await
     }
 
     /// Asks the poller to catch up now.

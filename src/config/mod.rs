@@ -257,13 +257,13 @@ settings! {
     ext_authz: ExtAuthz {
         /// Serve the Check RPC.
         enabled: bool = true;
-        /// A path prefix removed before the route table is consulted, e.g. `/v2` (a request outside it is an unknown route).
-        path_prefix: String = String::new(), check = |v| if v.is_empty() || (v.starts_with('/') && !v.ends_with('/')) { Ok(()) } else { Err("must be empty or a path such as /v2".into()) };
+        /// A path prefix removed before the route table is consulted: Anchore serves its API under `/v2` (a request outside it is an unknown route; empty: none).
+        path_prefix: String = "/v2".to_owned(), check = |v| if v.is_empty() || (v.starts_with('/') && !v.ends_with('/')) { Ok(()) } else { Err("must be empty or a path such as /v2".into()) };
         /// A TSV route table of the built-in table's columns (docs/envoy.md#route-tables), read at start-up.
         routes_file: Option<PathBuf> = None;
         /// `extend`: the file's rows add to the built-in Anchore table and replace rows of the same method and path; `replace`: the file is the whole table.
         routes_mode: String = "extend".to_owned(), check = |v| if v == "extend" || v == "replace" { Ok(()) } else { Err("must be extend or replace".into()) };
-        /// A request no route matches: `deny` (403) or `authenticate` (allowed to any authenticated caller).
+        /// A request no route matches: `deny` (403 to an authenticated caller; 401 without valid credentials, so the table cannot be mapped anonymously) or `authenticate` (allowed to any authenticated caller).
         unknown_routes: String = "deny".to_owned(), check = |v| if v == "deny" || v == "authenticate" { Ok(()) } else { Err("must be deny or authenticate".into()) };
         /// Further paths served without credentials, any method (route syntax: `/docs/{page}`, `/static/{*rest}`).
         public_paths: Vec<String> = Vec::new();

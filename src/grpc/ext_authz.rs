@@ -34,6 +34,10 @@ pub const IDENTITY_HEADERS: [&str; 5] = [
     "x-authz-operation",
 ];
 
+/// The service's name, as health and reflection report it.
+pub const SERVICE_NAME: &str =
+    <envoy_types::ext_authz::v3::pb::AuthorizationServer<ExtAuthzApi> as tonic::server::NamedService>::NAME;
+
 // google.rpc.Code values.
 const OK: i32 = 0;
 const INVALID_ARGUMENT: i32 = 3;

@@ -18,7 +18,7 @@ use crate::config::{Config, ConfigError, TlsFiles};
 use crate::domain::Core;
 use crate::error::{Error, Result};
 use crate::grpc::caller::CallerKeys;
-use crate::tasks::{run_last_used_flusher, run_purger, set_health, watch_health};
+use crate::tasks::{Health, run_last_used_flusher, run_purger, watch_health};
 use crate::{grpc, pb, telemetry};
 
 /// Loads and checks the TLS material, so a bad certificate or key is a
@@ -142,7 +142,8 @@ pub async fn serve_with_reloads(
 ) -> Result<()> {
     let live = Live::new(&config).map_err(|e| Error::internal(e.0))?;
     let (reporter, health_service) = tonic_health::server::health_reporter();
-    set_health(&reporter, ServingStatus::NotServing).await;
+    let health = Health::new(reporter, config.ext_authz.enabled);
+    health.set(ServingStatus::NotServing).await;
     // Envoy's Check is listed only when it is served.
     let reflection = || {
         let builder = tonic_reflection::server::Builder::configure()
@@ -164,7 +165,7 @@ pub async fn serve_with_reloads(
     let stop_tasks = CancellationToken::new();
     let health_task = tokio::spawn(watch_health(
         core.clone(),
-        reporter.clone(),
+        health.clone(),
         config.health_check_interval(),
         stop_tasks.clone(),
     ));
@@ -260,7 +261,9 @@ pub async fn serve_with_reloads(
                 tracing::info!(address = %local, "health listening");
             }
             let service = tonic_health::pb::health_server::HealthServer::new(
-                tonic_health::server::HealthService::from_health_reporter(reporter.clone()),
+                tonic_health::server::HealthService::from_health_reporter(
+                    health.reporter().clone(),
+                ),
             );
             let stop = stop_health.clone();
             Some(tokio::spawn(
@@ -284,12 +287,12 @@ pub async fn serve_with_reloads(
     let on_signal = {
         let draining = draining.clone();
         let stop_tasks = stop_tasks.clone();
-        let reporter = reporter.clone();
+        let health = health.clone();
         async move {
             shutdown.await;
             tracing::info!("shutting down: NOT_SERVING, draining in-flight requests");
             stop_tasks.cancel();
-            set_health(&reporter, ServingStatus::NotServing).await;
+            health.set(ServingStatus::NotServing).await;
             metrics::gauge!("authzd_health_serving").set(0.0);
             draining.cancel();
         }

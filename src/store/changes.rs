@@ -1,15 +1,17 @@
 //! The change records (written by triggers; see the migration
 //! `m20261129_000004_change_records`) and the index of existing key ids.
 
-use sea_orm::{ConnectionTrait, FromQueryResult};
+use sea_orm::ConnectionTrait;
 
 use super::{DbResultExt, StoreResult, sql};
 
-#[derive(Debug, FromQueryResult)]
+#[derive(Debug)]
 pub struct ChangeRow {
     pub seq: i64,
     pub kind: String,
-    pub id: String,
+    /// `None` when the stored id is not text (a trigger that wrote the
+    /// wrong type): the follower must not stop at such a record, nor trust it.
+    pub id: Option<String>,
     /// Commit time (the trigger's clock), microseconds since the epoch.
     pub at_us: i64,
 }
@@ -37,7 +39,17 @@ pub async fn after(db: &impl ConnectionTrait, seq: i64, limit: u64) -> StoreResu
         "SELECT seq, kind, id, at_us FROM changes WHERE seq > $1 ORDER BY seq LIMIT $2",
         vec![seq.into(), i64::try_from(limit).unwrap_or(i64::MAX).into()],
     );
-    ChangeRow::find_by_statement(statement).all(db).await.db()
+    let rows = db.query_all_raw(statement).await.db()?;
+    rows.iter()
+        .map(|row| {
+            Ok(ChangeRow {
+                seq: row.try_get("", "seq").db()?,
+                kind: row.try_get("", "kind").db()?,
+                id: row.try_get::<String>("", "id").ok(),
+                at_us: row.try_get("", "at_us").db()?,
+            })
+        })
+        .collect()
 }
 
 /// Removes records written before `before_us`.

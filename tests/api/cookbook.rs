@@ -1,5 +1,5 @@
-//! The docs' grpcurl examples, run as written: every `sh` block of
-//! `docs/grpcurl.md` (and of the README), in order, in one bash session,
+//! The docs' grpcurl examples, run as written: every `sh` block of the
+//! README, `docs/envoy.md` and `docs/grpcurl.md`, in order, in one bash session,
 //! against the release binary. A `# ⇒ text` line after a command is
 //! expected output; `# ⇒ Code: X` means the command must fail with X.
 
@@ -106,7 +106,7 @@ fn quote(text: &str) -> String {
 /// not answer as documented.
 fn script(source: &str, steps: &[Step], addr: &str) -> String {
     let mut out = String::from(
-        "set -u\nT=$(mktemp -d)\n\
+        "set -u -o pipefail\nT=$(mktemp -d)\n\
          report() { printf '%s:%s: %s\\n--- command ---\\n%s\\n--- exit %s ---\\n--- stdout ---\\n%s\\n--- stderr ---\\n%s\\n' \
          \"$1\" \"$2\" \"$4\" \"$3\" \"$rc\" \"$(cat $T/out)\" \"$(cat $T/err)\" >&2; exit 1; }\n",
     );
@@ -147,10 +147,18 @@ fn grpcurl_dir() -> tempfile::TempDir {
     dir
 }
 
-async fn run_doc(backend: Backend, doc: &str) -> usize {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(doc);
-    let markdown = std::fs::read_to_string(&path).unwrap();
-    let steps = steps(&markdown);
+/// Runs the `sh` steps of `docs`, one after the other, in one bash session
+/// against one server (as a reader goes from one page to the next on the
+/// same database); returns the number of steps of each.
+async fn run_docs(backend: Backend, docs: &[&str]) -> Vec<usize> {
+    let steps: Vec<Vec<Step>> = docs
+        .iter()
+        .map(|doc| {
+            let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(doc);
+            steps(&std::fs::read_to_string(&path).unwrap())
+        })
+        .collect();
+    let doc = docs.join(" then ");
     let db = TestDatabase::new(backend).await;
     let server = Server::start_with(&db, |c| {
         c.env("AUTHZD_ADMIN_PASSWORD", DOC_ADMIN_PASSWORD)
@@ -163,7 +171,11 @@ async fn run_doc(backend: Backend, doc: &str) -> usize {
         bin.path().display(),
         std::env::var("PATH").unwrap_or_default()
     );
-    let script = script(doc, &steps, &server.addr);
+    let script: String = docs
+        .iter()
+        .zip(&steps)
+        .map(|(doc, steps)| script(doc, steps, &server.addr))
+        .collect();
     let run = tokio::process::Command::new("bash")
         .arg("-c")
         .arg(&script)
@@ -183,11 +195,24 @@ async fn run_doc(backend: Backend, doc: &str) -> usize {
         String::from_utf8_lossy(&output.stderr)
     );
     server.stop();
-    steps.len()
+    steps.iter().map(Vec::len).collect()
 }
 
-async fn the_grpcurl_cookbook_runs_as_written(backend: Backend) {
-    let steps = run_doc(backend, "docs/grpcurl.md").await;
+/// A newcomer's path: the README's taste, the Envoy page's example, then
+/// the whole cookbook, on the one database the README started.
+async fn the_readme_envoy_page_and_cookbook_run_as_written(backend: Backend) {
+    let steps = run_docs(backend, &["README.md", "docs/envoy.md", "docs/grpcurl.md"]).await;
+    assert!(
+        steps[0] >= 3,
+        "only {} commands found in README.md",
+        steps[0]
+    );
+    assert!(
+        steps[1] >= 2,
+        "only {} commands found in docs/envoy.md",
+        steps[1]
+    );
+    let steps = steps[2];
     assert!(steps > 60, "only {steps} commands found in docs/grpcurl.md");
     // Every RPC of every service appears in it.
     let markdown =
@@ -203,11 +228,6 @@ async fn the_grpcurl_cookbook_runs_as_written(backend: Backend) {
             }
         }
     }
-}
-
-async fn the_readme_grpcurl_taste_runs_as_written(backend: Backend) {
-    let steps = run_doc(backend, "README.md").await;
-    assert!(steps >= 3, "only {steps} commands found in README.md");
 }
 
 /// Every message the errors table of docs/authorization.md quotes is one
@@ -250,7 +270,4 @@ fn every_error_message_the_docs_quote_is_asserted() {
     );
 }
 
-crate::dual!(
-    the_grpcurl_cookbook_runs_as_written,
-    the_readme_grpcurl_taste_runs_as_written
-);
+crate::dual!(the_readme_envoy_page_and_cookbook_run_as_written);

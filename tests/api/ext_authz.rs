@@ -562,6 +562,74 @@ dual!(
     the_account_header_counts_only_where_accepted,
 );
 
+/// With the shipped default prefix (`/v2`, where Anchore serves its API),
+/// the Envoy page's example works as printed; paths that are no operation
+/// answer 401 before 403, so the table cannot be mapped anonymously; and an
+/// Envoy cluster health check naming the service is answered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_default_prefix_and_unknown_paths_without_credentials() {
+    let default_prefix = authzd::config::Config::default().ext_authz.path_prefix;
+    assert_eq!(default_prefix, "/v2");
+    let app = spawn_app_with(Backend::Sqlite, move |c| {
+        c.ext_authz.path_prefix = default_prefix;
+    })
+    .await;
+    let admin = admin_basic();
+    let a = call_as(&app, "GET", "/v2/images?page=1", &admin).await;
+    assert_eq!(
+        (a.status, a.header("x-authz-operation")),
+        (200, Some("list_images"))
+    );
+    let a = call_as(&app, "GET", "/images", &admin).await;
+    assert_eq!(a.status, 403, "{a:?}");
+    assert!(
+        a.body.contains("GET /images is not a known operation"),
+        "{}",
+        a.body
+    );
+    let wrong = basic("admin", "not-the-password");
+    for path in ["/v2/no/such/route", "/no/such/route", "/images"] {
+        assert_eq!(call(&app, "GET", path, &[]).await.status, 401, "{path}");
+        assert_eq!(
+            call_as(&app, "GET", path, &wrong).await.status,
+            401,
+            "{path}"
+        );
+        assert_eq!(
+            call_as(&app, "GET", path, &admin).await.status,
+            403,
+            "{path}"
+        );
+    }
+    // A row that is never allowed checks credentials first too.
+    assert_eq!(call(&app, "POST", "/v2/oauth/token", &[]).await.status, 401);
+    assert_eq!(
+        call_as(&app, "POST", "/v2/oauth/token", &admin)
+            .await
+            .status,
+        403
+    );
+
+    let mut health = pb_health::health_client::HealthClient::new(app.channel.clone());
+    let envoy = pb_health::HealthCheckRequest {
+        service: "envoy.service.auth.v3.Authorization".into(),
+    };
+    let status = health
+        .check(envoy.clone())
+        .await
+        .unwrap()
+        .into_inner()
+        .status();
+    assert_eq!(
+        status,
+        pb_health::health_check_response::ServingStatus::Serving
+    );
+    // Not served, not listed.
+    let app = app.restart_with(|c| c.ext_authz.enabled = false).await;
+    let mut health = pb_health::health_client::HealthClient::new(app.channel.clone());
+    assert_code(health.check(envoy).await, Code::NotFound);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_refusal_is_an_http_answer_not_a_grpc_error() {
     let app = spawn_app_with(Backend::Sqlite, |c| {

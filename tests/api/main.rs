@@ -16,6 +16,7 @@ mod cookbook;
 mod e2e;
 mod ext_authz;
 mod faults;
+mod follow;
 mod fuzz;
 mod groups;
 pub mod health;

@@ -13,7 +13,7 @@ use crate::binary::{Server, authzd_command};
 use crate::support::*;
 
 /// A plain HTTP/1.1 GET, as a scraper does it.
-async fn http_get(addr: &str, path: &str) -> String {
+pub async fn http_get(addr: &str, path: &str) -> String {
     let mut stream = TcpStream::connect(addr).await.unwrap();
     stream
         .write_all(
@@ -27,7 +27,7 @@ async fn http_get(addr: &str, path: &str) -> String {
 }
 
 /// The value of the first sample whose line starts with `prefix`.
-fn sample(metrics: &str, prefix: &str) -> Option<f64> {
+pub fn sample(metrics: &str, prefix: &str) -> Option<f64> {
     metrics
         .lines()
         .find(|l| l.starts_with(prefix))
@@ -133,6 +133,35 @@ async fn metrics_count_real_calls(backend: Backend) {
         "{text}"
     );
     assert_eq!(sample(&text, "authzd_cache_stale"), Some(0.0), "{text}");
+    // Described, with the process and build metrics, as Prometheus' own
+    // linter wants them.
+    assert!(
+        text.contains("# HELP authzd_rpc_requests_total RPCs finished"),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!(
+            "authzd_build_info{{version=\"{}\",commit=\"",
+            env!("CARGO_PKG_VERSION")
+        )),
+        "{text}"
+    );
+    // Whole seconds (a counter of the metrics crate): 0 this early.
+    assert!(
+        sample(&text, "process_cpu_seconds_total").is_some(),
+        "{text}"
+    );
+    for process in [
+        "process_resident_memory_bytes",
+        "process_open_fds",
+        "process_start_time_seconds",
+    ] {
+        assert!(
+            sample(&text, process).is_some_and(|v| v > 0.0),
+            "{process}: {text}"
+        );
+    }
+    promtool_accepts(&text);
     if backend == Backend::Postgres {
         assert_eq!(
             sample(&text, "authzd_cache_listener_connected"),
@@ -141,6 +170,41 @@ async fn metrics_count_real_calls(backend: Backend) {
         );
     }
     server.stop();
+}
+
+/// `promtool check metrics` on a scrape's body: exit 0 and no complaint.
+fn promtool_accepts(response: &str) {
+    use std::io::Write;
+    let body = response
+        .split_once("\r\n\r\n")
+        .map_or(response, |(_, body)| body);
+    let promtool = std::env::var("AUTHZD_TEST_PROMTOOL").expect(
+        "AUTHZD_TEST_PROMTOOL is not set: run the suite with ./scripts/test, which provides promtool",
+    );
+    let mut child = std::process::Command::new(&promtool)
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {promtool}: {e}"));
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(body.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success() && said.trim().is_empty(),
+        "promtool check metrics: {:?}\n{said}\n{body}",
+        out.status
+    );
 }
 
 /// Nagle's algorithm would hold a response written in two pieces (body,

@@ -215,8 +215,10 @@ impl Core {
                 .map(|rest| if rest.is_empty() { "/" } else { rest })
         };
         let Some(matched) = within.and_then(|p| gate.routes.lookup(method, p)) else {
+            // Credentials first: someone without them learns 401 whatever
+            // the path, so the table cannot be mapped anonymously.
+            let principal = self.gate_principal(authorization, request.source).await?;
             if gate.unknown == UnknownRoutes::Authenticate {
-                let principal = self.gate_principal(authorization, request.source).await?;
                 return Ok(Allowed {
                     operation: "unknown".to_owned(),
                     account: Some(principal.account().to_owned()),
@@ -234,6 +236,7 @@ impl Core {
         match &op.access {
             Access::Public => return Ok(nobody(&op.id)),
             Access::Denied => {
+                self.gate_principal(authorization, request.source).await?;
                 return refuse(forbidden(
                     op,
                     None,

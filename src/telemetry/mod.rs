@@ -22,6 +22,8 @@ use tracing_subscriber::EnvFilter;
 
 use crate::config::{Config, LogFormat};
 
+pub mod catalogue;
+
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
 
 /// The request id of an RPC: the caller's `x-request-id` when it is a
@@ -188,13 +190,23 @@ pub fn metrics_handle() -> Option<&'static PrometheusHandle> {
             let buckets = [
                 0.000_25, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
             ];
-            PrometheusBuilder::new()
+            let handle = PrometheusBuilder::new()
                 .set_buckets(&buckets)
                 .ok()?
                 .install_recorder()
-                .ok()
+                .ok()?;
+            catalogue::describe();
+            process_collector().describe();
+            Some(handle)
         })
         .as_ref()
+}
+
+/// CPU, memory, open descriptors and start time of this process, read
+/// from /proc at each scrape.
+fn process_collector() -> &'static metrics_process::Collector {
+    static COLLECTOR: OnceLock<metrics_process::Collector> = OnceLock::new();
+    COLLECTOR.get_or_init(metrics_process::Collector::default)
 }
 
 /// Serves `GET /metrics` (Prometheus text), and the token signing keys as
@@ -211,7 +223,10 @@ pub async fn serve_metrics(
     let app = axum::Router::new()
         .route(
             "/metrics",
-            axum::routing::get(move || async move { handle.render() }),
+            axum::routing::get(move || async move {
+                process_collector().collect();
+                handle.render()
+            }),
         )
         .route(
             "/.well-known/jwks.json",
