@@ -75,6 +75,17 @@ async fn run(invocation: Invocation, loaded: Loaded) -> Result<(), String> {
         tracing::info!("migrations applied");
         return Ok(());
     }
+    // Before anything opens: every listener's cap is a share of it.
+    let descriptors = authzd::server::listen::raise_descriptor_limit();
+    let limits = config.connection_limits(descriptors);
+    tracing::info!(
+        descriptors,
+        grpc = limits.grpc.max_connections,
+        console = limits.console.max_connections,
+        metrics = limits.metrics.max_connections,
+        health = limits.health.max_connections,
+        "connection limits"
+    );
     // Bind before the database work so a taken port fails fast.
     let listener = tokio::net::TcpListener::bind(config.server.listen)
         .await
@@ -150,6 +161,7 @@ async fn run(invocation: Invocation, loaded: Loaded) -> Result<(), String> {
         let jwks = core.tokens().keys().jwks().to_owned();
         tokio::spawn(authzd::telemetry::serve_metrics(
             listener,
+            limits.metrics,
             jwks,
             async move { stop.cancelled().await },
         ))
@@ -162,6 +174,7 @@ async fn run(invocation: Invocation, loaded: Loaded) -> Result<(), String> {
         let stop = stop.clone();
         tokio::spawn(authzd::console::serve(
             listener,
+            limits.console,
             core.clone(),
             console_tls.clone(),
             async move { stop.cancelled().await },

@@ -109,6 +109,9 @@ pub async fn run_purger(core: Core, interval: Duration, stop: CancellationToken)
         if let Err(err) = core.purge_audit().await {
             log_background_error("audit retention purge", err);
         }
+        if let Err(err) = core.purge_known_sources().await {
+            log_background_error("known sources purge", err);
+        }
         let wait = if failed {
             let wait = retry;
             retry = (retry * 2).min(interval);

@@ -12,6 +12,7 @@ mod m20261130_000006_tokens;
 mod m20261201_000007_audit;
 mod m20261202_000008_audit_action;
 mod m20261206_000009_group_change_ids;
+mod m20261206_000010_login_sources;
 
 pub struct Migrator;
 
@@ -28,6 +29,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261201_000007_audit::Migration),
             Box::new(m20261202_000008_audit_action::Migration),
             Box::new(m20261206_000009_group_change_ids::Migration),
+            Box::new(m20261206_000010_login_sources::Migration),
         ]
     }
 }

@@ -19,6 +19,25 @@ pub use self::reference::reference;
 pub use self::value::{DatabaseUrl, LogFormat};
 use crate::domain::secret::Secret;
 
+/// The bounds of one listener.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnectionLimits {
+    pub max_connections: usize,
+    /// A connection silent this long is closed.
+    pub idle: Duration,
+    /// HTTP/1 listeners: the time a client has to send a request's headers.
+    pub header_read_timeout: Duration,
+}
+
+/// The bounds of every listener (`Config::connection_limits`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ListenerLimits {
+    pub grpc: ConnectionLimits,
+    pub health: ConnectionLimits,
+    pub console: ConnectionLimits,
+    pub metrics: ConnectionLimits,
+}
+
 /// Caller keys shorter than this are refused: they are bearer secrets.
 pub const MIN_CALLER_KEY_CHARS: usize = 16;
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://authzd.db?mode=rwc";
@@ -142,7 +161,7 @@ settings! {
         password_file: Option<PathBuf> = None;
     }
 
-    /// Password lockout, per user: after `threshold` consecutive failures the user is locked for a delay that doubles with each further lock.
+    /// Password lockout: after `threshold` consecutive failures the user is locked, for a delay that doubles with each further lock. A source (client address) that signed in as the user before counts on a ladder of its own; every other source shares the user's ladder, so guessers can lock out only sources the user never signed in from (docs/security.md#password-guessing-and-lockout).
     lockout: Lockout {
         /// Lock users after repeated wrong passwords.
         enabled: bool = true;
@@ -156,6 +175,8 @@ settings! {
         permanent_after: u32 = 0;
         /// Seconds without a failure after which the count starts again.
         reset_after_seconds: u64 = 900, check = |v| at_least(1)(v);
+        /// Days a source that signed in as a user keeps its own ladder after its last sign-in.
+        remember_sources_days: u32 = 30, check = |v| at_least(1)(v);
     }
 
     /// The limit on failed authentications per source: the peer's address, or the `client_address` a calling service names (IPv6 grouped by /64). A token bucket charged by failures only, so successful bursts never use it up.
@@ -243,6 +264,10 @@ settings! {
         queue_size: u64 = 10_000, check = |v| if (1..=1_000_000).contains(v) { Ok(()) } else { Err("must be 1 to 1000000".into()) };
         /// Refusals the background writer appends per transaction.
         batch_size: u64 = 500, check = |v| if (1..=10_000).contains(v) { Ok(()) } else { Err("must be 1 to 10000".into()) };
+        /// Refusal records one source (client address) may cause per `refusal_interval_seconds`; past it, and for every rate-limited refusal, its refusals are counted into one record per reason per interval (with the count, first and last time), so a flood cannot fill the trail or push out other sources' refusals.
+        refusals_per_source: u32 = 20;
+        /// Seconds of each such interval, and how often the counted records are written.
+        refusal_interval_seconds: u64 = 10, check = |v| if (1..=3600).contains(v) { Ok(()) } else { Err("must be 1 to 3600".into()) };
     }
 
     /// The web console: accounts, users and API keys in a browser (docs/console.md).
@@ -251,6 +276,22 @@ settings! {
         enabled: bool = true;
         /// HTTP address of the console; it uses the gRPC port's TLS settings (unset: 127.0.0.1:8080 when `server.listen` is a loopback address, else off).
         listen: Option<SocketAddr> = None;
+    }
+
+    /// What an unauthenticated peer can hold open on each listener. At its cap a listener stops accepting (new connections wait in the kernel's backlog, costing no descriptor); unset caps are shares of the descriptors left after the database pool and a reserve of 64, so a flood on one port never takes the others' (docs/security.md#connections).
+    connections: Connections {
+        /// Connections the gRPC port holds open at once (unset: half of the descriptors left).
+        grpc_max: Option<u32> = None, check = |v| v.map_or(Ok(()), |n| at_least(1)(&n));
+        /// Connections the console holds open at once (unset: a fifth of the descriptors left).
+        console_max: Option<u32> = None, check = |v| v.map_or(Ok(()), |n| at_least(1)(&n));
+        /// Connections the metrics port holds open at once (unset: a tenth of the descriptors left).
+        metrics_max: Option<u32> = None, check = |v| v.map_or(Ok(()), |n| at_least(1)(&n));
+        /// Connections the health-only port holds open at once (unset: a tenth of the descriptors left).
+        health_max: Option<u32> = None, check = |v| v.map_or(Ok(()), |n| at_least(1)(&n));
+        /// Seconds an HTTP client (console, metrics) has to send a request's headers.
+        header_read_timeout_seconds: u64 = 10, check = |v| at_least(1)(v);
+        /// Seconds a console or metrics connection may send nothing before it is closed (the gRPC ports: `server.idle_timeout_seconds`).
+        http_idle_timeout_seconds: u64 = 60, check = |v| at_least(1)(v);
     }
 
     /// Envoy external authorization (`envoy.service.auth.v3.Authorization/Check`) on the gRPC port: authzd decides each HTTP request a proxy forwards, by a route table of method and path to action (docs/envoy.md).
@@ -447,6 +488,37 @@ impl Config {
         Duration::from_secs(self.server.shutdown_grace_seconds)
     }
 
+    /// Each listener's bounds, for a process that may open `descriptors`.
+    pub fn connection_limits(&self, descriptors: u64) -> ListenerLimits {
+        let c = &self.connections;
+        // The database pool, its LISTEN connection, and a reserve for the
+        // listeners, SQLite's files, logs and the runtime.
+        let reserved = u64::from(self.database.max_connections) + 1 + 64;
+        let left = descriptors.saturating_sub(reserved);
+        let share = |configured: Option<u32>, parts: u64| {
+            configured.map_or_else(
+                || usize::try_from((left / parts).max(2)).unwrap_or(usize::MAX),
+                |n| n as usize,
+            )
+        };
+        let http = |max| ConnectionLimits {
+            max_connections: max,
+            idle: Duration::from_secs(c.http_idle_timeout_seconds),
+            header_read_timeout: Duration::from_secs(c.header_read_timeout_seconds),
+        };
+        let grpc = |max| ConnectionLimits {
+            max_connections: max,
+            idle: Duration::from_secs(self.server.idle_timeout_seconds),
+            header_read_timeout: Duration::from_secs(c.header_read_timeout_seconds),
+        };
+        ListenerLimits {
+            grpc: grpc(share(c.grpc_max, 2)),
+            health: grpc(share(c.health_max, 10)),
+            console: http(share(c.console_max, 5)),
+            metrics: http(share(c.metrics_max, 10)),
+        }
+    }
+
     pub fn health_check_interval(&self) -> Duration {
         Duration::from_millis(self.server.health_check_interval_ms)
     }
@@ -489,6 +561,7 @@ impl Config {
             max_delay: Duration::from_secs(l.max_delay_seconds),
             permanent_after: i64::from(l.permanent_after),
             reset_after: Duration::from_secs(l.reset_after_seconds),
+            remember_sources: Duration::from_secs(u64::from(l.remember_sources_days) * 86_400),
         })
     }
 
@@ -528,6 +601,8 @@ impl Config {
             batch: usize::try_from(a.batch_size).unwrap_or(usize::MAX),
             retention: (a.retention_days > 0)
                 .then(|| Duration::from_secs(u64::from(a.retention_days) * 86_400)),
+            refusal_interval: Duration::from_secs(a.refusal_interval_seconds),
+            refusals_per_source: a.refusals_per_source,
         }
     }
 

@@ -25,7 +25,7 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 
 use crate::domain::Core;
 use crate::domain::authn::credentials::Credential;
@@ -180,24 +180,11 @@ fn csrf_token(core: &Core, family: &str) -> Result<String, Error> {
     Ok(URL_SAFE_NO_PAD.encode(Sha256::digest(signed.as_bytes())))
 }
 
-/// The client's address, with or without TLS in between.
-#[derive(Clone, Copy, Debug)]
-pub struct Peer(pub SocketAddr);
-
-impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, TcpListener>> for Peer {
-    fn connect_info(stream: axum::serve::IncomingStream<'_, TcpListener>) -> Self {
-        Peer(*stream.remote_addr())
-    }
-}
-
-impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, TlsListener>> for Peer {
-    fn connect_info(stream: axum::serve::IncomingStream<'_, TlsListener>) -> Self {
-        Peer(*stream.remote_addr())
-    }
-}
-
 fn peer_of(parts: &Parts) -> Option<SocketAddr> {
-    parts.extensions.get::<ConnectInfo<Peer>>().map(|c| c.0.0)
+    parts
+        .extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0)
 }
 
 fn origin_of(parts: &Parts) -> Origin {
@@ -391,8 +378,8 @@ async fn around(request: Request, next: Next) -> Response {
     );
     let peer = request
         .extensions()
-        .get::<ConnectInfo<Peer>>()
-        .map(|c| c.0.0);
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0);
     let cookies = PendingCookies::default();
     let mut request = request;
     request.extensions_mut().insert(cookies.clone());
@@ -483,78 +470,35 @@ pub fn reload_tls(live: &LiveTls, config: &crate::config::Config) {
     }
 }
 
-/// The console's TLS connections: handshakes run concurrently, each in its
-/// own task (the gRPC port's `tls::tls`), so a client that stalls holds up
-/// no one; a connection silent for `IDLE` is closed.
-struct TlsListener {
-    incoming: tokio_stream::wrappers::ReceiverStream<std::io::Result<TlsConnection>>,
-    local: SocketAddr,
-}
-
-type TlsConnection = crate::server::tls::Idle<tokio_rustls::server::TlsStream<TcpStream>>;
-
-/// A console connection with nothing from the browser this long is closed.
-const IDLE: Duration = Duration::from_secs(120);
-
-impl axum::serve::Listener for TlsListener {
-    type Io = TlsConnection;
-    type Addr = SocketAddr;
-
-    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
-        use tokio_stream::StreamExt;
-        use tonic::transport::server::Connected;
-        loop {
-            match self.incoming.next().await {
-                Some(Ok(io)) => {
-                    let peer = io
-                        .connect_info()
-                        .get_ref()
-                        .remote_addr()
-                        .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)));
-                    return (io, peer);
-                }
-                Some(Err(e)) => tracing::debug!(error = %e, "console: accept failed"),
-                // The acceptor stopped: nothing more is served until shutdown.
-                None => std::future::pending::<()>().await,
-            }
-        }
-    }
-
-    fn local_addr(&self) -> std::io::Result<Self::Addr> {
-        Ok(self.local)
-    }
-}
-
-/// Serves the console on `listener` until `shutdown` completes.
+/// Serves the console on `listener` until `shutdown` completes: over TLS
+/// when `tls` is set (handshakes run concurrently, each in its own task, so
+/// a client that stalls holds up no one), within `limits` either way.
 pub async fn serve(
     listener: TcpListener,
+    limits: crate::config::ConnectionLimits,
     core: Core,
     tls: Option<LiveTls>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    use crate::server::{http, listen};
     let app = App {
         core,
         secure: tls.is_some(),
         renewed: Arc::default(),
     };
-    let service = router(app).into_make_service_with_connect_info::<Peer>();
+    let router = router(app);
+    let listener = listen::Capped::new(listener, limits.max_connections, "console");
     match tls {
         Some(config) => {
-            let local = listener.local_addr()?;
-            let listener = TlsListener {
-                incoming: crate::server::tls::tls(listener, config, IDLE),
-                local,
-            };
-            axum::serve(listener, service)
-                .with_graceful_shutdown(shutdown)
-                .await
+            let incoming = crate::server::tls::tls(listener, config, limits.idle);
+            http::serve(incoming, router, limits.header_read_timeout, shutdown).await;
         }
         None => {
-            axum::serve(listener, service)
-                .with_graceful_shutdown(shutdown)
-                .await
+            let incoming = crate::server::tls::plain_idle(listener, limits.idle);
+            http::serve(incoming, router, limits.header_read_timeout, shutdown).await;
         }
     }
+    Ok(())
 }
 
 /// Why sign-in failed, in the one message a user sees whatever failed.

@@ -266,7 +266,7 @@ async fn sign_in_page() -> Response {
 
 async fn sign_in(
     State(app): State<App>,
-    ConnectInfo(super::Peer(peer)): ConnectInfo<super::Peer>,
+    ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
     body: axum::body::Body,
 ) -> Response {
     let form = match Form::read(body, super::MAX_FORM_BYTES).await {

@@ -2,6 +2,8 @@
 //! optional plaintext health port, background tasks, graceful shutdown, and
 //! the settings SIGHUP replaces while serving.
 
+pub mod http;
+pub mod listen;
 pub mod tls;
 
 use std::future::Future;
@@ -141,6 +143,7 @@ pub async fn serve_with_reloads(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
     let live = Live::new(&config).map_err(|e| Error::internal(e.0))?;
+    let limits = config.connection_limits(listen::descriptor_limit());
     let (reporter, health_service) = tonic_health::server::health_reporter();
     let health = Health::new(reporter, config.ext_authz.enabled);
     health.set(ServingStatus::NotServing).await;
@@ -251,7 +254,6 @@ pub async fn serve_with_reloads(
     // alone, in plaintext, on a port of its own. It outlives the drain so
     // they see NOT_SERVING.
     let stop_health = CancellationToken::new();
-    let idle = Duration::from_secs(config.server.idle_timeout_seconds);
     let health_only = match config.server.health_listen {
         Some(addr) => {
             let listener = TcpListener::bind(addr)
@@ -275,9 +277,13 @@ pub async fn serve_with_reloads(
                         config.server.keepalive_timeout_seconds,
                     )))
                     .add_service(service)
-                    .serve_with_incoming_shutdown(tls::plain_idle(listener, idle), async move {
-                        stop.cancelled().await
-                    }),
+                    .serve_with_incoming_shutdown(
+                        tls::plain_idle(
+                            listen::Capped::new(listener, limits.health.max_connections, "health"),
+                            limits.health.idle,
+                        ),
+                        async move { stop.cancelled().await },
+                    ),
             ))
         }
         None => None,
@@ -319,6 +325,8 @@ pub async fn serve_with_reloads(
             refusals: Some(early_refusals(&core)),
         })
         .add_routes(routes);
+    let listener = listen::Capped::new(listener, limits.grpc.max_connections, "grpc");
+    let idle = limits.grpc.idle;
     let server = async move {
         match &live.tls {
             Some(config) => {

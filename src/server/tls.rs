@@ -1,6 +1,6 @@
 //! TLS that can be replaced while serving: connections are accepted here
 //! (not by tonic) so that SIGHUP can swap the certificate, key and client CA
-//! for new connections, and so every accepted socket gets `TCP_NODELAY`.
+//! for new connections; and the idle timeout every listener applies.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -14,13 +14,13 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::WebPkiClientVerifier;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::{TcpListener, TcpStream};
 use tokio::time::{Instant, Sleep};
 use tokio_rustls::server::TlsStream;
 use tokio_stream::StreamExt;
 use tokio_stream::wrappers::ReceiverStream;
-use tonic::transport::server::{Connected, TcpIncoming};
+use tonic::transport::server::Connected;
 
+use super::listen::{Capped, Conn};
 use crate::config::TlsFiles;
 
 /// A client that has not finished its handshake by then is dropped.
@@ -152,41 +152,31 @@ impl<IO: Connected> Connected for Idle<IO> {
     }
 }
 
-/// Accepted plaintext connections, with `TCP_NODELAY`: a response written
-/// in two pieces (body, trailers) must not wait for the peer's delayed ACK.
-pub fn plain(listener: TcpListener) -> TcpIncoming {
-    TcpIncoming::from(listener).with_nodelay(Some(true))
-}
-
-/// `plain`, each connection closed after `idle` without a byte from its peer.
+/// `listener`'s connections, each closed after `idle` without a byte from
+/// its peer.
 pub fn plain_idle(
-    listener: TcpListener,
+    listener: Capped,
     idle: Duration,
-) -> impl tokio_stream::Stream<Item = std::io::Result<Idle<TcpStream>>> {
-    plain(listener).map(move |accepted| accepted.map(|stream| Idle::new(stream, idle)))
+) -> impl tokio_stream::Stream<Item = std::io::Result<Idle<Conn>>> {
+    listener.map(move |accepted| accepted.map(|stream| Idle::new(stream, idle)))
 }
 
 /// Accepted TLS connections. Handshakes run concurrently, each in its own
 /// task, so one slow client cannot hold up the others.
+///
+/// A connection holds its place under the listener's cap from the accept,
+/// through the handshake, to its close.
 pub fn tls(
-    listener: TcpListener,
+    mut listener: Capped,
     config: LiveTls,
     idle: Duration,
-) -> ReceiverStream<Result<Idle<TlsStream<TcpStream>>, std::io::Error>> {
+) -> ReceiverStream<Result<Idle<TlsStream<Conn>>, std::io::Error>> {
     let (tx, rx) = tokio::sync::mpsc::channel(64);
     tokio::spawn(async move {
-        let mut accepted = plain(listener);
         loop {
             let stream = tokio::select! {
                 _ = tx.closed() => return,
-                next = accepted.next() => match next {
-                    Some(Ok(stream)) => stream,
-                    Some(Err(err)) => {
-                        tracing::debug!(error = %err, "accept failed");
-                        continue;
-                    }
-                    None => return,
-                },
+                stream = listener.accept() => stream,
             };
             let acceptor = tokio_rustls::TlsAcceptor::from(config.load_full());
             let tx = tx.clone();

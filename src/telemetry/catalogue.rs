@@ -87,6 +87,12 @@ pub const METRICS: &[Metric] = &[
         "Database operations waiting for a pool connection, sampled at each health check.",
     ),
     metric(
+        "authzd_open_connections",
+        Kind::Gauge,
+        None,
+        "Connections each listener holds open; at its cap (connections.*_max) it stops accepting.",
+    ),
+    metric(
         "authzd_health_serving",
         Kind::Gauge,
         None,

@@ -214,9 +214,11 @@ fn process_collector() -> &'static metrics_process::Collector {
 /// `shutdown` completes.
 pub async fn serve_metrics(
     listener: TcpListener,
+    limits: crate::config::ConnectionLimits,
     jwks: String,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    use crate::server::{http as http_server, listen, tls};
     let Some(handle) = metrics_handle() else {
         return Err(std::io::Error::other("metrics recorder unavailable"));
     };
@@ -240,9 +242,12 @@ pub async fn serve_metrics(
                 )
             }),
         );
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
+    let incoming = tls::plain_idle(
+        listen::Capped::new(listener, limits.max_connections, "metrics"),
+        limits.idle,
+    );
+    http_server::serve(incoming, app, limits.header_read_timeout, shutdown).await;
+    Ok(())
 }
 
 /// gRPC status names, for the `code` label and log field.

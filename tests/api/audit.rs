@@ -1159,6 +1159,8 @@ async fn a_full_refusal_queue_drops_and_counts_honestly(backend: Backend) {
     let app = spawn_app_with(backend, |c| {
         c.audit.queue_size = 1;
         c.audit.batch_size = 1;
+        // Every refusal its own record, so the queue is what bounds them.
+        c.audit.refusals_per_source = u32::MAX;
         c.rate_limit.enabled = false;
     })
     .await;
@@ -1294,7 +1296,194 @@ async fn every_record_is_a_json_line_on_the_audit_target() {
     server.stop();
 }
 
+/// An API-key check refused at the key-id index (no database read), as
+/// a calling service asks it for an end user at `address`.
+async fn refused_key(channel: tonic::transport::Channel, address: String, i: usize) {
+    let answer = AuthServiceClient::new(channel)
+        .authenticate(as_service(pb::AuthenticateRequest {
+            credentials: Some(pb::authenticate_request::Credentials::Authorization(basic(
+                "_api_key",
+                &format!("azk_unknown{i}_nosecret_x"),
+            ))),
+            client_address: address,
+        }))
+        .await;
+    let status = answer.unwrap_err();
+    assert!(
+        matches!(
+            status.code(),
+            Code::Unauthenticated | Code::ResourceExhausted
+        ),
+        "{status:?}"
+    );
+}
+
+/// The refusal records from `address`: (individual, counted) with the
+/// counted ones' total, and their outcomes.
+fn from_address<'a>(events: &'a [pb::AuditEvent], address: &str) -> Vec<&'a pb::AuditEvent> {
+    events
+        .iter()
+        .filter(|e| detail_text(e, "source.address") == Some(address))
+        .collect()
+}
+
+fn count_of(event: &pb::AuditEvent) -> u64 {
+    match detail(event, "count") {
+        Some(prost_types::value::Kind::NumberValue(n)) => *n as u64,
+        other => panic!("no count in {event:?}: {other:?}"),
+    }
+}
+
+/// A flood of 10,000 refused requests from one address writes a handful of
+/// records an interval, whose counts add up to every refusal; a refusal from
+/// another address in the middle of it has its own record within seconds.
+/// Rate-limited refusals are always counted, never recorded one by one.
+async fn a_flood_from_one_source_is_counted_not_recorded_one_by_one(backend: Backend) {
+    const FLOOD: usize = 10_000;
+    let app = spawn_app_with(backend, |c| {
+        c.audit.refusal_interval_seconds = 1;
+        c.audit.refusals_per_source = 20;
+        c.rate_limit.enabled = false;
+    })
+    .await;
+    let flooder = "203.0.113.9";
+    let started = std::time::Instant::now();
+    let mut flood = tokio::task::JoinSet::new();
+    for worker in 0..16 {
+        let channel = app.channel.clone();
+        flood.spawn(async move {
+            for i in (worker..FLOOD).step_by(16) {
+                refused_key(channel.clone(), flooder.to_owned(), i).await;
+            }
+        });
+    }
+    // In the middle of it, another address's one refusal.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    refused_key(app.channel.clone(), "198.51.100.77".to_owned(), 0).await;
+    let mut seen = None;
+    for _ in 0..50 {
+        let events = list_all(
+            &app,
+            as_admin,
+            pb::ListEventsRequest {
+                kind: "refusal".into(),
+                rpc: "Authenticate".into(),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+        if let Some(e) = from_address(&events, "198.51.100.77").first() {
+            seen = Some(((*e).clone(), started.elapsed()));
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (other, after) = seen.expect("the other address's refusal was never recorded");
+    assert_eq!(other.rpc, "Authenticate");
+    assert!(after < Duration::from_secs(5), "recorded after {after:?}");
+    while let Some(done) = flood.join_next().await {
+        done.unwrap();
+    }
+    let flood_took = started.elapsed();
+
+    // Everything is written by the next interval or two.
+    let mut total = 0;
+    let mut events = Vec::new();
+    for _ in 0..50 {
+        events = list_all(
+            &app,
+            as_admin,
+            pb::ListEventsRequest {
+                kind: "refusal".into(),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+        let own: Vec<_> = from_address(&events, flooder)
+            .into_iter()
+            .filter(|e| e.rpc == "Authenticate")
+            .collect();
+        let counted: u64 = from_address(&events, flooder)
+            .into_iter()
+            .filter(|e| e.rpc == "counted")
+            .map(count_of)
+            .sum();
+        total = own.len() as u64 + counted;
+        if total == FLOOD as u64 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(total, FLOOD as u64, "refusals recorded or counted");
+    let records = from_address(&events, flooder).len();
+    // 20 records and one count per interval started during the flood.
+    let intervals = flood_took.as_secs() as usize + 2;
+    assert!(
+        records <= 21 * intervals,
+        "{records} records for {FLOOD} refusals over {flood_took:?}"
+    );
+    let counted = from_address(&events, flooder)
+        .into_iter()
+        .find(|e| e.rpc == "counted")
+        .unwrap();
+    // The same refusal as the other address's (a key of the wrong shape).
+    assert_eq!(counted.outcome, "malformed");
+    assert_eq!(counted.outcome, other.outcome);
+    assert_eq!(detail_text(counted, "credential"), Some("api_key"));
+    assert!(detail(counted, "first_at_ms").is_some());
+    assert!(detail(counted, "last_at_ms").is_some());
+    assert_eq!(app.core.auditor().dropped(), 0);
+    let verified = app.core.verify_audit().await.unwrap();
+    assert!(matches!(verified, Verified::Intact { .. }), "{verified:?}");
+}
+
+/// Rate-limited refusals never get a record each.
+async fn rate_limited_refusals_are_counted(backend: Backend) {
+    let app = spawn_app_with(backend, |c| {
+        c.audit.refusal_interval_seconds = 1;
+        c.rate_limit.burst = 5;
+        c.rate_limit.failures_per_second = 1;
+    })
+    .await;
+    let source = "203.0.113.44";
+    let mut attempts = tokio::task::JoinSet::new();
+    for i in 0..60 {
+        attempts.spawn(refused_key(app.channel.clone(), source.to_owned(), i));
+    }
+    while let Some(done) = attempts.join_next().await {
+        done.unwrap();
+    }
+    let mut limited = Vec::new();
+    for _ in 0..50 {
+        let events = list_all(
+            &app,
+            as_admin,
+            pb::ListEventsRequest {
+                kind: "refusal".into(),
+                outcome: "rate_limited".into(),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+        limited = from_address(&events, source).into_iter().cloned().collect();
+        if !limited.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(!limited.is_empty(), "no rate-limited refusal was recorded");
+    assert!(limited.iter().all(|e| e.rpc == "counted"), "{limited:?}");
+    assert!(limited.len() <= 3, "{} records", limited.len());
+    let counted: u64 = limited.iter().map(count_of).sum();
+    assert!(counted >= 50, "{counted} rate-limited refusals counted");
+}
+
 dual!(
+    a_flood_from_one_source_is_counted_not_recorded_one_by_one,
+    rate_limited_refusals_are_counted,
     a_full_refusal_queue_drops_and_counts_honestly,
     the_chain_catches_edits_deletions_and_reordering,
     every_admin_change_is_recorded_once_without_secrets,

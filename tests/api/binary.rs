@@ -15,7 +15,20 @@ use crate::support::{ADMIN_PASSWORD, Backend, CALLER_KEY, TestDatabase, connect,
 
 /// The binary with an environment free of the caller's authzd settings.
 pub fn authzd_command() -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_authzd"));
+    clean(Command::new(env!("CARGO_BIN_EXE_authzd")))
+}
+
+/// The binary under `prlimit`, with these soft and hard descriptor limits.
+pub fn authzd_with_descriptors(soft: u64, hard: u64) -> Command {
+    let mut command = Command::new("prlimit");
+    command
+        .arg(format!("--nofile={soft}:{hard}"))
+        .arg("--")
+        .arg(env!("CARGO_BIN_EXE_authzd"));
+    clean(command)
+}
+
+fn clean(mut command: Command) -> Command {
     for (key, _) in std::env::vars() {
         if key.starts_with("AUTHZD_") || key == "DATABASE_URL" {
             command.env_remove(key);
@@ -42,7 +55,16 @@ impl Server {
 
     /// Starts the binary on `db`; `adjust` may change its environment.
     pub async fn start_with(db: &TestDatabase, adjust: impl FnOnce(&mut Command)) -> Self {
-        let mut command = authzd_command();
+        Self::start_command(authzd_command(), db, adjust).await
+    }
+
+    /// `start_with` for a command that runs the binary (e.g. under
+    /// `prlimit`), its environment already cleaned by `authzd_command`.
+    pub async fn start_command(
+        mut command: Command,
+        db: &TestDatabase,
+        adjust: impl FnOnce(&mut Command),
+    ) -> Self {
         command
             .args(["--server-listen", "127.0.0.1:0"])
             .env("DATABASE_URL", &db.url)

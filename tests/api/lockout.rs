@@ -153,7 +153,103 @@ async fn administrators_unlock_and_api_keys_cannot(backend: Backend) {
     app.login("bob", "bob-new-password").await.unwrap();
 }
 
+/// A password check as a calling service makes it for an end user at `address`.
+async fn login_from(
+    app: &TestApp,
+    username: &str,
+    password: &str,
+    address: &str,
+) -> Result<pb::Principal, tonic::Status> {
+    app.auth()
+        .authenticate(as_service(pb::AuthenticateRequest {
+            credentials: Some(pb::authenticate_request::Credentials::Password(
+                pb::PasswordCredentials {
+                    username: username.into(),
+                    password: password.into(),
+                },
+            )),
+            client_address: address.into(),
+        }))
+        .await
+        .map(|r| r.into_inner().principal.unwrap())
+}
+
+fn refused(result: Result<pb::Principal, tonic::Status>) {
+    let status = result.unwrap_err();
+    assert_eq!(status.code(), Code::Unauthenticated, "{status:?}");
+    assert_eq!(status.message(), "invalid credentials");
+}
+
+/// Nobody can keep a user locked out of where they sign in: through the
+/// whole ladder (1 s doubling to 15 min), an attacker guessing from one
+/// source, and others from many sources, never stop the user signing in
+/// from the address they used before. Every other source shares one ladder,
+/// so guessing from them stays locked and unverified; a known source is
+/// forgotten after `lockout.remember_sources_days`.
+async fn guessers_cannot_lock_a_user_out_of_a_known_source(backend: Backend) {
+    let app = spawn_app_with(backend, |c| {
+        c.lockout.threshold = 5;
+        c.lockout.initial_delay_ms = 1000;
+        c.lockout.max_delay_seconds = 900;
+    })
+    .await;
+    app.create_account("acme").await;
+    app.create_user("acme", "bob", "bob-password", &["read-only"])
+        .await;
+    let home = "198.51.100.10";
+    login_from(&app, "bob", "bob-password", home).await.unwrap();
+
+    let mut delay_ms: i64 = 1000;
+    let mut rounds = 0;
+    while delay_ms <= 900_000 {
+        rounds += 1;
+        // One source guesses until the shared ladder locks: 5 verified.
+        let before = app.core.hasher().verifications();
+        for i in 0..7 {
+            refused(login_from(&app, "bob", &format!("guess-{i}"), "203.0.113.66").await);
+        }
+        assert_eq!(
+            app.core.hasher().verifications() - before,
+            5,
+            "round {rounds}"
+        );
+        // Many sources, one guess each: locked out, nothing verified.
+        let before = app.core.hasher().verifications();
+        for i in 0..10 {
+            refused(login_from(&app, "bob", "guess", &format!("192.0.2.{i}")).await);
+        }
+        assert_eq!(app.core.hasher().verifications(), before, "round {rounds}");
+        // Even the right password from a new source waits out the lock…
+        refused(login_from(&app, "bob", "bob-password", "192.0.2.200").await);
+        // …but bob, from where he signed in before, is in.
+        let principal = login_from(&app, "bob", "bob-password", home).await.unwrap();
+        assert_eq!(principal.username, "bob");
+        app.core
+            .clock()
+            .advance(TimeDelta::milliseconds(delay_ms + 100));
+        delay_ms *= 2;
+    }
+    assert_eq!(rounds, 10, "the ladder from 1 s to 15 min");
+    // The lock stays at its longest (15 min) from here on: still no effect
+    // on bob at home.
+    for i in 0..5 {
+        refused(login_from(&app, "bob", &format!("again-{i}"), "203.0.113.66").await);
+    }
+    login_from(&app, "bob", "bob-password", home).await.unwrap();
+
+    // Thirty days without signing in from home: home is a stranger again,
+    // and shares the (now locked) ladder of strangers.
+    app.core.clock().advance(TimeDelta::days(31));
+    for i in 0..5 {
+        refused(login_from(&app, "bob", &format!("late-{i}"), "203.0.113.66").await);
+    }
+    let before = app.core.hasher().verifications();
+    refused(login_from(&app, "bob", "bob-password", home).await);
+    assert_eq!(app.core.hasher().verifications(), before);
+}
+
 dual!(
+    guessers_cannot_lock_a_user_out_of_a_known_source,
     parallel_guesses_never_get_more_than_the_threshold_verified,
     locks_double_and_a_success_resets_them,
     failures_older_than_the_reset_window_are_forgotten,

@@ -14,6 +14,7 @@ mod config;
 mod console;
 mod cookbook;
 mod e2e;
+mod exhaustion;
 mod ext_authz;
 mod faults;
 mod follow;

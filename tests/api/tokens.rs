@@ -577,6 +577,7 @@ async fn tokens_verify_offline_with_the_published_keys_over_grpc_and_http() {
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(authzd::telemetry::serve_metrics(
         listener,
+        test_config(&app.db.url).connection_limits(1024).metrics,
         app.core.tokens().keys().jwks().to_owned(),
         async move {
             let _ = stopped.await;

@@ -70,6 +70,8 @@ pub struct LockoutSettings {
     pub max_delay: Duration,
     pub permanent_after: i64,
     pub reset_after: Duration,
+    /// How long a source that signed in as a user keeps its own ladder.
+    pub remember_sources: Duration,
 }
 
 impl LockoutSettings {
@@ -80,6 +82,22 @@ impl LockoutSettings {
             .checked_mul(1u32 << doublings.min(31))
             .unwrap_or(self.max_delay)
             .min(self.max_delay)
+    }
+}
+
+/// A failure ladder: a user, and a source known for them or the ladder
+/// of all the others.
+struct OwnedLadder {
+    user_id: uuid::Uuid,
+    source: String,
+}
+
+impl OwnedLadder {
+    fn get(&self) -> store::lockout::Ladder<'_> {
+        store::lockout::Ladder {
+            user_id: self.user_id,
+            source: &self.source,
+        }
     }
 }
 
@@ -190,9 +208,9 @@ impl Core {
         // verification would have.
         let lockout = match (&self.settings().lockout, &loaded) {
             (Some(settings), Some((user, _, Some(_)))) => {
-                let (failures, total, lockouts) =
-                    self.claim_attempt(settings, user.user.id).await?;
-                Some((settings, user.user.id, failures, total, lockouts))
+                let ladder = self.ladder_of(settings, user.user.id, source).await?;
+                let (failures, total, lockouts) = self.claim_attempt(settings, &ladder).await?;
+                Some((settings, ladder, failures, total, lockouts))
             }
             _ => None,
         };
@@ -208,16 +226,18 @@ impl Core {
             return Err(fail(AuthFailure::NoPassword));
         }
         if !verified {
-            if let Some((settings, id, failures, total, lockouts)) = lockout {
-                let permanent = settings.permanent_after > 0 && total >= settings.permanent_after;
+            if let Some((settings, ladder, failures, total, lockouts)) = &lockout {
+                let (failures, lockouts) = (*failures, *lockouts);
+                let permanent = settings.permanent_after > 0 && *total >= settings.permanent_after;
                 if failures >= settings.threshold || permanent {
                     let until =
                         self.now().timestamp_millis() + duration_ms(settings.delay(lockouts));
                     let mut write = self.write().await?;
-                    store::lockout::lock(write.db(), id, until, permanent).await?;
+                    store::lockout::lock(write.db(), ladder.get(), until, permanent).await?;
                     let mut change = Change::new("lock", "user", &user.user.username)
                         .account(&user.user.account)
-                        .id(id)
+                        .id(ladder.user_id)
+                        .to("sources", ladder.source.as_str())
                         .to("failures", failures)
                         .to("permanent", permanent);
                     if !permanent {
@@ -232,6 +252,7 @@ impl Core {
                     write.commit().await?;
                     tracing::warn!(
                         user = user.user.username,
+                        sources = ladder.source.as_str(),
                         lockouts = lockouts + 1,
                         permanent,
                         "user locked after repeated wrong passwords"
@@ -240,11 +261,49 @@ impl Core {
             }
             return Err(fail(AuthFailure::WrongPassword));
         }
-        if let Some((_, id, ..)) = lockout {
-            store::lockout::clear(self.db(), id).await?;
+        if let Some((_, ladder, ..)) = &lockout {
+            // The ladder this source counted on starts again, and from now
+            // on the source counts on a ladder of its own for this user.
+            store::lockout::clear_ladder(self.db(), ladder.get()).await?;
+            let now_ms = self.now().timestamp_millis();
+            store::lockout::remember(self.db(), ladder.user_id, &source.to_string(), now_ms)
+                .await?;
         }
         check_active(&user, &account)?;
         Ok(principal(&user, &account, CredentialKind::Password))
+    }
+
+    /// The ladder an attempt from `source` counts on: the source's own when
+    /// it signed in as the user within `remember_sources`, else the one every
+    /// other source shares. So guessing from anywhere else can never lock
+    /// the user out of where they sign in, while the shared ladder still
+    /// slows guessing from everywhere else, however many sources guess.
+    async fn ladder_of(
+        &self,
+        settings: &LockoutSettings,
+        user_id: uuid::Uuid,
+        source: Source,
+    ) -> Result<OwnedLadder> {
+        let source = source.to_string();
+        let since = self.now().timestamp_millis() - duration_ms(settings.remember_sources);
+        let known = store::lockout::is_known(self.db(), user_id, &source, since).await?;
+        Ok(OwnedLadder {
+            user_id,
+            source: if known {
+                source
+            } else {
+                store::lockout::UNKNOWN_SOURCES.to_owned()
+            },
+        })
+    }
+
+    /// Forgets sources that have not signed in for `remember_sources`.
+    pub async fn purge_known_sources(&self) -> Result<u64> {
+        let Some(settings) = &self.settings().lockout else {
+            return Ok(0);
+        };
+        let before = self.now().timestamp_millis() - duration_ms(settings.remember_sources);
+        Ok(store::lockout::forget_before(self.db(), before).await?)
     }
 
     /// Takes a numbered attempt for the user, or refuses as locked. More
@@ -255,20 +314,21 @@ impl Core {
     async fn claim_attempt(
         &self,
         settings: &LockoutSettings,
-        user_id: uuid::Uuid,
+        ladder: &OwnedLadder,
     ) -> Result<(i64, i64, i64)> {
         use store::lockout::Claim;
+        let ladder = ladder.get();
         for _ in 0..20 {
             let now_ms = self.now().timestamp_millis();
             let reset_before = now_ms - duration_ms(settings.reset_after);
-            match store::lockout::claim(self.db(), user_id, now_ms, reset_before).await? {
+            match store::lockout::claim(self.db(), ladder, now_ms, reset_before).await? {
                 Claim::Attempt {
                     failures,
                     total,
                     lockouts,
                 } if failures <= settings.threshold => return Ok((failures, total, lockouts)),
                 Claim::Attempt { .. } => {
-                    store::lockout::release(self.db(), user_id).await?;
+                    store::lockout::release(self.db(), ladder).await?;
                     tokio::time::sleep(self.hasher().median_verification()).await;
                 }
                 Claim::Locked => break,

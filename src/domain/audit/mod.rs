@@ -16,6 +16,8 @@
 //! A purge of old records leaves a `checkpoint` record naming the last
 //! record it removed and its hash, so what remains still verifies.
 
+mod tally;
+
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -560,6 +562,11 @@ pub struct AuditSettings {
     /// Refusals appended per transaction.
     pub batch: usize,
     pub retention: Option<Duration>,
+    /// The interval over which one source's refusal records are bounded.
+    pub refusal_interval: Duration,
+    /// Refusal records one source may cause per interval; past it they
+    /// are counted (`tally`).
+    pub refusals_per_source: u32,
 }
 
 impl Default for AuditSettings {
@@ -568,6 +575,8 @@ impl Default for AuditSettings {
             queue: 10_000,
             batch: 500,
             retention: Some(Duration::from_secs(365 * 86_400)),
+            refusal_interval: Duration::from_secs(10),
+            refusals_per_source: 20,
         }
     }
 }
@@ -577,6 +586,7 @@ pub struct Auditor {
     sender: mpsc::Sender<Record>,
     receiver: Mutex<Option<mpsc::Receiver<Record>>>,
     dropped: AtomicU64,
+    tally: Mutex<tally::Tally>,
     settings: AuditSettings,
 }
 
@@ -587,8 +597,36 @@ impl Auditor {
             sender,
             receiver: Mutex::new(Some(receiver)),
             dropped: AtomicU64::new(0),
+            tally: Mutex::new(tally::Tally::default()),
             settings,
         }
+    }
+
+    /// Whether this refusal gets a record of its own (else it is counted
+    /// into its source's record for the interval).
+    fn admit(&self, refusal: &Refusal, at_ms: i64) -> bool {
+        let source = refusal
+            .source
+            .map_or_else(|| "none".to_owned(), |s| s.to_string());
+        match self.tally.lock() {
+            Ok(mut tally) => tally.admit(
+                self.settings.refusals_per_source,
+                &source,
+                refusal.reason,
+                refusal.credential,
+                at_ms,
+            ),
+            // A poisoned tally must not silence refusals.
+            Err(_) => true,
+        }
+    }
+
+    /// The interval's counted refusals, as records.
+    fn counted(&self, at_ms: i64) -> Vec<Record> {
+        self.tally
+            .lock()
+            .map(|mut tally| tally.take(at_ms))
+            .unwrap_or_default()
     }
 
     /// Refusals dropped because the queue was full, since the start.
@@ -719,7 +757,9 @@ impl Core {
     /// Queues a refusal for the background writer; never waits.
     pub fn refused(&self, refusal: Refusal) {
         let at_ms = self.now().timestamp_millis();
-        self.auditor().offer(refusal.into_record(at_ms));
+        if self.auditor().admit(&refusal, at_ms) {
+            self.auditor().offer(refusal.into_record(at_ms));
+        }
     }
 
     /// A refused credential, with what it claimed to be (never its secret).
@@ -760,14 +800,25 @@ impl Core {
         let batch = self.auditor().settings.batch.max(1);
         let mut pending: Vec<Record> = Vec::new();
         let mut reported = 0;
+        let mut interval = tokio::time::interval(self.auditor().settings.refusal_interval);
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut since_report = tokio::time::Instant::now();
         loop {
             let open = tokio::select! {
                 n = receiver.recv_many(&mut pending, batch) => n > 0,
                 _ = stop.cancelled() => false,
-                // The drop report, also while nothing arrives.
-                _ = tokio::time::sleep(Duration::from_secs(10)) => {
-                    reported = self.report_drops(reported);
-                    continue;
+                // The interval's counted refusals, and the drop report,
+                // also while nothing arrives.
+                _ = interval.tick() => {
+                    pending.extend(self.auditor().counted(self.now().timestamp_millis()));
+                    if since_report.elapsed() >= Duration::from_secs(10) {
+                        since_report = tokio::time::Instant::now();
+                        reported = self.report_drops(reported);
+                    }
+                    if pending.is_empty() {
+                        continue;
+                    }
+                    true
                 }
             };
             if !open {
@@ -776,6 +827,7 @@ impl Core {
                 while let Ok(record) = receiver.try_recv() {
                     pending.push(record);
                 }
+                pending.extend(self.auditor().counted(self.now().timestamp_millis()));
                 let mut left = pending.len();
                 for chunk in pending.chunks(batch) {
                     if let Err(err) = self.append_audit(chunk).await {
