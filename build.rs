@@ -27,6 +27,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // generated beside it is never included).
     let envoy_out = out_dir.join("envoy-unused");
     std::fs::create_dir_all(&envoy_out)?;
+    std::fs::create_dir_all(out_dir.join("servers"))?;
     let mut envoy = tonic_prost_build::Config::new();
     envoy.protoc_executable(protoc_bin_path()?);
     tonic_prost_build::configure()
@@ -37,6 +38,28 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .compile_with_config(
             envoy,
             &["proto/envoy/service/auth/v3/external_auth.proto"],
+            &["proto"],
+        )?;
+    // The servers of the standard services authzd answers (Envoy's Check,
+    // gRPC health), generated here for one reason: their codec answers a
+    // body that does not decode with INVALID_ARGUMENT, not INTERNAL. The
+    // messages stay those of envoy-types and tonic-health.
+    let mut servers = tonic_prost_build::Config::new();
+    servers.protoc_executable(protoc_bin_path()?);
+    tonic_prost_build::configure()
+        .build_client(false)
+        .build_server(true)
+        .codec_path("crate::grpc::codec::Lenient")
+        .extern_path(".envoy", "::envoy_types::pb::envoy")
+        .extern_path(".google.rpc", "::envoy_types::pb::google::rpc")
+        .extern_path(".grpc.health.v1", "::tonic_health::pb")
+        .out_dir(out_dir.join("servers"))
+        .compile_with_config(
+            servers,
+            &[
+                "proto/envoy/service/auth/v3/external_auth.proto",
+                "proto/grpc/health/v1/health.proto",
+            ],
             &["proto"],
         )?;
     println!("cargo:rerun-if-changed=proto");

@@ -105,9 +105,10 @@ fn checks(c: &mut Criterion) {
     };
     let request = authzd::domain::gate::HttpRequest {
         method: "GET",
-        path: "/images?page=1",
+        path: "/v2/images?page=1",
         authorization: Some(&basic),
         account_header: None,
+        method_override: None,
         source: Source::LOCAL,
     };
     c.bench_function("gate: GET /images (API key, warm)", |b| {

@@ -327,8 +327,8 @@ async fn call(channel: &Channel, mode: &str, caller: &str, key: &str) -> bool {
     }
 }
 
-/// Envoy's Check for `GET /images?page=1` (listImages in the user's own
-/// account) with `authorization`; true when allowed.
+/// Envoy's Check for `GET /v2/images?page=1` (listImages in the user's own
+/// account, under the default prefix) with `authorization`; true when allowed.
 async fn envoy_check(channel: &Channel, caller: &str, authorization: String) -> bool {
     use envoy_types::pb::envoy::service::auth::v3::attribute_context::{HttpRequest, Request};
     use envoy_types::pb::envoy::service::auth::v3::authorization_client::AuthorizationClient;
@@ -338,7 +338,7 @@ async fn envoy_check(channel: &Channel, caller: &str, authorization: String) -> 
             request: Some(Request {
                 http: Some(HttpRequest {
                     method: "GET".into(),
-                    path: "/images?page=1".into(),
+                    path: "/v2/images?page=1".into(),
                     headers: [
                         ("authorization".to_owned(), authorization),
                         ("user-agent".to_owned(), "loadgen".to_owned()),

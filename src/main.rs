@@ -175,6 +175,7 @@ async fn run(invocation: Invocation, loaded: Loaded) -> Result<(), String> {
         tokio::spawn(authzd::console::serve(
             listener,
             limits.console,
+            config.console.public_hosts.clone(),
             core.clone(),
             console_tls.clone(),
             async move { stop.cancelled().await },

@@ -13,6 +13,7 @@ mod m20261201_000007_audit;
 mod m20261202_000008_audit_action;
 mod m20261206_000009_group_change_ids;
 mod m20261206_000010_login_sources;
+mod m20261207_000012_folded_usernames;
 
 pub struct Migrator;
 
@@ -30,6 +31,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261202_000008_audit_action::Migration),
             Box::new(m20261206_000009_group_change_ids::Migration),
             Box::new(m20261206_000010_login_sources::Migration),
+            Box::new(m20261207_000012_folded_usernames::Migration),
         ]
     }
 }

@@ -276,6 +276,8 @@ settings! {
         enabled: bool = true;
         /// HTTP address of the console; it uses the gRPC port's TLS settings (unset: 127.0.0.1:8080 when `server.listen` is a loopback address, else off).
         listen: Option<SocketAddr> = None;
+        /// Host names browsers reach the console by (e.g. `authzd.example.com`); requests naming another host are answered 421, so a DNS-rebinding page cannot reach the console. IP addresses, and `localhost` on a loopback or wildcard listener, are always accepted.
+        public_hosts: Vec<String> = Vec::new();
     }
 
     /// What an unauthenticated peer can hold open on each listener. At its cap a listener stops accepting (new connections wait in the kernel's backlog, costing no descriptor); unset caps are shares of the descriptors left after the database pool and a reserve of 64, so a flood on one port never takes the others' (docs/security.md#connections).

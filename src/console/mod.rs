@@ -39,16 +39,31 @@ pub use forms::Form;
 /// Form bodies are small; anything larger is refused before parsing.
 const MAX_FORM_BYTES: usize = 64 * 1024;
 
-/// How long a refresh exchange is remembered: a second request that
-/// presents the same (now used) refresh token within it gets the same new
-/// pair instead of tripping reuse detection, which would revoke the session.
+/// How long a refresh exchange is remembered: a second request of the
+/// same browser that presents the same (now used) refresh token within it
+/// gets the new access token instead of tripping reuse detection, which
+/// would revoke the session.
 const REFRESH_MEMORY: Duration = Duration::from_secs(30);
 
-/// A pair a refresh issued: (access token, refresh token, cookie lifetime).
-type Renewed = (Secret, Secret, i64);
+/// What a renewal gives: the access token, the refresh token (only to the
+/// request that exchanged it, never to one answered from memory) and the
+/// cookies' lifetime.
+type Renewed = (Secret, Option<Secret>, i64);
 
-/// Recent exchanges: (digest of the refresh token used, when, the pair).
-type Exchanges = Vec<([u8; 32], std::time::Instant, Renewed)>;
+/// An exchange remembered, bound to the client that made it: its address
+/// and the digest of its `User-Agent`. Anyone else presenting the used
+/// token is a replay, and meets reuse detection.
+struct Exchange {
+    at: std::time::Instant,
+    source: Source,
+    agent: [u8; 32],
+    access: Secret,
+    age: i64,
+}
+
+/// One lock per refresh token (by digest), so a slow or bogus exchange
+/// holds up only requests presenting the same token.
+type Exchanges = std::collections::HashMap<[u8; 32], Arc<tokio::sync::Mutex<Option<Exchange>>>>;
 
 /// The console's shared state.
 #[derive(Clone)]
@@ -57,9 +72,9 @@ pub struct App {
     /// Served over TLS: cookies get `Secure` and the `__Host-` prefix.
     secure: bool,
     /// Recent refresh exchanges, by the digest of the refresh token used.
-    /// The lock is held across the exchange, so concurrent requests of one
-    /// browser (two tabs, a double submit) exchange a token once.
-    renewed: Arc<tokio::sync::Mutex<Exchanges>>,
+    /// A token's lock is held across its exchange, so concurrent requests
+    /// of one browser (two tabs, a double submit) exchange it once.
+    renewed: Arc<Mutex<Exchanges>>,
 }
 
 impl App {
@@ -87,26 +102,66 @@ impl App {
         HeaderValue::from_str(&text).unwrap_or_else(|_| HeaderValue::from_static("x=; Max-Age=0"))
     }
 
-    /// The pair that renews a session's `refresh` token: exchanged once,
-    /// remembered for `REFRESH_MEMORY`.
-    async fn renew(&self, refresh: &str, source: Source) -> Result<Renewed, Error> {
+    /// The tokens that renew a session's `refresh` token: exchanged once;
+    /// the same client presenting it again within `REFRESH_MEMORY` gets
+    /// the new access token (not the refresh token) from memory.
+    async fn renew(
+        &self,
+        refresh: &str,
+        source: Source,
+        agent: [u8; 32],
+    ) -> Result<Renewed, Error> {
+        // A source past its limit waits out its delay here, holding no
+        // lock another browser needs.
+        if let Some(Err(refused)) = self.core.limiter().map(|l| l.check(source)) {
+            return Err(crate::domain::authn::sources::held(
+                refused,
+                crate::domain::authn::sources::MAX_HOLD,
+            )
+            .await);
+        }
         let digest: [u8; 32] = Sha256::digest(refresh.as_bytes()).into();
-        let mut renewed = self.renewed.lock().await;
-        renewed.retain(|(_, at, _)| at.elapsed() < REFRESH_MEMORY);
-        if let Some((_, _, pair)) = renewed.iter().find(|(d, _, _)| *d == digest) {
-            return Ok(pair.clone());
+        let slot = {
+            let mut renewed = self
+                .renewed
+                .lock()
+                .map_err(|_| Error::internal("console renewals: lock poisoned"))?;
+            // Forget exchanges past the memory that nobody is waiting on.
+            renewed.retain(|_, slot| {
+                Arc::strong_count(slot) > 1
+                    || slot.try_lock().map_or(true, |e| {
+                        e.as_ref().is_some_and(|e| e.at.elapsed() < REFRESH_MEMORY)
+                    })
+            });
+            renewed.entry(digest).or_default().clone()
+        };
+        let mut exchange = slot.lock().await;
+        if let Some(e) = exchange
+            .as_ref()
+            .filter(|e| e.at.elapsed() < REFRESH_MEMORY)
+        {
+            if e.source == source && bool::from(e.agent.ct_eq(&agent)) {
+                return Ok((e.access.clone(), None, e.age));
+            }
+            // Another client with a used token: exchanged below, where
+            // reuse detection revokes the family.
         }
         let issued = self
             .core
             .create_token_with_refresh(&Secret::new(refresh.to_owned()), source)
             .await?;
-        let pair = (
+        *exchange = Some(Exchange {
+            at: std::time::Instant::now(),
+            source,
+            agent,
+            access: issued.access_token.clone(),
+            age: issued.refresh_expires_in,
+        });
+        Ok((
             issued.access_token,
-            issued.refresh_token,
+            Some(issued.refresh_token),
             issued.refresh_expires_in,
-        );
-        renewed.push((digest, std::time::Instant::now(), pair.clone()));
-        Ok(pair)
+        ))
     }
 
     fn cookie<'h>(&self, headers: &'h HeaderMap, base: &'static str) -> Option<&'h str> {
@@ -231,7 +286,14 @@ impl FromRequestParts<App> for Ctx {
                 let Some(refresh) = app.cookie(&parts.headers, REFRESH) else {
                     return Err(to_sign_in(app));
                 };
-                let (access, refresh, age) = match app.renew(refresh, source).await {
+                let agent: [u8; 32] = Sha256::digest(
+                    parts
+                        .headers
+                        .get(header::USER_AGENT)
+                        .map_or(&b""[..], HeaderValue::as_bytes),
+                )
+                .into();
+                let (access, refresh, age) = match app.renew(refresh, source, agent).await {
                     Ok(pair) => pair,
                     Err(Error::Unauthenticated(_)) => return Err(to_sign_in(app)),
                     Err(e) => return Err(views::failure(&e)),
@@ -240,7 +302,9 @@ impl FromRequestParts<App> for Ctx {
                     return Err(to_sign_in(app));
                 };
                 cookies.push(app.set_cookie(ACCESS, access.expose(), age));
-                cookies.push(app.set_cookie(REFRESH, refresh.expose(), age));
+                if let Some(refresh) = refresh {
+                    cookies.push(app.set_cookie(REFRESH, refresh.expose(), age));
+                }
                 (access, claims.fam.clone())
             }
         };
@@ -380,12 +444,34 @@ async fn around(request: Request, next: Next) -> Response {
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0);
+    // Counted like RPCs, by route template (bounded labels: a path the
+    // router does not know is one "unmatched").
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |m| m.as_str().to_owned());
+    let method = match *request.method() {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::HEAD => "HEAD",
+        _ => "other",
+    };
+    let started = std::time::Instant::now();
     let cookies = PendingCookies::default();
     let mut request = request;
     request.extensions_mut().insert(cookies.clone());
     let request_id = uuid::Uuid::new_v4().to_string();
     let mut response =
         crate::telemetry::in_request(name, request_id.clone(), peer, next.run(request)).await;
+    let status = response.status().as_u16().to_string();
+    let labels = [
+        ("method", method.to_owned()),
+        ("route", route),
+        ("status", status),
+    ];
+    metrics::counter!("authzd_http_requests_total", &labels).increment(1);
+    metrics::histogram!("authzd_http_request_duration_seconds", &labels)
+        .record(started.elapsed().as_secs_f64());
     let headers = response.headers_mut();
     // A renewed pair never overrides what the handler set (sign-out's
     // clearing, above all).
@@ -426,6 +512,74 @@ async fn around(request: Request, next: Next) -> Response {
         headers.insert(crate::telemetry::REQUEST_ID_HEADER, id);
     }
     response
+}
+
+/// The hosts a request may name: a page served from any other name (a
+/// DNS-rebinding attacker's, pointed at a loopback console) is refused
+/// before anything else runs.
+struct Hosts {
+    names: Vec<String>,
+    localhost: bool,
+}
+
+impl Hosts {
+    fn new(listen: std::net::IpAddr, public_hosts: &[String]) -> Self {
+        Self {
+            names: public_hosts
+                .iter()
+                .map(|h| host_name(h).to_ascii_lowercase())
+                .collect(),
+            localhost: listen.is_loopback() || listen.is_unspecified(),
+        }
+    }
+
+    fn allows(&self, host: &str) -> bool {
+        let name = host_name(host);
+        // An address names no one else's site: rebinding needs a name.
+        if name.parse::<std::net::IpAddr>().is_ok() {
+            return true;
+        }
+        let name = name.trim_end_matches('.').to_ascii_lowercase();
+        (self.localhost && name == "localhost") || self.names.iter().any(|n| *n == name)
+    }
+}
+
+/// `host[:port]` or `[v6]:port`, without the port and brackets.
+fn host_name(host: &str) -> &str {
+    if let Some(rest) = host.strip_prefix('[') {
+        return rest.split(']').next().unwrap_or_default();
+    }
+    match host.rsplit_once(':') {
+        Some((name, port)) if port.bytes().all(|b| b.is_ascii_digit()) => name,
+        _ => host,
+    }
+}
+
+async fn known_host(
+    axum::extract::State(hosts): axum::extract::State<Arc<Hosts>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let host = request
+        .headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .or_else(|| request.uri().authority().map(|a| a.as_str()));
+    match host {
+        Some(host) if hosts.allows(host) => next.run(request).await,
+        _ => {
+            tracing::debug!(
+                host = host.unwrap_or("(none)"),
+                "console request for an unknown host refused"
+            );
+            (
+                StatusCode::MISDIRECTED_REQUEST,
+                [(header::CACHE_CONTROL, "no-store")],
+                "This console is not served under that host name (console.public_hosts).\n",
+            )
+                .into_response()
+        }
+    }
 }
 
 fn router(app: App) -> Router {
@@ -476,6 +630,7 @@ pub fn reload_tls(live: &LiveTls, config: &crate::config::Config) {
 pub async fn serve(
     listener: TcpListener,
     limits: crate::config::ConnectionLimits,
+    public_hosts: Vec<String>,
     core: Core,
     tls: Option<LiveTls>,
     shutdown: impl Future<Output = ()> + Send + 'static,
@@ -486,16 +641,31 @@ pub async fn serve(
         secure: tls.is_some(),
         renewed: Arc::default(),
     };
-    let router = router(app);
+    let hosts = Arc::new(Hosts::new(listener.local_addr()?.ip(), &public_hosts));
+    let router = router(app).layer(middleware::from_fn_with_state(hosts, known_host));
     let listener = listen::Capped::new(listener, limits.max_connections, "console");
     match tls {
         Some(config) => {
             let incoming = crate::server::tls::tls(listener, config, limits.idle);
-            http::serve(incoming, router, limits.header_read_timeout, shutdown).await;
+            http::serve(
+                "console",
+                incoming,
+                router,
+                limits.header_read_timeout,
+                shutdown,
+            )
+            .await;
         }
         None => {
             let incoming = crate::server::tls::plain_idle(listener, limits.idle);
-            http::serve(incoming, router, limits.header_read_timeout, shutdown).await;
+            http::serve(
+                "console",
+                incoming,
+                router,
+                limits.header_read_timeout,
+                shutdown,
+            )
+            .await;
         }
     }
     Ok(())

@@ -63,10 +63,8 @@ impl Core {
     }
 
     pub async fn get_account(&self, caller: &Caller, name: &str) -> Result<Account> {
-        // Anyone may read their own account.
-        if name != caller.account() {
-            self.require(caller, GET_ACCOUNT, Some(name)).await?;
-        }
+        // Anyone may read their own account (the decision says so).
+        self.require(caller, GET_ACCOUNT, Some(name)).await?;
         self.account(name).await
     }
 

@@ -1,6 +1,7 @@
 //! The authorization decision, as a pure function of the principal, the
 //! catalog and the target account. Admin RPCs and `Authorize` both use it.
 
+use super::actions;
 use super::catalog::Catalog;
 use super::model::{
     Account, AccountState, AccountType, ActionScope, CredentialKind, Principal, UserState,
@@ -99,6 +100,13 @@ pub fn decide(
     }
     if principal.credential == CredentialKind::ApiKey && catalog.is_api_key_restricted(action) {
         return verdict(false, Reason::ApiKeyRestricted);
+    }
+    // Anyone may read their own account, as Anchore's `GET /account`
+    // shows it: decided here, so Authorize, the RPCs and the gate agree.
+    if action == actions::GET_ACCOUNT
+        && matches!(target, Target::Account { name, .. } if name == principal.account())
+    {
+        return verdict(true, Reason::OwnBehalf);
     }
     if scope == ActionScope::OwnBehalf {
         // Acting on yourself only makes sense in your own account.
@@ -296,6 +304,34 @@ mod tests {
     }
 
     #[test]
+    fn anyone_reads_their_own_account_and_only_theirs() {
+        let c = catalog();
+        let home = account("home", AccountState::Enabled);
+        let other = account("other", AccountState::Enabled);
+        let p = principal(AccountType::User, vec![]);
+        let d = decide(
+            &c,
+            &p,
+            "getAccount",
+            Target::Account {
+                name: "home",
+                account: Lookup::Found(&home),
+            },
+        );
+        assert_eq!((d.allowed, d.reason), (true, Reason::OwnBehalf));
+        let d = decide(
+            &c,
+            &p,
+            "getAccount",
+            Target::Account {
+                name: "other",
+                account: Lookup::Found(&other),
+            },
+        );
+        assert_eq!((d.allowed, d.reason), (false, Reason::NoGrant));
+    }
+
+    #[test]
     fn direct_grants_are_reported_before_group_grants() {
         let c = catalog();
         let home = account("home", AccountState::Enabled);
@@ -315,6 +351,8 @@ mod tests {
                 account: Lookup::Found(&home),
             },
         );
+        assert_eq!((d.allowed, d.reason), (true, Reason::Role));
+        assert_eq!(d.role.as_deref(), Some("read-only"));
         assert_eq!(d.group, None);
     }
 

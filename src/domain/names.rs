@@ -176,6 +176,13 @@ impl Email {
     }
 }
 
+/// An identity provider's name: the account name's shape, so no invisible
+/// or direction-changing character can make two names look alike.
+pub fn idp_name(field: &str, value: &str) -> Result<String> {
+    check_name(field, value, account_middle)?;
+    Ok(value.to_owned())
+}
+
 /// Bounded free text (descriptions).
 pub fn description(field: &str, value: &str, max_chars: usize) -> Result<String> {
     if value.chars().count() > max_chars {

@@ -18,6 +18,8 @@ use crate::error::{AuthFailure, Error, Result, quoted};
 use crate::store;
 
 pub const PASSWORD_MIN_CHARS: usize = 6;
+/// Names no user may take, in any case.
+const RESERVED_USERNAMES: [&str; 2] = ["admin", "anchore-system"];
 pub const PASSWORD_MAX_CHARS: usize = 128;
 
 /// A password a native user may have.
@@ -57,6 +59,17 @@ impl Core {
     pub async fn create_user(&self, caller: &Caller, new: NewUser) -> Result<UserWithGrants> {
         self.require(caller, CREATE_USER, Some(&new.account))
             .await?;
+        // Look-alikes of the administrator and of Anchore's system user, in
+        // any case (an exact `admin` exists and conflicts anyway).
+        if RESERVED_USERNAMES
+            .iter()
+            .any(|r| r.eq_ignore_ascii_case(new.username.as_str()))
+        {
+            return Err(Error::invalid(
+                "username",
+                format!("{} is reserved", quoted(new.username.as_str())),
+            ));
+        }
         for (i, role) in new.roles.iter().enumerate() {
             self.catalog().require_role(&format!("roles[{i}]"), role)?;
         }

@@ -56,3 +56,49 @@ impl<U: Message + Name + Default> Decoder for CheckedDecoder<U> {
         })
     }
 }
+
+/// The codec of the standard services authzd serves (Envoy's Check, gRPC
+/// health): their types come from other crates and have no rules of ours
+/// to check, but a body that does not decode is still the caller's
+/// mistake, answered `INVALID_ARGUMENT` rather than tonic's `INTERNAL`.
+#[derive(Debug, Clone)]
+pub struct Lenient<T, U>(PhantomData<(T, U)>);
+
+impl<T, U> Default for Lenient<T, U> {
+    fn default() -> Self {
+        Self(PhantomData)
+    }
+}
+
+impl<T, U> tonic::codec::Codec for Lenient<T, U>
+where
+    T: Message + Send + 'static,
+    U: Message + Default + Send + 'static,
+{
+    type Encode = T;
+    type Decode = U;
+    type Encoder = ProstEncoder<T>;
+    type Decoder = LenientDecoder<U>;
+
+    fn encoder(&mut self) -> Self::Encoder {
+        ProstEncoder::new(BufferSettings::default())
+    }
+
+    fn decoder(&mut self) -> Self::Decoder {
+        LenientDecoder(PhantomData)
+    }
+}
+
+#[derive(Debug)]
+pub struct LenientDecoder<U>(PhantomData<U>);
+
+impl<U: Message + Default> Decoder for LenientDecoder<U> {
+    type Item = U;
+    type Error = Status;
+
+    fn decode(&mut self, buf: &mut DecodeBuf<'_>) -> Result<Option<U>, Status> {
+        U::decode(buf)
+            .map(Some)
+            .map_err(|_| Status::invalid_argument("request: not a valid message of this method"))
+    }
+}

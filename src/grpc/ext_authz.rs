@@ -10,9 +10,10 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use crate::pb::servers::envoy::authorization_server::{Authorization, AuthorizationServer};
 use envoy_types::ext_authz::v3::pb::{
-    Authorization, CheckRequest, CheckResponse, DeniedHttpResponse, HeaderAppendAction,
-    HeaderValue, HeaderValueOption, HttpResponse, HttpStatus, OkHttpResponse,
+    CheckRequest, CheckResponse, DeniedHttpResponse, HeaderAppendAction, HeaderValue,
+    HeaderValueOption, HttpResponse, HttpStatus, OkHttpResponse,
 };
 use envoy_types::pb::google::protobuf::{Struct, Value, value::Kind};
 use envoy_types::pb::google::rpc;
@@ -20,7 +21,7 @@ use tonic::{Request, Response, Status};
 
 use super::context::{ACCOUNT_HEADER, source_of};
 use crate::domain::Core;
-use crate::domain::gate::{Allowed, Gate, HttpRequest, Refusal};
+use crate::domain::gate::{Allowed, Gate, HttpRequest, METHOD_OVERRIDES, Refusal};
 use crate::domain::model::CredentialKind;
 use crate::error::Error;
 
@@ -36,7 +37,7 @@ pub const IDENTITY_HEADERS: [&str; 5] = [
 
 /// The service's name, as health and reflection report it.
 pub const SERVICE_NAME: &str =
-    <envoy_types::ext_authz::v3::pb::AuthorizationServer<ExtAuthzApi> as tonic::server::NamedService>::NAME;
+    <AuthorizationServer<ExtAuthzApi> as tonic::server::NamedService>::NAME;
 
 // google.rpc.Code values.
 const OK: i32 = 0;
@@ -279,7 +280,17 @@ impl Authorization for ExtAuthzApi {
         };
         let headers =
             header(http, "authorization").and_then(|a| Ok((a, header(http, "x-anchore-account")?)));
-        let (authorization, account_header) = match headers {
+        let headers = headers.and_then(|(authorization, account)| {
+            let mut method_override = None;
+            for name in METHOD_OVERRIDES {
+                if header(http, name)?.is_some() {
+                    method_override = Some(name);
+                    break;
+                }
+            }
+            Ok((authorization, account, method_override))
+        });
+        let (authorization, account_header, method_override) = match headers {
             Ok(found) => found,
             Err(refusal) => {
                 count("malformed");
@@ -295,6 +306,7 @@ impl Authorization for ExtAuthzApi {
                     path: &http.path,
                     authorization,
                     account_header,
+                    method_override,
                     source,
                 },
             )

@@ -10,6 +10,7 @@ pub mod context;
 pub mod convert;
 pub mod ext_authz;
 pub mod groups;
+pub mod health;
 pub mod input;
 pub mod roles;
 pub mod status;
@@ -30,9 +31,9 @@ use crate::pb::audit_service_server::AuditServiceServer;
 use crate::pb::auth_service_server::AuthServiceServer;
 use crate::pb::group_service_server::GroupServiceServer;
 use crate::pb::role_service_server::RoleServiceServer;
+use crate::pb::servers::envoy::authorization_server::AuthorizationServer;
 use crate::pb::token_service_server::TokenServiceServer;
 use crate::pb::user_service_server::UserServiceServer;
-use envoy_types::ext_authz::v3::pb::AuthorizationServer;
 
 /// Names reported by the health service, besides the overall "".
 pub const SERVICE_NAMES: [&str; 8] = [

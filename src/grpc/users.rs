@@ -57,7 +57,7 @@ impl UserService for UserApi {
                 if !password.is_empty() {
                     return Err(Error::invalid("password", "SAML users have no password").into());
                 }
-                let idp = names::required("idp_name", &req.idp_name)?.to_owned();
+                let idp = names::idp_name("idp_name", &req.idp_name)?;
                 (Username::parse("username", &req.username)?, None, Some(idp))
             }
             UserType::Service => {

@@ -45,6 +45,7 @@ impl RemoteAddr for Idle<TlsStream<Conn>> {
 /// Serves `router` on each connection `incoming` yields until `shutdown`
 /// completes; handlers see the peer as `ConnectInfo<SocketAddr>`.
 pub async fn serve<IO>(
+    listener: &'static str,
     incoming: impl Stream<Item = std::io::Result<IO>> + Send + 'static,
     router: Router,
     header_read_timeout: Duration,
@@ -74,13 +75,26 @@ pub async fn serve<IO>(
         let peer = io
             .remote_addr()
             .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)));
-        let service =
-            router
-                .clone()
-                .map_request(move |mut request: http::Request<hyper::body::Incoming>| {
-                    request.extensions_mut().insert(ConnectInfo(peer));
-                    request
-                });
+        let service = router
+            .clone()
+            .map_request(move |mut request: http::Request<hyper::body::Incoming>| {
+                request.extensions_mut().insert(ConnectInfo(peer));
+                request
+            })
+            // A panicking handler answers 500 and is counted, instead of
+            // dropping the connection unexplained.
+            .map_future(move |future| async move {
+                match crate::telemetry::panics::Caught::new(future).await {
+                    Ok(result) => result,
+                    Err(payload) => {
+                        crate::telemetry::panics::record(listener, "http", payload.as_ref());
+                        Ok(axum::response::IntoResponse::into_response((
+                            http::StatusCode::INTERNAL_SERVER_ERROR,
+                            "internal error\n",
+                        )))
+                    }
+                }
+            });
         let connection = builder.serve_connection(
             TokioIo::new(io),
             hyper_util::service::TowerToHyperService::new(service),

@@ -144,7 +144,8 @@ pub async fn serve_with_reloads(
 ) -> Result<()> {
     let live = Live::new(&config).map_err(|e| Error::internal(e.0))?;
     let limits = config.connection_limits(listen::descriptor_limit());
-    let (reporter, health_service) = tonic_health::server::health_reporter();
+    let reporter = tonic_health::server::HealthReporter::new();
+    let health_service = grpc::health::server(&reporter);
     let health = Health::new(reporter, config.ext_authz.enabled);
     health.set(ServingStatus::NotServing).await;
     // Envoy's Check is listed only when it is served.
@@ -262,11 +263,7 @@ pub async fn serve_with_reloads(
             if let Ok(local) = listener.local_addr() {
                 tracing::info!(address = %local, "health listening");
             }
-            let service = tonic_health::pb::health_server::HealthServer::new(
-                tonic_health::server::HealthService::from_health_reporter(
-                    health.reporter().clone(),
-                ),
-            );
+            let service = grpc::health::server(health.reporter());
             let stop = stop_health.clone();
             Some(tokio::spawn(
                 tonic::transport::Server::builder()

@@ -23,8 +23,9 @@ fn big(row: &QueryResult, column: &str) -> StoreResult<i64> {
 /// Records per INSERT statement (12 values each).
 const ROWS_PER_INSERT: usize = 100;
 
-/// The head: the last record's sequence number and hash.
-pub async fn head(db: &impl ConnectionTrait) -> StoreResult<(i64, String)> {
+/// The head: the last record's sequence number and hash; `None` when its
+/// row is gone (only by someone deleting it: the migration writes it).
+pub async fn head(db: &impl ConnectionTrait) -> StoreResult<Option<(i64, String)>> {
     let row = db
         .query_one_raw(sql(
             db,
@@ -32,9 +33,9 @@ pub async fn head(db: &impl ConnectionTrait) -> StoreResult<(i64, String)> {
             vec![],
         ))
         .await
-        .db()?
-        .ok_or_else(|| Error::internal("audit_head has no row"))?;
-    Ok((big(&row, "seq")?, text(&row, "hash")?))
+        .db()?;
+    row.map(|row| Ok((big(&row, "seq")?, text(&row, "hash")?)))
+        .transpose()
 }
 
 /// Appends `records` after the head, in the caller's transaction.

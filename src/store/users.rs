@@ -97,6 +97,7 @@ pub async fn create_user(
     let model = users::ActiveModel {
         id: Set(user.id),
         username: Set(user.username.clone()),
+        folded_username: Set(Some(user.username.to_ascii_lowercase())),
         account_name: Set(user.account.clone()),
         user_type: Set(user.user_type.as_str().to_owned()),
         idp_name: Set(user.idp_name.clone()),
@@ -113,7 +114,15 @@ pub async fn create_user(
             Some(SqlErr::ForeignKeyConstraintViolation(_)) => {
                 Error::not_found(format!("account {}", quoted(&user.account)))
             }
-            _ => classify_conflict(e, format!("user {}", quoted(&user.username))),
+            // The username's own index or the folded one: either way a user
+            // of that name, in this case or another, exists.
+            _ => classify_conflict(
+                e,
+                format!(
+                    "user {} (or one differing only by case)",
+                    quoted(&user.username)
+                ),
+            ),
         })?;
     Ok(())
 }

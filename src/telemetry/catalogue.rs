@@ -51,6 +51,18 @@ pub const METRICS: &[Metric] = &[
         "Time from an RPC's request to its response, by method and status code.",
     ),
     metric(
+        "authzd_http_requests_total",
+        Kind::Counter,
+        None,
+        "Console HTTP requests finished, by method, route template and status.",
+    ),
+    metric(
+        "authzd_http_request_duration_seconds",
+        Kind::Histogram,
+        SECONDS,
+        "Time from a console request to its response, by method, route template and status.",
+    ),
+    metric(
         "authzd_authentications_total",
         Kind::Counter,
         None,
@@ -85,6 +97,12 @@ pub const METRICS: &[Metric] = &[
         Kind::Gauge,
         None,
         "Database operations waiting for a pool connection, sampled at each health check.",
+    ),
+    metric(
+        "authzd_panics_total",
+        Kind::Counter,
+        None,
+        "Request handlers that panicked (answered INTERNAL or 500), by listener: always a bug.",
     ),
     metric(
         "authzd_open_connections",

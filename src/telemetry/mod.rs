@@ -23,6 +23,7 @@ use tracing_subscriber::EnvFilter;
 use crate::config::{Config, LogFormat};
 
 pub mod catalogue;
+pub mod panics;
 
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
 
@@ -246,7 +247,14 @@ pub async fn serve_metrics(
         listen::Capped::new(listener, limits.max_connections, "metrics"),
         limits.idle,
     );
-    http_server::serve(incoming, app, limits.header_read_timeout, shutdown).await;
+    http_server::serve(
+        "metrics",
+        incoming,
+        app,
+        limits.header_read_timeout,
+        shutdown,
+    )
+    .await;
     Ok(())
 }
 
@@ -376,13 +384,17 @@ where
                         peer,
                         refusals,
                     },
-                    inner.call(request),
+                    panics::Caught::new(async move { inner.call(request).await }),
                 )
                 .instrument(span.clone()),
             )
             .await
             {
-                Ok(result) => result,
+                Ok(Ok(result)) => result,
+                Ok(Err(payload)) => {
+                    span.in_scope(|| panics::record("grpc", method, payload.as_ref()));
+                    Ok(tonic::Status::internal("internal error").into_http())
+                }
                 Err(_) => Ok(tonic::Status::deadline_exceeded(
                     "the request did not finish within its deadline",
                 )

@@ -383,7 +383,9 @@ async fn deletion_follows_the_state_machine_and_frees_the_name_after_purge(backe
     let reborn = app
         .create_user("doomed", "dora", "another-password", &[])
         .await;
-    assert!(app.login("dora", "dora-password").await.is_err());
+    let status = app.login("dora", "dora-password").await.unwrap_err();
+    assert_eq!(status.code(), Code::Unauthenticated, "{status:?}");
+    assert_eq!(status.message(), "invalid credentials");
     assert_eq!(
         app.login("dora", "another-password").await.unwrap().user_id,
         reborn.id

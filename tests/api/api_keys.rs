@@ -371,7 +371,9 @@ async fn revoking_is_immediate_and_irreversible(backend: Backend) {
             .await,
         "status",
     );
-    assert!(app.key_login(&value).await.is_err());
+    let status = app.key_login(&value).await.unwrap_err();
+    assert_eq!(status.code(), Code::Unauthenticated, "{status:?}");
+    assert_eq!(status.message(), "invalid credentials");
 
     // Listing: active by default, the others on request; status derived now.
     app.core.clock().advance(TimeDelta::days(2));
@@ -884,7 +886,11 @@ async fn an_api_key_may_never_change_identities_or_credentials(backend: Backend)
 }
 
 async fn last_use_is_recorded_without_a_write_per_check(backend: Backend) {
-    let app = spawn_app(backend).await;
+    // No background flush during the test: only the explicit one below.
+    let app = spawn_app_with(backend, |c| {
+        c.user_authentication.api_key_last_used_flush_ms = 3_600_000;
+    })
+    .await;
     let value = app.create_key("admin", "admin", "ci", 30).await;
     let before = app
         .keys()
@@ -896,7 +902,7 @@ async fn last_use_is_recorded_without_a_write_per_check(backend: Backend) {
     for _ in 0..5 {
         app.key_login(&value).await.unwrap();
     }
-    // Visible at once (pending), and written within the flush interval.
+    // Visible at once (pending), but not written: five checks, no write.
     let after = app
         .keys()
         .get_api_key(as_admin(get("ci")))
@@ -904,12 +910,24 @@ async fn last_use_is_recorded_without_a_write_per_check(backend: Backend) {
         .unwrap()
         .into_inner();
     assert!(after.last_used_at.is_some());
-    for _ in 0..100 {
-        if app.core.flush_last_used().await.unwrap() == 0 {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    let stored_use = || async {
+        use sea_orm::ConnectionTrait;
+        let conn = sea_orm::Database::connect(&app.db.url).await.unwrap();
+        let row = conn
+            .query_one_raw(sea_orm::Statement::from_string(
+                conn.get_database_backend(),
+                "SELECT COUNT(*) AS n FROM api_keys WHERE name = 'ci' AND last_used_at IS NOT NULL",
+            ))
+            .await
+            .unwrap()
+            .unwrap();
+        row.try_get::<i64>("", "n").unwrap()
+    };
+    assert_eq!(stored_use().await, 0, "a check wrote the last use");
+    // One flush writes the one row for the five checks.
+    assert_eq!(app.core.flush_last_used().await.unwrap(), 1);
+    assert_eq!(stored_use().await, 1);
+    assert_eq!(app.core.flush_last_used().await.unwrap(), 0);
     let restarted = app.restart_with(|_| {}).await;
     let stored = restarted
         .keys()
@@ -932,7 +950,9 @@ async fn deleted_users_keys_are_kept_then_purged(backend: Backend) {
         }))
         .await
         .unwrap();
-    assert!(app.key_login(&value).await.is_err());
+    let status = app.key_login(&value).await.unwrap_err();
+    assert_eq!(status.code(), Code::Unauthenticated, "{status:?}");
+    assert_eq!(status.message(), "invalid credentials");
     let kept = || authzd::store::api_keys::count_owner_deleted(app.core.db());
     assert_eq!(kept().await.unwrap(), 1);
     assert_eq!(app.core.purge_deleted_users_keys().await.unwrap(), 0);

@@ -187,13 +187,25 @@ async fn the_chain_catches_edits_deletions_and_reordering(backend: Backend) {
     );
     let (ok, text) = verify_cli(&app);
     assert!(!ok && text.contains("record 4 is missing"), "{text}");
+    // The head row itself deleted: said so, not "internal error".
+    sql(&app, "DELETE FROM audit_head").await;
+    assert_eq!(
+        app.core.verify_audit().await.unwrap(),
+        Verified::Broken(Break::HeadMissing)
+    );
+    let (ok, text) = verify_cli(&app);
+    assert!(
+        !ok && text
+            .contains("audit chain broken: the chain's head (the audit_head row) is missing"),
+        "{text}"
+    );
+    assert!(!text.contains("internal error"), "{text}");
 }
 
-/// Appenders racing on Postgres still form one linear chain: the head's
-/// row lock orders them.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn concurrent_appends_form_one_chain() {
-    let app = spawn_app(Backend::Postgres).await;
+/// Appenders racing still form one linear chain: on Postgres the head's
+/// row lock orders them, on SQLite the one writer does.
+async fn concurrent_appends_form_one_chain(backend: Backend) {
+    let app = spawn_app(backend).await;
     let tasks: Vec<_> = (0..4)
         .map(|t| {
             let core = app.core.clone();
@@ -264,7 +276,7 @@ async fn changes_after(app: &TestApp, seq: i64) -> Vec<pb::AuditEvent> {
 }
 
 /// A string field of an event's detail, by path (`actor.username`).
-fn detail<'a>(event: &'a pb::AuditEvent, path: &str) -> Option<&'a prost_types::value::Kind> {
+pub fn detail<'a>(event: &'a pb::AuditEvent, path: &str) -> Option<&'a prost_types::value::Kind> {
     let mut fields = &event.detail.as_ref()?.fields;
     let mut parts = path.split('.').peekable();
     while let Some(part) = parts.next() {
@@ -280,7 +292,7 @@ fn detail<'a>(event: &'a pb::AuditEvent, path: &str) -> Option<&'a prost_types::
     None
 }
 
-fn detail_text<'a>(event: &'a pb::AuditEvent, path: &str) -> Option<&'a str> {
+pub fn detail_text<'a>(event: &'a pb::AuditEvent, path: &str) -> Option<&'a str> {
     match detail(event, path)? {
         prost_types::value::Kind::StringValue(s) => Some(s),
         _ => None,
@@ -695,7 +707,7 @@ async fn every_admin_change_is_recorded_once_without_secrets(backend: Backend) {
 }
 
 /// Polls the listing until `want` refusals match `filter` (10 s at most).
-async fn refusals(
+pub async fn refusals(
     app: &TestApp,
     filter: pb::ListEventsRequest,
     want: usize,
@@ -998,7 +1010,14 @@ async fn listing_filters_pages_and_permissions(backend: Backend) {
     )
     .await
     .unwrap();
+    assert!(!by_key.is_empty(), "the key read nothing");
     assert!(by_key.iter().all(|e| e.target_account == "acme"));
+    assert!(
+        by_key
+            .iter()
+            .any(|e| e.rpc == "CreateApiKey" && e.target == "reader"),
+        "the key's own creation is among what it reads: {by_key:#?}"
+    );
 
     // A global administrator reads everything, or one account in context.
     let all = list_all(&app, as_admin, pb::ListEventsRequest::default())
@@ -1482,6 +1501,7 @@ async fn rate_limited_refusals_are_counted(backend: Backend) {
 }
 
 dual!(
+    concurrent_appends_form_one_chain,
     a_flood_from_one_source_is_counted_not_recorded_one_by_one,
     rate_limited_refusals_are_counted,
     a_full_refusal_queue_drops_and_counts_honestly,

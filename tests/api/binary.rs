@@ -251,6 +251,17 @@ impl Server {
 impl Drop for Server {
     fn drop(&mut self) {
         self.kill();
+        // Any panic of the binary (a handler's, caught and answered
+        // INTERNAL, or a task's) fails the test, whatever it asserted.
+        if !std::thread::panicking() {
+            let log = self.stderr();
+            if let Some(line) = log
+                .lines()
+                .find(|l| l.contains("request handler panicked") || l.contains("panicked at"))
+            {
+                panic!("authzd panicked: {line}\n{log}");
+            }
+        }
     }
 }
 
@@ -352,6 +363,34 @@ async fn migrate_runs_alone_and_serving_finds_the_schema_ready(backend: Backend)
         .unwrap()
         .unwrap();
     assert_eq!(accounts.try_get::<i64>("", "n").unwrap(), 0);
+    let applied_at = || async {
+        conn.query_one_raw(Statement::from_string(
+            conn.get_database_backend(),
+            "SELECT COUNT(*) AS n, MAX(applied_at) AS last FROM seaql_migrations",
+        ))
+        .await
+        .unwrap()
+        .map(|row| {
+            (
+                row.try_get::<i64>("", "n").unwrap(),
+                row.try_get::<i64>("", "last").unwrap(),
+            )
+        })
+    };
+    let migrated = applied_at().await;
+    // Serving finds the schema ready: it applies nothing, bootstraps, and
+    // the admin signs in.
+    let server = Server::start(&db).await;
+    login_on(&connect(&server.addr).await, "admin", ADMIN_PASSWORD)
+        .await
+        .unwrap();
+    assert_eq!(applied_at().await, migrated, "serving applied a migration");
+    assert!(
+        !server.stderr().contains("Applying migration"),
+        "{}",
+        server.stderr()
+    );
+    server.stop();
     conn.close().await.unwrap();
 }
 
@@ -402,7 +441,8 @@ async fn first_start_writes_a_generated_password_to_a_private_file_and_sigterm_e
     let second = Server::start_with(&db, no_password).await;
     assert!(generated_password_file(&second.stderr()).is_none());
     assert!(admin_login(&second.addr, &password).await.is_ok());
-    assert!(admin_login(&second.addr, ADMIN_PASSWORD).await.is_err());
+    let status = admin_login(&second.addr, ADMIN_PASSWORD).await.unwrap_err();
+    assert_eq!(status.code(), tonic::Code::Unauthenticated, "{status:?}");
     second.stop();
 }
 
@@ -441,7 +481,8 @@ async fn break_glass_unlocks_and_resets_passwords_locally(backend: Backend) {
             .await
             .unwrap_err();
     }
-    admin_login(&server.addr, ADMIN_PASSWORD).await.unwrap_err();
+    let status = admin_login(&server.addr, ADMIN_PASSWORD).await.unwrap_err();
+    assert_eq!(status.code(), tonic::Code::Unauthenticated, "{status:?}");
     server.stop();
 
     let output = admin_command(&db, &["unlock", "admin"], "");
@@ -467,7 +508,8 @@ async fn break_glass_unlocks_and_resets_passwords_locally(backend: Backend) {
     admin_login(&server.addr, "brand-new-admin-pw")
         .await
         .unwrap();
-    admin_login(&server.addr, ADMIN_PASSWORD).await.unwrap_err();
+    let status = admin_login(&server.addr, ADMIN_PASSWORD).await.unwrap_err();
+    assert_eq!(status.code(), tonic::Code::Unauthenticated, "{status:?}");
     server.stop();
 }
 

@@ -46,6 +46,38 @@ async fn set_user_state(app: &TestApp, account: &str, username: &str, state: pb:
         .unwrap();
 }
 
+/// The key is accepted, and a second check is answered from memory (no
+/// database lookup): a change after this shows the cache following it.
+async fn warm_key(app: &TestApp, key: &str) {
+    app.key_login(key).await.unwrap();
+    let lookups = app.core.lookups();
+    app.key_login(key).await.unwrap();
+    assert_eq!(
+        app.core.lookups(),
+        lookups,
+        "the second check was not from memory"
+    );
+}
+
+/// The key is refused as a bad credential (not a database error).
+async fn refused_key(app: &TestApp, key: &str) {
+    let status = app.key_login(key).await.unwrap_err();
+    assert_eq!(status.code(), Code::Unauthenticated, "{status:?}");
+    assert_eq!(status.message(), "invalid credentials");
+}
+
+/// `listImages` is allowed, the second time from memory.
+async fn warm_allowed(app: &TestApp, username: &str, account: &str) {
+    assert!(allowed(app, username, account, "listImages").await);
+    let lookups = app.core.lookups();
+    assert!(allowed(app, username, account, "listImages").await);
+    assert_eq!(
+        app.core.lookups(),
+        lookups,
+        "the second check was not from memory"
+    );
+}
+
 async fn every_change_reaches_the_next_check_on_the_same_replica(backend: Backend) {
     let app = spawn_app(backend).await;
     app.create_account("acme").await;
@@ -55,17 +87,13 @@ async fn every_change_reaches_the_next_check_on_the_same_replica(backend: Backen
 
     // Revoke a key: the next check refuses.
     let key = app.create_key("acme", "alice", "one", 30).await;
-    assert!(app.key_login(&key).await.is_ok());
-    assert!(app.key_login(&key).await.is_ok(), "warm");
+    warm_key(&app, &key).await;
     revoke(&app, "acme", "alice", "one").await;
-    assert_eq!(
-        app.key_login(&key).await.unwrap_err().code(),
-        Code::Unauthenticated
-    );
+    refused_key(&app, &key).await;
 
     // Delete a key.
     let key = app.create_key("acme", "alice", "two", 30).await;
-    assert!(app.key_login(&key).await.is_ok());
+    warm_key(&app, &key).await;
     app.keys()
         .delete_api_key(as_admin(pb::DeleteApiKeyRequest {
             account: "acme".into(),
@@ -74,10 +102,13 @@ async fn every_change_reaches_the_next_check_on_the_same_replica(backend: Backen
         }))
         .await
         .unwrap();
-    assert!(app.key_login(&key).await.is_err());
+    refused_key(&app, &key).await;
 
-    // Replace the password: the old one stops working at once, the new works.
+    // Replace the password: the old one stops working at once, the new
+    // works. Passwords are never cached (each check reads the hash), so
+    // this is no cache test; the key made here, warm, is the one below.
     let key = app.create_key("acme", "alice", "three", 30).await;
+    warm_key(&app, &key).await;
     assert!(app.login("alice", "alice-password").await.is_ok());
     app.users()
         .set_password(as_admin(pb::SetPasswordRequest {
@@ -88,17 +119,18 @@ async fn every_change_reaches_the_next_check_on_the_same_replica(backend: Backen
         }))
         .await
         .unwrap();
-    assert!(app.login("alice", "alice-password").await.is_err());
+    let status = app.login("alice", "alice-password").await.unwrap_err();
+    assert_eq!(status.code(), Code::Unauthenticated, "{status:?}");
     assert!(app.login("alice", "alice-password-2").await.is_ok());
 
     // Disable, then enable the user: keys and Authorize follow.
-    assert!(allowed(&app, "alice", "acme", "listImages").await);
+    warm_allowed(&app, "alice", "acme").await;
     set_user_state(&app, "acme", "alice", pb::UserState::Disabled).await;
-    assert!(app.key_login(&key).await.is_err());
+    refused_key(&app, &key).await;
     assert!(!allowed(&app, "alice", "acme", "listImages").await);
     set_user_state(&app, "acme", "alice", pb::UserState::Enabled).await;
-    assert!(app.key_login(&key).await.is_ok());
-    assert!(allowed(&app, "alice", "acme", "listImages").await);
+    warm_key(&app, &key).await;
+    warm_allowed(&app, "alice", "acme").await;
 
     // Remove a role binding.
     app.roles()
@@ -109,7 +141,7 @@ async fn every_change_reaches_the_next_check_on_the_same_replica(backend: Backen
         }))
         .await
         .unwrap();
-    assert!(allowed(&app, "alice", "beta", "listImages").await);
+    warm_allowed(&app, "alice", "beta").await;
     app.roles()
         .remove_role_member(as_admin(pb::RemoveRoleMemberRequest {
             role: "read-only".into(),
@@ -155,7 +187,7 @@ async fn every_change_reaches_the_next_check_on_the_same_replica(backend: Backen
         .add_group_grants(as_admin(grant()))
         .await
         .unwrap();
-    assert!(allowed(&app, "alice", "beta", "listImages").await);
+    warm_allowed(&app, "alice", "beta").await;
     assert!(
         app.key_login(&key)
             .await
@@ -183,7 +215,7 @@ async fn every_change_reaches_the_next_check_on_the_same_replica(backend: Backen
         .add_group_grants(as_admin(grant()))
         .await
         .unwrap();
-    assert!(allowed(&app, "alice", "beta", "listImages").await);
+    warm_allowed(&app, "alice", "beta").await;
     groups
         .clone()
         .remove_group_members(as_admin(members()))
@@ -194,18 +226,18 @@ async fn every_change_reaches_the_next_check_on_the_same_replica(backend: Backen
     // Disable the account: its users' keys stop; enabling restores them.
     app.set_account_state("acme", pb::AccountState::Disabled)
         .await;
-    assert!(app.key_login(&key).await.is_err());
+    refused_key(&app, &key).await;
     assert!(!allowed(&app, "alice", "acme", "listImages").await);
     app.set_account_state("acme", pb::AccountState::Enabled)
         .await;
-    assert!(app.key_login(&key).await.is_ok());
+    warm_key(&app, &key).await;
 
     // Delete the user: their keys stop, and the name is unknown.
     app.create_user("acme", "bob", "bob-password", &["read-only"])
         .await;
     let bobs = app.create_key("acme", "bob", "bobs", 30).await;
-    assert!(app.key_login(&bobs).await.is_ok());
-    assert!(allowed(&app, "bob", "acme", "listImages").await);
+    warm_key(&app, &bobs).await;
+    warm_allowed(&app, "bob", "acme").await;
     app.users()
         .delete_user(as_admin(pb::DeleteUserRequest {
             account: "acme".into(),
@@ -213,7 +245,7 @@ async fn every_change_reaches_the_next_check_on_the_same_replica(backend: Backen
         }))
         .await
         .unwrap();
-    assert!(app.key_login(&bobs).await.is_err());
+    refused_key(&app, &bobs).await;
     let status = app
         .auth()
         .authorize(as_service(pb::AuthorizeRequest {
@@ -227,10 +259,10 @@ async fn every_change_reaches_the_next_check_on_the_same_replica(backend: Backen
     // A username cached as unknown exists as soon as it is created.
     app.create_user("acme", "bob", "bob-password", &["read-only"])
         .await;
-    assert!(allowed(&app, "bob", "acme", "listImages").await);
+    warm_allowed(&app, "bob", "acme").await;
 
     // Delete the account: disabled, deleting, purged.
-    assert!(app.key_login(&key).await.is_ok());
+    warm_key(&app, &key).await;
     app.set_account_state("acme", pb::AccountState::Disabled)
         .await;
     app.accounts()
@@ -239,9 +271,9 @@ async fn every_change_reaches_the_next_check_on_the_same_replica(backend: Backen
         }))
         .await
         .unwrap();
-    assert!(app.key_login(&key).await.is_err());
+    refused_key(&app, &key).await;
     app.purge().await;
-    assert!(app.key_login(&key).await.is_err());
+    refused_key(&app, &key).await;
     let decisions = app.authorize("admin", "acme", &["listImages"]).await;
     assert_eq!(
         decisions.decisions[0].reason(),
@@ -344,54 +376,80 @@ async fn expiry_is_by_the_clock_and_never_extended_by_reads(backend: Backend) {
 }
 
 async fn a_check_racing_a_revoke_never_allows_after_the_ack(backend: Backend) {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
     // The checks failing after the revoke would soon be rate-limited and
     // held, and none would start after the acknowledgement.
     let app = spawn_app_with(backend, |c| c.rate_limit.enabled = false).await;
     for round in 0..5 {
         let name = format!("race-{round}");
         let key = app.create_key("admin", "admin", &name, 30).await;
-        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stop = Arc::new(AtomicBool::new(false));
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let checked = Arc::new(AtomicUsize::new(0));
         let mut checkers = Vec::new();
         for _ in 0..4 {
             let channel = connect(&app.addr.to_string()).await;
             let key = key.clone();
-            let stop = stop.clone();
+            let (stop, accepted, checked) = (stop.clone(), accepted.clone(), checked.clone());
             checkers.push(tokio::spawn(async move {
                 let mut seen = Vec::new();
-                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                while !stop.load(Ordering::Relaxed) {
                     let started = Instant::now();
-                    let ok = AuthServiceClient::new(channel.clone())
-                        .authenticate(as_service(pb::AuthenticateRequest {
-                            credentials: Some(pb::authenticate_request::Credentials::ApiKey(
-                                key.clone(),
-                            )),
-                            ..Default::default()
-                        }))
-                        .await
-                        .is_ok();
-                    seen.push((started, ok));
+                    let code = match key_check(&channel, &key).await {
+                        Ok(()) => {
+                            accepted.fetch_add(1, Ordering::Relaxed);
+                            Code::Ok
+                        }
+                        Err(status) => status.code(),
+                    };
+                    checked.fetch_add(1, Ordering::Relaxed);
+                    seen.push((started, code));
                 }
                 seen
             }));
         }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        // The key is checked from memory before the revoke: after the
+        // first misses, no lookup.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while accepted.load(Ordering::Relaxed) < 8 {
+            assert!(Instant::now() < deadline, "the key was never accepted");
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        let lookups = app.core.lookups();
+        let warm_from = accepted.load(Ordering::Relaxed);
+        while accepted.load(Ordering::Relaxed) < warm_from + 20 {
+            assert!(
+                Instant::now() < deadline,
+                "the warm key stopped being accepted"
+            );
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        assert_eq!(app.core.lookups(), lookups, "warm checks read the database");
         revoke(&app, "admin", "admin", &name).await;
         let acknowledged = Instant::now();
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        stop.store(true, std::sync::atomic::Ordering::Relaxed);
-        let mut after = 0;
+        // Every checker gets at least one check in after the acknowledgement.
+        let at_ack = checked.load(Ordering::Relaxed);
+        while checked.load(Ordering::Relaxed) < at_ack + 12 {
+            assert!(Instant::now() < deadline, "the checks stopped");
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        stop.store(true, Ordering::Relaxed);
+        let (mut before, mut after) = (0, 0);
         for checker in checkers {
-            for (started, ok) in checker.await.unwrap() {
+            for (started, code) in checker.await.unwrap() {
                 if started > acknowledged {
                     after += 1;
-                    assert!(
-                        !ok,
-                        "a check started after the revoke was acknowledged allowed the key"
+                    assert_eq!(
+                        code,
+                        Code::Unauthenticated,
+                        "a check started after the revoke was acknowledged"
                     );
+                } else if code == Code::Ok {
+                    before += 1;
                 }
             }
         }
-        assert!(after > 0, "no check ran after the revoke");
+        assert!(before > 0 && after > 0, "before {before}, after {after}");
     }
 }
 
@@ -462,21 +520,43 @@ async fn postgres_with_the_database_down_cached_answers_last_until_max_staleness
 async fn observe_on(b: &tonic::transport::Channel, key: &str, within: Duration) -> Duration {
     let started = Instant::now();
     loop {
-        let ok = AuthServiceClient::new(b.clone())
-            .authenticate(as_service(pb::AuthenticateRequest {
-                credentials: Some(pb::authenticate_request::Credentials::ApiKey(key.into())),
-                ..Default::default()
-            }))
-            .await
-            .is_ok();
-        if !ok {
-            return started.elapsed();
+        match key_check(b, key).await {
+            Ok(()) => {}
+            // Refused as a revoked key is: not an error of the replica.
+            Err(status) => {
+                assert_eq!(status.code(), Code::Unauthenticated, "{status:?}");
+                assert_eq!(status.message(), "invalid credentials");
+                return started.elapsed();
+            }
         }
         assert!(
             started.elapsed() < within,
             "replica B still accepts a key revoked on A after {within:?}"
         );
         tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+async fn key_check(on: &tonic::transport::Channel, key: &str) -> Result<(), tonic::Status> {
+    AuthServiceClient::new(on.clone())
+        .authenticate(as_service(pb::AuthenticateRequest {
+            credentials: Some(pb::authenticate_request::Credentials::ApiKey(key.into())),
+            ..Default::default()
+        }))
+        .await
+        .map(|_| ())
+}
+
+/// Waits (up to `within`) until the replica accepts `key`: only then can a
+/// later refusal show that it followed a revoke.
+async fn accepted_on(on: &tonic::transport::Channel, key: &str, within: Duration, who: &str) {
+    let deadline = Instant::now() + within;
+    while key_check(on, key).await.is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "{who} never saw the key created on A"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
 
@@ -517,26 +597,11 @@ async fn postgres_two_replicas_see_each_others_revocations() {
             .unwrap()
             .into_inner()
             .value;
-        // B learns of the new key, and caches it.
-        let deadline = Instant::now() + Duration::from_secs(3);
-        loop {
-            let ok = AuthServiceClient::new(on_b.clone())
-                .authenticate(as_service(pb::AuthenticateRequest {
-                    credentials: Some(pb::authenticate_request::Credentials::ApiKey(
-                        created.clone(),
-                    )),
-                    ..Default::default()
-                }))
-                .await
-                .is_ok();
-            if ok {
-                break;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "B never saw the key created on A"
-            );
-            tokio::time::sleep(Duration::from_millis(10)).await;
+        // B learns of the new key, and caches it; so does C, where its
+        // revoke is observed below.
+        accepted_on(&on_b, &created, Duration::from_secs(3), "B").await;
+        if trial < 3 {
+            accepted_on(&on_c, &created, Duration::from_secs(3), "C").await;
         }
         if trial == 20 {
             // The last one is for the listener-down half.

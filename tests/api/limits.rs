@@ -169,7 +169,16 @@ async fn one_source_cannot_fill_the_hashing_queue(backend: Backend) {
             .await
         });
     }
-    tokio::time::sleep(Duration::from_millis(10)).await;
+    // The flooding source holds its two places in the queue before the
+    // other source asks (else "another source gets a place" is trivial).
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while app.core.hasher().waiting() < 2 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the flood never queued"
+        );
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
     // Another source still gets a place, and its turn.
     password_from(&app, "alice", "alice-password", "203.0.113.10")
         .await

@@ -35,38 +35,53 @@ async fn parallel_guesses_never_get_more_than_the_threshold_verified(backend: Ba
         assert_eq!(status.message(), "invalid credentials");
     }
     let verified = app.core.hasher().verifications() - before;
-    assert!(
-        verified <= 5,
-        "{verified} hash verifications for 20 parallel guesses"
+    assert_eq!(
+        verified, 5,
+        "{verified} hash verifications for 20 parallel guesses (threshold 5)"
     );
     // Locked: even the right password is refused, the same way, unverified.
-    let before = app.core.hasher().verifications();
-    let status = app.login("bob", "bob-password").await.unwrap_err();
-    assert_eq!(status.message(), "invalid credentials");
-    assert_eq!(app.core.hasher().verifications(), before);
+    locked_out(&app, "bob", "bob-password").await;
     // After the first delay (1 s), the right password works.
     app.core.clock().advance(TimeDelta::milliseconds(1100));
     app.login("bob", "bob-password").await.unwrap();
 }
 
+/// Refused as a wrong password is: the uniform answer.
+async fn wrong_password(app: &TestApp, username: &str, password: &str) {
+    let status = app.login(username, password).await.unwrap_err();
+    assert_eq!(status.code(), Code::Unauthenticated, "{status:?}");
+    assert_eq!(status.message(), "invalid credentials");
+}
+
+/// Refused the same way, but because of the lock: nothing is verified.
+async fn locked_out(app: &TestApp, username: &str, password: &str) {
+    let before = app.core.hasher().verifications();
+    wrong_password(app, username, password).await;
+    assert_eq!(
+        app.core.hasher().verifications(),
+        before,
+        "a locked user's password was verified"
+    );
+}
+
 async fn locks_double_and_a_success_resets_them(backend: Backend) {
     let app = locked_app(backend, 2).await;
     for _ in 0..2 {
-        app.login("bob", "wrong-1").await.unwrap_err();
+        wrong_password(&app, "bob", "wrong-1").await;
     }
-    app.login("bob", "bob-password").await.unwrap_err();
+    locked_out(&app, "bob", "bob-password").await;
     app.core.clock().advance(TimeDelta::milliseconds(1100));
     // Two more failures: the second lock lasts 2 s.
     for _ in 0..2 {
-        app.login("bob", "wrong-2").await.unwrap_err();
+        wrong_password(&app, "bob", "wrong-2").await;
     }
     app.core.clock().advance(TimeDelta::milliseconds(1100));
-    app.login("bob", "bob-password").await.unwrap_err();
+    locked_out(&app, "bob", "bob-password").await;
     app.core.clock().advance(TimeDelta::milliseconds(1000));
     app.login("bob", "bob-password").await.unwrap();
     // The success reset the ladder: the next lock is 1 s again.
     for _ in 0..2 {
-        app.login("bob", "wrong-3").await.unwrap_err();
+        wrong_password(&app, "bob", "wrong-3").await;
     }
     app.core.clock().advance(TimeDelta::milliseconds(1100));
     app.login("bob", "bob-password").await.unwrap();
@@ -75,11 +90,11 @@ async fn locks_double_and_a_success_resets_them(backend: Backend) {
 async fn failures_older_than_the_reset_window_are_forgotten(backend: Backend) {
     let app = locked_app(backend, 3).await;
     for _ in 0..2 {
-        app.login("bob", "wrong").await.unwrap_err();
+        wrong_password(&app, "bob", "wrong").await;
     }
     app.core.clock().advance(TimeDelta::seconds(901));
     for _ in 0..2 {
-        app.login("bob", "wrong").await.unwrap_err();
+        wrong_password(&app, "bob", "wrong").await;
     }
     // Four failures, but never three within the window: not locked.
     app.login("bob", "bob-password").await.unwrap();
@@ -89,9 +104,9 @@ async fn administrators_unlock_and_api_keys_cannot(backend: Backend) {
     let app = locked_app(backend, 2).await;
     let lock_bob = || async {
         for _ in 0..2 {
-            app.login("bob", "wrong").await.unwrap_err();
+            wrong_password(&app, "bob", "wrong").await;
         }
-        app.login("bob", "bob-password").await.unwrap_err();
+        locked_out(&app, "bob", "bob-password").await;
     };
     lock_bob().await;
     let get_bob = || async {

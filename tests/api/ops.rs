@@ -38,10 +38,18 @@ pub fn sample(metrics: &str, prefix: &str) -> Option<f64> {
 async fn metrics_count_real_calls(backend: Backend) {
     let db = TestDatabase::new(backend).await;
     let server = Server::start_with(&db, |c| {
-        c.env("AUTHZD_SERVER_METRICS_LISTEN", "127.0.0.1:0");
+        c.env("AUTHZD_SERVER_METRICS_LISTEN", "127.0.0.1:0")
+            .env("AUTHZD_CONSOLE_ENABLED", "true")
+            .env("AUTHZD_CONSOLE_LISTEN", "127.0.0.1:0");
     })
     .await;
     let metrics_addr = server.wait_for_address("metrics listening").await;
+    let console_addr = server.wait_for_address("console listening").await;
+    // Console requests are counted like RPCs, by route template.
+    for path in ["/sign-in", "/sign-in", "/no/such/page"] {
+        let text = http_get(&console_addr, path).await;
+        assert!(text.starts_with("HTTP/1.1"), "{text}");
+    }
     let ch = connect(&server.addr).await;
     login_on(&ch, "admin", ADMIN_PASSWORD).await.unwrap();
     login_on(&ch, "admin", "wrong-password").await.unwrap_err();
@@ -63,6 +71,11 @@ async fn metrics_count_real_calls(backend: Backend) {
     assert_eq!(sample(&text, ok), Some(1.0), "{text}");
     assert_eq!(sample(&text, refused), Some(1.0), "{text}");
     assert!(text.contains(r#"authzd_rpc_duration_seconds_bucket{method="/authz.v1.AccountService/ListAccounts",code="OK",le="#));
+    let console = r#"authzd_http_requests_total{method="GET",route="/sign-in",status="200"}"#;
+    assert_eq!(sample(&text, console), Some(2.0), "{text}");
+    let unmatched = r#"authzd_http_requests_total{method="GET",route="unmatched",status="404"}"#;
+    assert_eq!(sample(&text, unmatched), Some(1.0), "{text}");
+    assert!(text.contains(r#"authzd_http_request_duration_seconds_bucket{method="GET",route="/sign-in",status="200",le="#), "{text}");
     // ListAccounts authenticated the admin too: two successful password checks.
     let success =
         r#"authzd_authentications_total{credential="password",outcome="success",reason="ok"}"#;
@@ -321,6 +334,15 @@ async fn every_rpc_logs_one_span_with_the_callers_request_id(backend: Backend) {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let event = event.expect("an 'rpc finished' line for the request id");
+    // One span per RPC: one closing line with that id, not two.
+    let lines = server
+        .log_events()
+        .into_iter()
+        .filter(|e| {
+            e["fields"]["message"] == "rpc finished" && e["span"]["request_id"] == "req-0123456789"
+        })
+        .count();
+    assert_eq!(lines, 1, "{}", server.stderr());
     assert_eq!(
         event["span"]["method"],
         "/authz.v1.AccountService/ListAccounts"
@@ -387,6 +409,37 @@ async fn two_replicas_start_together_on_one_empty_postgres() {
         .await
         .unwrap();
     assert!(login_on(&cb, "alice", "alice-password").await.is_ok());
+    // B holds alice's key in memory (passwords are never cached, so a
+    // password login would read the database and prove nothing).
+    let key = ApiKeyServiceClient::new(ca.clone())
+        .create_api_key(as_admin(pb::CreateApiKeyRequest {
+            account: "acme".into(),
+            username: "alice".into(),
+            name: "replicas".into(),
+            expires_at: Some(prost_types::Timestamp {
+                seconds: authzd::domain::Clock::default().now().timestamp() + 86_400,
+                nanos: 0,
+            }),
+            ..Default::default()
+        }))
+        .await
+        .unwrap()
+        .into_inner()
+        .value;
+    let key_on_b = || {
+        let mut client = AuthServiceClient::new(cb.clone());
+        let key = key.clone();
+        async move {
+            client
+                .authenticate(as_service(pb::AuthenticateRequest {
+                    credentials: Some(pb::authenticate_request::Credentials::ApiKey(key)),
+                    ..Default::default()
+                }))
+                .await
+        }
+    };
+    key_on_b().await.unwrap();
+    key_on_b().await.unwrap();
     UserServiceClient::new(ca.clone())
         .set_user_state(as_admin(pb::SetUserStateRequest {
             account: "acme".into(),
@@ -395,13 +448,22 @@ async fn two_replicas_start_together_on_one_empty_postgres() {
         }))
         .await
         .unwrap();
-    assert_eq!(
-        login_on(&cb, "alice", "alice-password")
-            .await
-            .unwrap_err()
-            .code(),
-        tonic::Code::Unauthenticated
-    );
+    // B follows the change (LISTEN, within a second; the poll, within
+    // its interval + 1 s) and refuses the cached key.
+    let started = std::time::Instant::now();
+    loop {
+        match key_on_b().await {
+            Ok(_) => assert!(
+                started.elapsed() < Duration::from_secs(2),
+                "B still accepts the key of a user disabled through A"
+            ),
+            Err(status) => {
+                assert_eq!(status.code(), tonic::Code::Unauthenticated, "{status:?}");
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     a.stop();
     b.stop();
 }
@@ -439,16 +501,22 @@ async fn sigterm_drains_in_flight_requests_and_exits_zero(backend: Backend) {
     let in_flight: Vec<_> = (0..10)
         .map(|_| {
             let ch = ch.clone();
-            tokio::spawn(async move { login_on(&ch, "admin", ADMIN_PASSWORD).await })
+            tokio::spawn(async move {
+                let result = login_on(&ch, "admin", ADMIN_PASSWORD).await;
+                (result, std::time::Instant::now())
+            })
         })
         .collect();
-    tokio::time::sleep(Duration::from_millis(40)).await;
+    // Sent, and queued behind the one hashing slot (each hash takes tens
+    // of milliseconds, so most are still waiting).
+    tokio::time::sleep(Duration::from_millis(60)).await;
     let pid = server.pid().to_string();
     let sent = std::process::Command::new("kill")
         .args(["-TERM", &pid])
         .status()
         .unwrap();
     assert!(sent.success());
+    let signalled = std::time::Instant::now();
 
     // Health says NOT_SERVING to those watching.
     let next = tokio::time::timeout(Duration::from_secs(5), watch.message())
@@ -462,13 +530,16 @@ async fn sigterm_drains_in_flight_requests_and_exits_zero(backend: Backend) {
     );
     drop(watch);
 
+    let mut drained = 0;
     for call in in_flight {
-        let principal = call
-            .await
-            .unwrap()
-            .expect("an in-flight request failed during the drain");
+        let (result, finished) = call.await.unwrap();
+        let principal = result.expect("an in-flight request failed during the drain");
         assert_eq!(principal.username, "admin");
+        drained += usize::from(finished > signalled);
     }
+    // Otherwise nothing was in flight when the signal landed, and the
+    // drain went untested.
+    assert!(drained > 0, "every login had finished before SIGTERM");
     let status = server.terminate_wait(Duration::from_secs(15));
     assert_eq!(status.code(), Some(0), "stderr:\n{}", server.stderr());
     assert!(

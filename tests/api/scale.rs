@@ -79,6 +79,11 @@ async fn explain(db: &impl ConnectionTrait, sql: &str) -> (Vec<(String, String, 
         .unwrap()
         .unwrap();
     let plan: Value = row.try_get("", "QUERY PLAN").unwrap();
+    // A drifted EXPLAIN shape must not read as "no scans at all".
+    assert!(
+        plan[0]["Plan"]["Node Type"].is_string(),
+        "not the EXPLAIN JSON expected: {plan}"
+    );
     let mut found = Vec::new();
     nodes(&plan[0]["Plan"], false, &mut found);
     let ms = plan[0]["Execution Time"].as_f64().unwrap_or_default();
@@ -124,9 +129,15 @@ async fn postgres_listing_and_purge_are_index_driven_at_100k_users() {
     let (plan, ms) = explain(db, &sql).await;
     eprintln!("a page of 1000 users with grants: {ms:.1} ms, plan {plan:?}");
     no_full_scans("a page of users", &plan);
+    assert!(
+        plan.iter()
+            .any(|(kind, relation, _)| kind.starts_with("Index") && relation == "users"),
+        "a page of users reads users by an index: {plan:?}"
+    );
 
     // The purge of an account of 10,000 users, statement by statement, in
     // a transaction rolled back.
+    assert!(!authzd::store::users::PURGE_ACCOUNT.is_empty());
     for statement in authzd::store::users::PURGE_ACCOUNT {
         let sql = statement.replace("$1", "'gone'").replace("$2", "now()");
         let txn = sea_orm::TransactionTrait::begin(&**db).await.unwrap();
@@ -135,6 +146,10 @@ async fn postgres_listing_and_purge_are_index_driven_at_100k_users() {
         eprintln!(
             "purge {ms:.1} ms: {}",
             &statement[..statement.len().min(60)]
+        );
+        assert!(
+            plan.iter().any(|(_, relation, _)| !relation.is_empty()),
+            "{statement}: a plan that reads no table: {plan:?}"
         );
         no_repeated_scans(statement, &plan);
     }

@@ -2,6 +2,7 @@
 //! tenant isolation, hostile input, bounds, malformed requests and races,
 //! answers that disagree, and logs and metrics an attacker can shape.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -577,11 +578,34 @@ async fn connections_are_bounded_and_silent_ones_closed(backend: Backend) {
     .await;
     assert!(closed.is_ok(), "a silent connection stayed open 10 s");
     // A live client on a connection idle longer than that is kept: the
-    // server's keepalive pings are answered.
-    let ch = connect(&server.addr).await;
+    // server's keepalive pings are answered. The channel counts its
+    // connections: a closed one would be reopened behind the client's back.
+    let connects = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let ch = {
+        let connects = connects.clone();
+        let addr = server.addr.clone();
+        tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+            .unwrap()
+            .connect_with_connector(tower::service_fn(move |_: tonic::transport::Uri| {
+                connects.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let addr = addr.clone();
+                async move {
+                    TcpStream::connect(addr)
+                        .await
+                        .map(hyper_util::rt::TokioIo::new)
+                }
+            }))
+            .await
+            .unwrap()
+    };
     login_on(&ch, "admin", ADMIN_PASSWORD).await.unwrap();
     tokio::time::sleep(Duration::from_millis(5000)).await;
     login_on(&ch, "admin", ADMIN_PASSWORD).await.unwrap();
+    assert_eq!(
+        connects.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "the idle connection was closed and reopened"
+    );
     server.stop();
 }
 
@@ -608,6 +632,22 @@ async fn malformed_bodies_are_invalid_argument_not_internal(backend: Backend) {
             status.message(),
             "request: not a valid authz.v1.CreateAccountRequest message"
         );
+        // The standard services authzd serves answer the same way.
+        let service = [("authorization", format!("Bearer {CALLER_KEY}"))];
+        for (method, headers) in [
+            ("/envoy.service.auth.v3.Authorization/Check", &service[..]),
+            ("/grpc.health.v1.Health/Check", &[][..]),
+            ("/grpc.health.v1.Health/Watch", &[][..]),
+        ] {
+            let status = wire::call(&app.channel, method, body.to_vec(), headers)
+                .await
+                .unwrap_err();
+            assert_eq!(
+                status.code(),
+                Code::InvalidArgument,
+                "{method} {body:?}: {status:?}"
+            );
+        }
     }
 }
 
@@ -883,15 +923,19 @@ async fn logs_and_metrics_cannot_be_shaped_by_callers(backend: Backend) {
     assert_eq!(status.code(), Code::Unauthenticated);
     // Invented paths all share one metric label.
     for i in 0..20 {
-        let _ = wire::call(
+        let status = wire::call(
             &ch,
             &format!("/authz.v1.Invented{i}/Path{i}"),
             Vec::new(),
             &[],
         )
-        .await;
+        .await
+        .unwrap_err();
+        assert_eq!(status.code(), Code::Unimplemented, "{status:?}");
     }
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Their closing lines are the last the requests log: once all 20 are
+    // in, so is everything before them.
+    server.wait_for_logged("UNIMPLEMENTED", 20).await;
     let log = server.stderr();
     let line = log
         .lines()

@@ -586,5 +586,12 @@ impl Drop for TestApp {
         if let Some(server) = self.server.take() {
             server.abort();
         }
+        // A handler that panicked answered INTERNAL, which a test may not
+        // have looked at: any panic in this process fails the test that
+        // sees it (no test makes a handler panic on purpose).
+        let caught = authzd::telemetry::panics::caught();
+        if caught > 0 && !std::thread::panicking() {
+            panic!("{caught} request handler(s) panicked in this test process: see the log");
+        }
     }
 }

@@ -1,4 +1,5 @@
 use authzd::pb;
+use sea_orm::ConnectionTrait;
 use tonic::Code;
 
 use crate::dual;
@@ -291,7 +292,9 @@ async fn passwords_are_replaced_by_admins_or_their_owner(backend: Backend) {
         .set_password(as_admin(set("alice", "admin-chosen")))
         .await
         .unwrap();
-    assert!(app.login("alice", "alice-password").await.is_err());
+    let status = app.login("alice", "alice-password").await.unwrap_err();
+    assert_eq!(status.code(), Code::Unauthenticated, "{status:?}");
+    assert_eq!(status.message(), "invalid credentials");
     assert!(app.login("alice", "admin-chosen").await.is_ok());
 
     // Her own, with no role at all: with the current password only.
@@ -611,9 +614,164 @@ async fn users_without_a_role_see_only_themselves(backend: Backend) {
             .await,
         Code::PermissionDenied,
     );
+    // Bob sees himself only: not alice, and no listing.
+    assert_code(
+        app.users()
+            .get_user(as_user(
+                "bob",
+                "bob-password",
+                pb::GetUserRequest {
+                    account: "acme".into(),
+                    username: "alice".into(),
+                },
+            ))
+            .await,
+        Code::PermissionDenied,
+    );
+    assert_code(
+        app.users()
+            .list_users(as_user(
+                "bob",
+                "bob-password",
+                pb::ListUsersRequest {
+                    account: "acme".into(),
+                    ..Default::default()
+                },
+            ))
+            .await,
+        Code::PermissionDenied,
+    );
+}
+
+/// No user may look like another: usernames differing only by case, and
+/// `admin` or `anchore-system` in any case, are refused to a tenant's user
+/// administrator and to the global one; an IdP name is a name, with no
+/// invisible or direction-changing character. Look-alikes that existed
+/// before the rule keep working and are found by the documented query.
+async fn look_alike_names_are_refused(backend: Backend) {
+    let app = spawn_app(backend).await;
+    app.create_account("acme").await;
+    app.create_account("beta").await;
+    app.create_user("acme", "uadmin", "uadmin-password", &["account-user-admin"])
+        .await;
+    app.create_user("beta", "alice", "alice-password", &["read-only"])
+        .await;
+    let mut users = app.users();
+    for name in [
+        "Admin",
+        "ADMIN",
+        "admin",
+        "Anchore-System",
+        "anchore-system",
+    ] {
+        let as_uadmin = as_user(
+            "uadmin",
+            "uadmin-password",
+            new_user("acme", name, "password1"),
+        );
+        assert_invalid(users.create_user(as_uadmin).await, "username");
+        assert_invalid(
+            users
+                .create_user(as_admin(new_user("acme", name, "password1")))
+                .await,
+            "username",
+        );
+    }
+    for name in ["Alice", "ALICE", "alicE", "Uadmin"] {
+        let as_uadmin = as_user(
+            "uadmin",
+            "uadmin-password",
+            new_user("acme", name, "password1"),
+        );
+        assert_code(users.create_user(as_uadmin).await, Code::AlreadyExists);
+    }
+    assert_code(
+        users
+            .create_user(as_admin(new_user("beta", "ALICE", "password1")))
+            .await,
+        Code::AlreadyExists,
+    );
+    // Concurrent look-alikes: the database's index decides, one wins.
+    let racers = ["Racer", "racer", "RACER", "rAcEr"].map(|name| {
+        let mut users = app.users();
+        tokio::spawn(async move {
+            code(
+                users
+                    .create_user(as_admin(new_user("acme", name, "password1")))
+                    .await,
+            )
+        })
+    });
+    let mut codes = Vec::new();
+    for racer in racers {
+        codes.push(racer.await.unwrap());
+    }
+    codes.sort_by_key(|c| *c as i32);
+    assert_eq!(
+        codes,
+        [
+            Code::Ok,
+            Code::AlreadyExists,
+            Code::AlreadyExists,
+            Code::AlreadyExists
+        ]
+    );
+    // IdP names.
+    for idp in [
+        "okta\u{202e}",
+        "ok\u{200b}ta",
+        "okta\u{2066}x",
+        "ok ta\n",
+        "\u{feff}okta",
+    ] {
+        let request = pb::CreateUserRequest {
+            account: "acme".into(),
+            username: "sso-user".into(),
+            r#type: pb::UserType::Saml.into(),
+            idp_name: idp.into(),
+            ..Default::default()
+        };
+        assert_invalid(users.create_user(as_admin(request)).await, "idp_name");
+    }
+    let request = pb::CreateUserRequest {
+        account: "acme".into(),
+        username: "sso-user".into(),
+        r#type: pb::UserType::Saml.into(),
+        idp_name: "okta-prod".into(),
+        ..Default::default()
+    };
+    users.create_user(as_admin(request)).await.unwrap();
+    // A look-alike from before the rule (as the migration leaves one: its
+    // folded name NULL) still signs in, beside the user it resembles, and
+    // the documented query finds it.
+    app.create_user("acme", "erin", "erin-password", &["read-only"])
+        .await;
+    app.create_user("acme", "erin2", "erin2-password", &["read-only"])
+        .await;
+    let conn = sea_orm::Database::connect(&app.db.url).await.unwrap();
+    conn.execute_unprepared(
+        "UPDATE users SET username = 'Erin', folded_username = NULL WHERE username = 'erin2'",
+    )
+    .await
+    .unwrap();
+    app.login("Erin", "erin2-password").await.unwrap();
+    app.login("erin", "erin-password").await.unwrap();
+    let found = conn
+        .query_all_raw(sea_orm::Statement::from_string(
+            conn.get_database_backend(),
+            "SELECT username, account_name FROM users WHERE folded_username IS NULL",
+        ))
+        .await
+        .unwrap();
+    let found: Vec<String> = found
+        .iter()
+        .map(|row| row.try_get::<String>("", "username").unwrap())
+        .collect();
+    assert_eq!(found, ["Erin"]);
 }
 
 dual!(
+    look_alike_names_are_refused,
     users_are_created_read_and_listed_with_their_roles,
     bad_user_input_is_refused_naming_the_field,
     deleting_users_respects_the_refusals,

@@ -110,6 +110,9 @@ pub enum Break {
     /// A record an anchor from the log names has another hash, or the
     /// chain ends before it.
     Anchor { seq: i64 },
+    /// The head row (`audit_head`) is gone: nothing says where the chain
+    /// ends, and appends stop until it is restored.
+    HeadMissing,
 }
 
 impl std::fmt::Display for Break {
@@ -134,6 +137,10 @@ impl std::fmt::Display for Break {
             Break::Anchor { seq } => write!(
                 f,
                 "record {seq} does not match the anchor: its hash differs, or the chain no longer reaches it"
+            ),
+            Break::HeadMissing => write!(
+                f,
+                "the chain's head (the audit_head row) is missing: it was deleted, so nothing says where the chain ends"
             ),
             Break::Purged { first } => write!(
                 f,
@@ -468,6 +475,9 @@ pub struct Refusal {
     pub target_account: Option<String>,
     pub target_user: Option<String>,
     pub principal: Option<Map<String, Value>>,
+    /// For a request the HTTP gate refused without an action: the
+    /// operation (or the unknown route) refused.
+    pub operation: Option<String>,
 }
 
 impl Refusal {
@@ -489,6 +499,7 @@ impl Refusal {
             target_account: None,
             target_user: None,
             principal: None,
+            operation: None,
         }
     }
 
@@ -504,6 +515,25 @@ impl Refusal {
             target_account: account.map(str::to_owned),
             target_user: None,
             principal: Some(principal_detail(principal)),
+            operation: None,
+        }
+    }
+
+    /// An authenticated principal refused an HTTP operation by the gate
+    /// for a rule that names no action (administrators only, oneself
+    /// only, never through the gate, no such route).
+    pub fn operation(principal: &Principal, operation: impl Into<String>) -> Self {
+        Self {
+            username: Some(principal.username().to_owned()),
+            reason: "permission_denied",
+            source: None,
+            credential: Some(credential_name(principal.credential)),
+            api_key_id: None,
+            action: None,
+            target_account: None,
+            target_user: None,
+            principal: Some(principal_detail(principal)),
+            operation: Some(operation.into()),
         }
     }
 
@@ -534,6 +564,9 @@ impl Refusal {
         }
         if let Some(action) = &self.action {
             detail.insert("action".into(), action.clone().into());
+        }
+        if let Some(operation) = &self.operation {
+            detail.insert("operation".into(), operation.clone().into());
         }
         let (target_kind, target_name) = match (&self.target_user, &self.target_account) {
             (Some(user), _) => (Some("user"), Some(user.clone())),
@@ -721,7 +754,9 @@ impl Core {
         for (seq, hash) in anchors {
             verifier.anchor(*seq, hash.clone());
         }
-        let (head_seq, head_hash) = store::audit::head(&txn).await?;
+        let Some((head_seq, head_hash)) = store::audit::head(&txn).await? else {
+            return Ok(Verified::Broken(Break::HeadMissing));
+        };
         let mut after = 0;
         loop {
             let page = store::audit::page(&txn, after, head_seq, 1000).await?;
@@ -930,7 +965,9 @@ impl Core {
     /// Logs the chain's head on the `audit` target, as an anchor outside
     /// the database: a rewrite of the table cannot match it.
     pub async fn log_audit_checkpoint(&self) -> Result<(i64, String)> {
-        let (seq, hash) = store::audit::head(self.db()).await?;
+        let (seq, hash) = store::audit::head(self.db())
+            .await?
+            .ok_or_else(|| Error::internal("the audit chain's head (audit_head) is missing"))?;
         tracing::info!(target: "audit", seq, hash, "audit chain head");
         Ok((seq, hash))
     }

@@ -238,6 +238,11 @@ impl PasswordHasher {
         Duration::from_micros(recent[recent.len() / 2])
     }
 
+    /// Checks waiting for a hashing slot now.
+    pub fn waiting(&self) -> usize {
+        self.slots.lock().waiting
+    }
+
     pub fn verifications(&self) -> u64 {
         self.verifications.load(Ordering::Relaxed)
     }
@@ -344,6 +349,19 @@ mod tests {
         );
     }
 
+    /// Waits until `n` checks wait for a slot.
+    async fn wait_for_waiting(hasher: &PasswordHasher, n: usize) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while hasher.waiting() < n {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{} waiting",
+                hasher.waiting()
+            );
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_second_source_is_served_before_the_first_sources_queue_drains() {
         let hasher = PasswordHasher::new(1, 64, 16).unwrap();
@@ -358,12 +376,16 @@ mod tests {
                 done.lock().unwrap().push(format!("flood-{i}"));
             });
         }
-        // The flood is queued before the other source asks.
-        tokio::time::sleep(Duration::from_millis(5)).await;
+        // The flood is queued (one running, seven waiting; six if the first
+        // is done already) before the other source asks.
+        wait_for_waiting(&hasher, 6).await;
         hasher.verify(&Secret::new("x"), None, other).await.unwrap();
         done.lock().unwrap().push("other".into());
-        while checks.join_next().await.is_some() {}
+        while let Some(finished) = checks.join_next().await {
+            finished.unwrap();
+        }
         let done = done.lock().unwrap().clone();
+        assert_eq!(done.len(), 9, "every flood check finished: {done:?}");
         let position = done.iter().position(|d| d == "other").unwrap();
         assert!(
             position <= 2,
@@ -380,7 +402,9 @@ mod tests {
             let hasher = hasher.clone();
             checks.spawn(async move { hasher.verify(&Secret::new("x"), None, flood).await });
         }
-        tokio::time::sleep(Duration::from_millis(5)).await;
+        // One running and the flooding source's two places taken: the
+        // other five were refused at once.
+        wait_for_waiting(&hasher, 2).await;
         let other = Source::from_ip("10.0.0.2".parse().unwrap());
         assert!(hasher.verify(&Secret::new("x"), None, other).await.is_ok());
         let mut refused = 0;

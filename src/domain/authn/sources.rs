@@ -246,13 +246,26 @@ mod tests {
 
     #[test]
     fn the_bucket_refills_at_the_rate() {
-        let limiter = limiter(50.0, 2.0);
+        let limiter = limiter(10.0, 2.0);
         let a = Source::from_ip("10.0.0.1".parse().unwrap());
         limiter.charge(a);
         limiter.charge(a);
+        match limiter.check(a) {
+            // One token of debt (the refusal) and one to spend: 200 ms at 10/s.
+            Err(Error::Busy { retry_after, .. }) => {
+                assert!(
+                    (Duration::from_millis(150)..=Duration::from_millis(200))
+                        .contains(&retry_after),
+                    "{retry_after:?}"
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        // Not refilled 20 ms on; that refusal costs one more token, so
+        // about 1.8 tokens of debt and one to spend: 280 ms at 10/s.
+        std::thread::sleep(Duration::from_millis(20));
         assert!(limiter.check(a).is_err());
-        // One token of debt (the refusal) and one to spend: 40 ms at 50/s.
-        std::thread::sleep(Duration::from_millis(45));
+        std::thread::sleep(Duration::from_millis(400));
         assert!(limiter.check(a).is_ok());
     }
 

@@ -47,8 +47,19 @@ pub struct HttpRequest<'a> {
     pub path: &'a str,
     pub authorization: Option<&'a str>,
     pub account_header: Option<&'a str>,
+    /// The first of `METHOD_OVERRIDES` the request carries, if any.
+    pub method_override: Option<&'static str>,
     pub source: Source,
 }
+
+/// Headers some frameworks read as the request's real method: an upstream
+/// that honours one would run a `DELETE` the gate decided as a `GET`, so a
+/// request carrying any of them is refused rather than guessed at.
+pub const METHOD_OVERRIDES: [&str; 3] = [
+    "x-http-method-override",
+    "x-http-method",
+    "x-method-override",
+];
 
 /// Why a request is refused, as the HTTP status the client gets.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -188,6 +199,11 @@ impl Core {
         {
             return refuse(malformed("method: must be an upper-case HTTP method"));
         }
+        if let Some(name) = request.method_override {
+            return refuse(malformed(format!(
+                "{name}: is refused: the gate decides the request's own method"
+            )));
+        }
         let path = request.path.split(['?', '#']).next().unwrap_or_default();
         if path.len() > MAX_PATH_CHARS {
             return refuse(malformed(format!(
@@ -226,22 +242,32 @@ impl Core {
                     account_header: None,
                 });
             }
-            return refuse(Refusal::Forbidden {
-                operation: None,
-                action: None,
-                message: format!("{method} {path} is not a known operation"),
-            });
+            // Bounded: the path is the caller's, and the record is kept.
+            let route: String = format!("{method} {path}").chars().take(256).collect();
+            return self.forbid(
+                &principal,
+                &format!("unknown: {route}"),
+                Refusal::Forbidden {
+                    operation: None,
+                    action: None,
+                    message: format!("{method} {path} is not a known operation"),
+                },
+            );
         };
         let op = matched.operation;
         match &op.access {
             Access::Public => return Ok(nobody(&op.id)),
             Access::Denied => {
-                self.gate_principal(authorization, request.source).await?;
-                return refuse(forbidden(
-                    op,
-                    None,
-                    format!("{} is not served through this gate", op.id),
-                ));
+                let principal = self.gate_principal(authorization, request.source).await?;
+                return self.forbid(
+                    &principal,
+                    &op.id,
+                    forbidden(
+                        op,
+                        None,
+                        format!("{} is not served through this gate", op.id),
+                    ),
+                );
             }
             _ => {}
         }
@@ -273,42 +299,54 @@ impl Core {
             Access::Authenticated => Ok(own(principal)),
             Access::PasswordChange => {
                 if principal.credential == CredentialKind::ApiKey {
-                    return refuse(forbidden(
-                        op,
-                        None,
-                        "a password cannot be changed on an API key's authority",
-                    ));
+                    return self.forbid(
+                        &principal,
+                        &op.id,
+                        forbidden(
+                            op,
+                            None,
+                            "a password cannot be changed on an API key's authority",
+                        ),
+                    );
                 }
                 Ok(own(principal))
             }
             Access::Admin => {
                 if !principal.is_global_admin() {
-                    return refuse(forbidden(
-                        op,
-                        None,
-                        "only a global administrator may do this",
-                    ));
+                    return self.forbid(
+                        &principal,
+                        &op.id,
+                        forbidden(op, None, "only a global administrator may do this"),
+                    );
                 }
                 // Identity configuration (IdPs, their group mappings, role
                 // membership) is never changed on an API key's authority.
                 if principal.credential == CredentialKind::ApiKey
                     && !matches!(method, "GET" | "HEAD")
                 {
-                    return refuse(forbidden(
-                        op,
-                        None,
-                        "this is never permitted to a request authenticated by an API key",
-                    ));
+                    return self.forbid(
+                        &principal,
+                        &op.id,
+                        forbidden(
+                            op,
+                            None,
+                            "this is never permitted to a request authenticated by an API key",
+                        ),
+                    );
                 }
                 Ok(own(principal))
             }
             Access::AdminOrSelf => {
                 if user != Some(principal.username()) && !principal.is_global_admin() {
-                    return refuse(forbidden(
-                        op,
-                        None,
-                        "only the user themselves or a global administrator may do this",
-                    ));
+                    return self.forbid(
+                        &principal,
+                        &op.id,
+                        forbidden(
+                            op,
+                            None,
+                            "only the user themselves or a global administrator may do this",
+                        ),
+                    );
                 }
                 Ok(own(principal))
             }
@@ -345,6 +383,10 @@ impl Core {
                         // never limits go on (the upstream answers 404).
                         None if principal.is_global_admin() => {}
                         None => {
+                            self.refused(super::audit::Refusal {
+                                target_user: Some(username.to_owned()),
+                                ..super::audit::Refusal::action(&principal, action, Some(&account))
+                            });
                             return refuse(forbidden(
                                 op,
                                 Some(action),
@@ -360,8 +402,39 @@ impl Core {
                     principal: Some(principal),
                 })
             }
+            Access::System(action) => {
+                let named = match op.account_param.as_deref() {
+                    Some(param) => {
+                        let named = matched.param(param).unwrap_or_default();
+                        let name = names::AccountName::parse(param, named).map_err(refusal)?;
+                        Some(name.into_string())
+                    }
+                    None => None,
+                };
+                if let Err(e) = self.require(&principal, action, None).await {
+                    return Err(denied(op, action, e));
+                }
+                Ok(Allowed {
+                    operation: op.id.clone(),
+                    account_header: None,
+                    account: named.or_else(|| Some(principal.account().to_owned())),
+                    principal: Some(principal),
+                })
+            }
             Access::Public | Access::Denied => refuse(forbidden(op, None, "not served")),
         }
+    }
+
+    /// A refusal no `require` recorded: recorded here, as the RPCs'
+    /// refusals are.
+    fn forbid(
+        &self,
+        principal: &Principal,
+        operation: &str,
+        refusal: Refusal,
+    ) -> Result<Allowed, Result<Refusal, Error>> {
+        self.refused(super::audit::Refusal::operation(principal, operation));
+        Err(Ok(refusal))
     }
 
     async fn gate_principal(
@@ -392,7 +465,9 @@ impl Core {
                 other => refusal(other),
             }
         })?;
-        self.authenticate(&credential, source)
+        // Envoy gives up on a check after its timeout (250 ms by default):
+        // a 429 is answered at once, its Retry-After saying how long to wait.
+        self.authenticate_held(&credential, source, Duration::ZERO)
             .await
             .map_err(refusal)
     }

@@ -26,6 +26,10 @@ const COLUMNS: [&str; 9] = [
 pub enum Access {
     /// The action, in the operation's account.
     Action(String),
+    /// The action, in the system domain: what the RPC making the same
+    /// change decides there (account state, for one), whatever account
+    /// the path names.
+    System(String),
     /// No credentials needed.
     Public,
     /// Any authenticated caller.
@@ -166,6 +170,12 @@ pub fn parse(text: &str, origin: &str, catalog: &Catalog) -> Result<Vec<Operatio
                 }
                 Access::Action(action.to_owned())
             }
+            "system" => {
+                if catalog.scope(action).is_none() {
+                    return Err(at(format!("action {action:?} is not in the action table")));
+                }
+                Access::System(action.to_owned())
+            }
             "public" => Access::Public,
             "authenticated" => Access::Authenticated,
             "password_change" => Access::PasswordChange,
@@ -174,7 +184,7 @@ pub fn parse(text: &str, origin: &str, catalog: &Catalog) -> Result<Vec<Operatio
             "denied" => Access::Denied,
             other => {
                 return Err(at(format!(
-                    "access {other:?} is not one of action, public, authenticated, password_change, admin, admin_or_self, denied"
+                    "access {other:?} is not one of action, system, public, authenticated, password_change, admin, admin_or_self, denied"
                 )));
             }
         };

@@ -7,6 +7,9 @@ pub struct Model {
     pub id: Uuid,
     #[sea_orm(unique)]
     pub username: String,
+    /// The username in lower case, under a unique index: no two users
+    /// differ only by case (NULL for look-alikes older than that rule).
+    pub folded_username: Option<String>,
     pub account_name: String,
     pub user_type: String,
     pub idp_name: Option<String>,
