@@ -303,7 +303,7 @@ impl Core {
             return Ok(0);
         };
         let before = self.now().timestamp_millis() - duration_ms(settings.remember_sources);
-        Ok(store::lockout::forget_before(self.db(), before).await?)
+        store::lockout::forget_before(self.db(), before).await
     }
 
     /// Takes a numbered attempt for the user, or refuses as locked. More
