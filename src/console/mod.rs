@@ -136,15 +136,15 @@ impl App {
             renewed.entry(digest).or_default().clone()
         };
         let mut exchange = slot.lock().await;
+        // Another client with a used token is exchanged below, where
+        // reuse detection revokes the family.
         if let Some(e) = exchange
             .as_ref()
             .filter(|e| e.at.elapsed() < REFRESH_MEMORY)
+            && e.source == source
+            && bool::from(e.agent.ct_eq(&agent))
         {
-            if e.source == source && bool::from(e.agent.ct_eq(&agent)) {
-                return Ok((e.access.clone(), None, e.age));
-            }
-            // Another client with a used token: exchanged below, where
-            // reuse detection revokes the family.
+            return Ok((e.access.clone(), None, e.age));
         }
         let issued = self
             .core
@@ -540,7 +540,7 @@ impl Hosts {
             return true;
         }
         let name = name.trim_end_matches('.').to_ascii_lowercase();
-        (self.localhost && name == "localhost") || self.names.iter().any(|n| *n == name)
+        (self.localhost && name == "localhost") || self.names.contains(&name)
     }
 }
 
