@@ -12,8 +12,6 @@ use tonic::{Code, Status};
 use crate::dual;
 use crate::support::*;
 
-const LIMITED: &str = "too many failed authentications from this source; retry later";
-
 async fn limited_app(backend: Backend) -> TestApp {
     let app = spawn_app_with(backend, |c| {
         c.rate_limit.failures_per_second = 1;
@@ -39,7 +37,10 @@ async fn key_from(app: &TestApp, value: &str, client: &str) -> Result<pb::Princi
 
 fn assert_limited(status: &Status) -> Duration {
     assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
-    assert_eq!(status.message(), LIMITED);
+    assert_eq!(
+        status.message(),
+        "too many failed authentications from this source; retry later"
+    );
     let delay = retry_delay(status).expect("a RetryInfo detail");
     // The answer was held for up to a second of the delay; the rest is
     // in the detail.
