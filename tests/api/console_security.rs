@@ -11,7 +11,14 @@ use crate::support::{Backend, TestDatabase};
 const SAME: &str = "Sec-Fetch-Site: same-origin";
 
 async fn console(extra: &[(&'static str, &'static str)]) -> (Server, String, TestDatabase) {
-    let db = TestDatabase::new(Backend::Sqlite).await;
+    console_on(Backend::Sqlite, extra).await
+}
+
+async fn console_on(
+    backend: Backend,
+    extra: &[(&'static str, &'static str)],
+) -> (Server, String, TestDatabase) {
+    let db = TestDatabase::new(backend).await;
     let extra = extra.to_vec();
     let server = Server::start_with(&db, move |c| {
         c.env("AUTHZD_CONSOLE_ENABLED", "true")
@@ -121,6 +128,58 @@ async fn a_rate_limited_bogus_renewal_does_not_stall_other_browsers() {
     }
     // Before: the renewal queued behind the held bogus ones (1 s each).
     assert!(took < Duration::from_millis(700), "{took:?}");
+}
+
+/// A renewal stuck in the database (here: its refresh token's row locked
+/// by another transaction) holds up only requests presenting that token;
+/// another browser's renewal goes through meanwhile. One lock for all
+/// exchanges would queue it behind the stuck one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stuck_renewal_holds_up_only_its_own_token() {
+    use sea_orm::{ConnectionTrait, TransactionTrait};
+    let (_server, host, db) = console_on(
+        Backend::Postgres,
+        &[
+            ("AUTHZD_DATABASE_LOCK_TIMEOUT_MS", "60000"),
+            ("AUTHZD_DATABASE_STATEMENT_TIMEOUT_MS", "60000"),
+        ],
+    )
+    .await;
+    let (head, _) = http(&host, "POST", "/sign-in", &[SAME], &sign_in_body()).await;
+    let stuck = jar(&set_cookies(&head));
+    // Every refresh token so far is the stuck session's.
+    let conn = sea_orm::Database::connect(&db.url).await.unwrap();
+    let txn = conn.begin().await.unwrap();
+    let locked = txn
+        .execute_unprepared("SELECT token_id FROM refresh_tokens FOR UPDATE")
+        .await
+        .unwrap()
+        .rows_affected();
+    assert_eq!(locked, 1);
+    let (head, _) = http(&host, "POST", "/sign-in", &[SAME], &sign_in_body()).await;
+    let other = jar(&set_cookies(&head));
+    tokio::time::sleep(Duration::from_secs(6)).await;
+
+    let waiting = {
+        let host = host.clone();
+        tokio::spawn(async move { http(&host, "GET", "/keys", &[&stuck], "").await.0 })
+    };
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(!waiting.is_finished(), "the stuck renewal is waiting on the row");
+    let (head, _) = tokio::time::timeout(
+        Duration::from_secs(20),
+        http(&host, "GET", "/keys", &[&other], ""),
+    )
+    .await
+    .expect("the other browser's renewal is not queued behind the stuck one");
+    assert_eq!(status(&head), 200, "{head}");
+    assert!(cookie_set(&head, "authzd-refresh").is_some(), "{head}");
+    assert!(!waiting.is_finished(), "still waiting on the row");
+
+    txn.rollback().await.unwrap();
+    let head = waiting.await.unwrap();
+    assert_eq!(status(&head), 200, "{head}");
+    assert!(cookie_set(&head, "authzd-refresh").is_some(), "{head}");
 }
 
 /// A page from a host name the console is not served under (a DNS-

@@ -34,7 +34,6 @@ fn authed<T>(authorization: &str, message: T) -> Request<T> {
 struct Targets {
     user: String,
     key: String,
-    account: String,
     group: String,
     group_id: String,
     fresh: String,
@@ -54,10 +53,15 @@ const OPERATIONS: &[(&str, &str, &str)] = &[
     ("GET", "/accounts", "ListAccounts"),
     ("POST", "/accounts", "CreateAccount"),
     ("GET", "/accounts/users", "ListAllUsers"),
-    ("PUT", "/accounts/{account}/state", "SetAccountState"),
+    // acme, where tenant principals hold roles: asked about an account
+    // nobody but the admin holds a role in, both doors refuse everyone and
+    // a row decided in the account domain goes unnoticed.
+    ("PUT", "/accounts/acme/state", "SetAccountState"),
     ("GET", "/accounts/acme", "GetAccount"),
     ("PUT", "/accounts/acme", "UpdateAccount"),
-    ("DELETE", "/accounts/{account}", "DeleteAccount"),
+    // acme again: enabled, so an allowed delete is refused as a
+    // precondition and the account stays for the next question.
+    ("DELETE", "/accounts/acme", "DeleteAccount"),
     ("GET", "/accounts/acme/users", "ListUsers"),
     ("POST", "/accounts/acme/users", "CreateUser"),
     ("GET", "/accounts/acme/users/{user}", "GetUser"),
@@ -164,9 +168,11 @@ async fn rpc(app: &TestApp, rpc: &str, p: &Principal, t: &Targets) -> bool {
             app.accounts()
                 .set_account_state(authed(
                     a,
+                    // Enabling an enabled account: allowed changes nothing
+                    // the next question relies on.
                     pb::SetAccountStateRequest {
-                        name: t.account.clone(),
-                        state: pb::AccountState::Disabled.into(),
+                        name: "acme".into(),
+                        state: pb::AccountState::Enabled.into(),
                     },
                 ))
                 .await,
@@ -197,7 +203,7 @@ async fn rpc(app: &TestApp, rpc: &str, p: &Principal, t: &Targets) -> bool {
                 .delete_account(authed(
                     a,
                     pb::DeleteAccountRequest {
-                        name: t.account.clone(),
+                        name: "acme".into(),
                     },
                 ))
                 .await,
@@ -534,7 +540,6 @@ async fn parity(backend: Backend) {
             n += 1;
             let t = targets(&app, n).await;
             let path = template
-                .replace("{account}", &t.account)
                 .replace("{user}", &t.user)
                 .replace("{key}", &t.key)
                 .replace("{group}", &t.group_id);
@@ -571,15 +576,13 @@ async fn parity(backend: Backend) {
     assert!(allowed_somewhere < n, "{allowed_somewhere} of {n}");
 }
 
-/// A fresh user in acme (read-only there) with a key, a fresh account and
-/// a fresh group, for one question.
+/// A fresh user in acme (read-only there) with a key and a fresh group,
+/// for one question.
 async fn targets(app: &TestApp, n: usize) -> Targets {
     let user = format!("victim{n}");
     app.create_user("acme", &user, "victim-password", &["read-only"])
         .await;
     app.create_key("acme", &user, "victim-key", 30).await;
-    let account = format!("acct{n}");
-    app.create_account(&account).await;
     let group = format!("group{n}");
     let group_id = app
         .groups()
@@ -594,7 +597,6 @@ async fn targets(app: &TestApp, n: usize) -> Targets {
     Targets {
         user,
         key: "victim-key".into(),
-        account,
         group,
         group_id,
         fresh: format!("fresh{n}"),
