@@ -211,6 +211,8 @@ pub struct Ctx {
     caller: Caller,
     /// The form token of this session.
     csrf: String,
+    /// The message of the change that redirected here (`?done=`).
+    notice: Option<&'static str>,
 }
 
 impl Ctx {
@@ -329,6 +331,7 @@ impl FromRequestParts<App> for Ctx {
                 origin,
             },
             csrf,
+            notice: views::notice_of(parts.uri.query()),
         })
     }
 }

@@ -13,19 +13,23 @@ use chrono::{Days, NaiveDate};
 use maud::{Markup, html};
 use serde::Deserialize;
 
+mod listing;
+mod roles;
+
+use listing::{ListQuery, Listing};
+
 use super::views::{
     self, Frame, Problem, button_form, csrf, enc, field_error, maybe_time, text_field, time,
 };
 use super::{ACCESS, App, CONTEXT, Ctx, Form, NEW_KEY, Posted, REFRESH};
 use crate::domain::actions::{
     CREATE_ACCOUNT, CREATE_ROLE_MEMBER, CREATE_USER, CREATE_USER_GROUP, DELETE_ACCOUNT,
-    DELETE_ROLE_MEMBER, DELETE_USER, DELETE_USER_GROUP, LIST_ACCOUNTS, LIST_USER_GROUPS,
-    LIST_USERS, UPDATE_ACCOUNT, UPDATE_USER, UPDATE_USER_GROUP,
+    DELETE_ROLE_MEMBER, DELETE_USER, DELETE_USER_GROUP, LIST_ACCOUNTS, LIST_ROLES,
+    LIST_USER_GROUPS, LIST_USERS, UPDATE_ACCOUNT, UPDATE_USER, UPDATE_USER_GROUP,
 };
 use crate::domain::api_keys::{DESCRIPTION_MAX_CHARS, KeyUpdate, key_name};
 use crate::domain::model::{AccountState, AccountType, ApiKeyStatus, UserState, UserType};
 use crate::domain::names::{self, AccountName, Email, GroupName, Username};
-use crate::domain::page::PageRequest;
 use crate::domain::secret::Secret;
 use crate::domain::users::{NewUser, check_password};
 use crate::error::{Error, Result};
@@ -41,6 +45,8 @@ pub fn routes() -> Router<App> {
         .route("/context", axum::routing::post(switch_context))
         .route("/accounts", get(accounts_page).post(create_account))
         .route("/accounts/{account}", get(account_page))
+        .route("/accounts/{account}/roles", get(roles::roles_page))
+        .route("/accounts/{account}/roles/{role}", get(roles::role_page))
         .route(
             "/accounts/{account}/email",
             axum::routing::post(update_email),
@@ -126,6 +132,13 @@ fn see_other(to: &str) -> Response {
     Redirect::to(to).into_response()
 }
 
+/// The redirect after a change: the page it lands on says what was done
+/// (`views::notice_of` holds the texts).
+fn done(to: &str, what: &str) -> Response {
+    let join = if to.contains('?') { '&' } else { '?' };
+    see_other(&format!("{to}{join}done={what}"))
+}
+
 fn account_href(account: &str) -> String {
     format!("/accounts/{}", enc(account))
 }
@@ -165,28 +178,17 @@ impl Ctx {
     ) -> Response {
         let accounts_link = self.may(LIST_ACCOUNTS, None).await;
         let groups_link = self.may(LIST_USER_GROUPS, None).await;
-        // The account context selector, for those who may see accounts.
-        let contexts = if accounts_link {
-            let first = PageRequest {
-                limit: 200,
-                after: None,
-            };
-            self.core()
-                .list_accounts(&self.caller, None, &first)
-                .await
-                .map(|p| p.items.into_iter().map(|a| a.name).collect())
-                .unwrap_or_default()
-        } else {
-            Vec::new()
-        };
+        let users_link = self.may(LIST_USERS, Some(self.context_account())).await;
         let frame = Frame {
             username: self.caller.username(),
             account: self.caller.account(),
             csrf: &self.csrf,
             accounts_link,
+            users_link,
             groups_link,
-            contexts,
+            context_field: accounts_link,
             context: self.caller.account_context.as_deref(),
+            notice: self.notice,
         };
         views::page(&frame, status, title, problem, body)
     }
@@ -220,15 +222,6 @@ impl Ctx {
             a href=(back) { "Cancel" }
         };
         self.render(StatusCode::OK, title, None, body).await
-    }
-}
-
-/// The link to a listing's next page (`query` ends in `?` or `&`).
-fn next_page(query: &str, token: &str) -> Markup {
-    html! {
-        @if !token.is_empty() {
-            p { a href={ (query) "page=" (enc(token)) } { "Next page" } }
-        }
     }
 }
 
@@ -349,7 +342,7 @@ async fn switch_context(posted: Posted) -> Response {
     };
     match checked {
         Ok(found) => {
-            let mut response = see_other(&account_href(&found.name));
+            let mut response = done(&account_href(&found.name), "context");
             // One's own account is no context at all.
             let value = if found.name == ctx.caller.account() {
                 String::new()
@@ -363,49 +356,80 @@ async fn switch_context(posted: Posted) -> Response {
             );
             response
         }
+        // A name not found: the accounts that start with it, to pick from.
+        Err(Error::NotFound(_)) => {
+            let problem = Problem {
+                status: StatusCode::NOT_FOUND,
+                field: Some("account".to_owned()),
+                message: format!(
+                    "No account is named “{account}”; accounts starting with it are listed below."
+                ),
+            };
+            let search = ListQuery {
+                q: account.to_owned(),
+                ..ListQuery::default()
+            };
+            accounts_view(&ctx, &search, Some(&problem), &Form::default()).await
+        }
         Err(e) => ctx.error_page(&e).await,
     }
 }
 
 // ---------------------------------------------------------------- accounts
 
-#[derive(Deserialize, Default)]
-struct PageQuery {
-    #[serde(default)]
-    page: String,
+async fn accounts_page(ctx: Ctx, Query(q): Query<ListQuery>) -> Response {
+    accounts_view(&ctx, &q, None, &Form::default()).await
 }
 
-async fn accounts_page(ctx: Ctx, Query(q): Query<PageQuery>) -> Response {
-    accounts_view(&ctx, &q.page, None, &Form::default()).await
-}
-
-async fn accounts_view(ctx: &Ctx, token: &str, problem: Option<&Problem>, form: &Form) -> Response {
-    let page = match PageRequest::parse(100, token, 1) {
-        Ok(p) => p,
+async fn accounts_view(
+    ctx: &Ctx,
+    q: &ListQuery,
+    problem: Option<&Problem>,
+    form: &Form,
+) -> Response {
+    let listed = async {
+        let request = q.request(1)?;
+        let accounts = ctx
+            .core()
+            .list_accounts(&ctx.caller, None, &request)
+            .await?;
+        let total = ctx
+            .core()
+            .count_accounts(&ctx.caller, None, &request)
+            .await?;
+        Ok::<_, Error>((request, accounts, total))
+    }
+    .await;
+    let (request, accounts, total) = match listed {
+        Ok(l) => l,
         Err(e) => return ctx.error_page(&e).await,
     };
-    let accounts = match ctx.core().list_accounts(&ctx.caller, None, &page).await {
-        Ok(a) => a,
-        Err(e) => return ctx.error_page(&e).await,
+    let list = Listing {
+        path: "/accounts",
+        keep: Vec::new(),
+        id: "accounts",
+        noun: "accounts",
+        query: q,
     };
     let can_create = ctx.may(CREATE_ACCOUNT, None).await;
     let body = html! {
+        (list.search())
+        (list.pager(&request, &accounts, total, |a| vec![a.name.as_str()]))
         table {
             caption { "Accounts" }
             thead { tr { th scope="col" { "Name" } th scope="col" { "Email" } th scope="col" { "Type" } th scope="col" { "State" } th scope="col" { "Created" } } }
             tbody {
                 @for a in &accounts.items {
                     tr {
-                        td { a href=(account_href(&a.name)) { (a.name) } }
-                        td { (a.email.as_deref().unwrap_or("")) }
-                        td { (a.account_type.as_str()) }
-                        td class={ "state-" (a.state.as_str()) } { (a.state.as_str()) }
-                        td { (time(a.created_at)) }
+                        td data-label="Name" { a href=(account_href(&a.name)) { (a.name) } }
+                        td data-label="Email" { (a.email.as_deref().unwrap_or("")) }
+                        td data-label="Type" { (a.account_type.as_str()) }
+                        td data-label="State" class={ "state-" (a.state.as_str()) } { (a.state.as_str()) }
+                        td data-label="Created" { (time(a.created_at)) }
                     }
                 }
             }
         }
-        (next_page("/accounts?", &accounts.next_page_token))
         @if can_create {
             section aria-labelledby="create-account" {
                 h2 id="create-account" { "Create a new account" }
@@ -433,17 +457,17 @@ async fn create_account(posted: Posted) -> Response {
     }
     .await;
     match result {
-        Ok(account) => see_other(&account_href(&account.name)),
-        Err(e) => accounts_view(&ctx, "", Some(&Problem::from(e)), &form).await,
+        Ok(account) => done(&account_href(&account.name), "account-created"),
+        Err(e) => accounts_view(&ctx, &ListQuery::default(), Some(&Problem::from(e)), &form).await,
     }
 }
 
 async fn account_page(
     ctx: Ctx,
     Path(account): Path<String>,
-    Query(q): Query<PageQuery>,
+    Query(q): Query<ListQuery>,
 ) -> Response {
-    account_view(&ctx, &account, &q.page, None, &Form::default()).await
+    account_view(&ctx, &account, &q, None, &Form::default()).await
 }
 
 fn role_names(ctx: &Ctx) -> Vec<String> {
@@ -454,10 +478,27 @@ fn role_names(ctx: &Ctx) -> Vec<String> {
         .collect()
 }
 
+/// The account page's tabs, as the seed's: the account with its users,
+/// and its roles (for those who may list them).
+async fn account_tabs(ctx: &Ctx, account: &str, roles: bool) -> Markup {
+    let may_roles = ctx.may(LIST_ROLES, Some(account)).await;
+    let base = account_href(account);
+    html! {
+        nav class="tabs" aria-label="Account" {
+            ul {
+                li { a href=(base) aria-current=[(!roles).then_some("page")] { "Users" } }
+                @if may_roles {
+                    li { a href={ (base) "/roles" } id="roles-tab" aria-current=[roles.then_some("page")] { "Roles" } }
+                }
+            }
+        }
+    }
+}
+
 async fn account_view(
     ctx: &Ctx,
     name: &str,
-    token: &str,
+    q: &ListQuery,
     problem: Option<&Problem>,
     form: &Form,
 ) -> Response {
@@ -465,11 +506,24 @@ async fn account_view(
         Ok(a) => a,
         Err(e) => return ctx.error_page(&e).await,
     };
-    let page = match PageRequest::parse(100, token, 1) {
+    let request = match q.request(1) {
         Ok(p) => p,
         Err(e) => return ctx.error_page(&e).await,
     };
-    let users = ctx.core().list_users(&ctx.caller, name, &page).await;
+    let users = async {
+        let users = ctx.core().list_users(&ctx.caller, name, &request).await?;
+        let total = ctx.core().count_users(&ctx.caller, name, &request).await?;
+        Ok::<_, Error>((users, total))
+    }
+    .await;
+    let base = account_href(name);
+    let list = Listing {
+        path: &base,
+        keep: Vec::new(),
+        id: "users",
+        noun: "users",
+        query: q,
+    };
     // The admin account is locked: no controls, as in the seed.
     let locked = account.account_type == AccountType::Admin;
     let can_update = !locked && ctx.may(UPDATE_ACCOUNT, Some(name)).await;
@@ -477,9 +531,10 @@ async fn account_view(
     let can_add_user = ctx.may(CREATE_USER, Some(name)).await;
     let chosen = form.all("roles");
     let body = html! {
+        (account_tabs(ctx, name, false).await)
         dl {
             dt { "Name" } dd { (account.name) }
-            dt { "Email" } dd { (account.email.as_deref().unwrap_or("none")) }
+            dt { "Email" } dd id="account-email" { (account.email.as_deref().unwrap_or("")) }
             dt { "Type" } dd { (account.account_type.as_str()) }
             dt { "State" } dd class={ "state-" (account.state.as_str()) } { (account.state.as_str()) }
             dt { "Created" } dd { (time(account.created_at)) }
@@ -487,42 +542,43 @@ async fn account_view(
         @if can_update {
             section aria-labelledby="edit-account" {
                 h2 id="edit-account" { "Edit account" }
-                form method="post" action={ (account_href(name)) "/email" } {
+                form method="post" action={ (base) "/email" } {
                     (csrf(&ctx.csrf))
                     (text_field(problem, "edit-email", "email", "Email", "email", if form.has("email") { form.get("email") } else { account.email.as_deref().unwrap_or("") }, false))
                     button type="submit" { "Save email" }
                 }
                 @match account.state {
-                    AccountState::Enabled => (button_form(&ctx.csrf, &format!("{}/state", account_href(name)), &[("state", "disabled")], "Disable account")),
-                    AccountState::Disabled => (button_form(&ctx.csrf, &format!("{}/state", account_href(name)), &[("state", "enabled")], "Enable account")),
+                    AccountState::Enabled => (button_form(&ctx.csrf, &format!("{base}/state"), &[("state", "disabled")], "Disable account")),
+                    AccountState::Disabled => (button_form(&ctx.csrf, &format!("{base}/state"), &[("state", "enabled")], "Enable account")),
                     AccountState::Deleting => {},
                 }
             }
         }
         // Anchore's order: disable, then delete.
         @if can_delete && account.state == AccountState::Disabled {
-            p { a href={ (account_href(name)) "/delete" } class="danger" { "Delete account" } }
+            p { a href={ (base) "/delete" } class="danger" { "Delete account" } }
         }
         section aria-labelledby="users" {
             h2 id="users" { "Users" }
             @match &users {
-                Ok(users) if users.items.is_empty() => { p { "This account has no users. Let's add one!" } }
-                Ok(users) => {
+                Ok((users, 0)) if users.items.is_empty() && q.q.trim().is_empty() => { p { "This account has no users. Let's add one!" } }
+                Ok((users, total)) => {
+                    (list.search())
+                    (list.pager(&request, users, *total, |u| vec![u.user.username.as_str()]))
                     table {
                         thead { tr { th scope="col" { "Username" } th scope="col" { "Type" } th scope="col" { "State" } th scope="col" { "Roles" } th scope="col" { "Created" } } }
                         tbody {
                             @for u in &users.items {
                                 tr {
-                                    td { a href=(user_href(name, &u.user.username)) { (u.user.username) } }
-                                    td { (u.user.user_type.as_str()) }
-                                    td class={ "state-" (u.user.state.as_str()) } { (u.user.state.as_str()) }
-                                    td { (u.grants.iter().filter(|g| g.account == name).map(|g| g.role.as_str()).collect::<Vec<_>>().join(", ")) }
-                                    td { (time(u.user.created_at)) }
+                                    td data-label="Username" { a href=(user_href(name, &u.user.username)) { (u.user.username) } }
+                                    td data-label="Type" { (u.user.user_type.as_str()) }
+                                    td data-label="State" class={ "state-" (u.user.state.as_str()) } { (u.user.state.as_str()) }
+                                    td data-label="Roles" { (u.grants.iter().filter(|g| g.account == name).map(|g| g.role.as_str()).collect::<Vec<_>>().join(", ")) }
+                                    td data-label="Created" { (time(u.user.created_at)) }
                                 }
                             }
                         }
                     }
-                    (next_page(&format!("{}?", account_href(name)), &users.next_page_token))
                 }
                 Err(Error::PermissionDenied(_)) => { p { "You may not list this account's users." } }
                 Err(e) => { p class="problem" role="alert" { (views::describe(e).1) } }
@@ -531,7 +587,7 @@ async fn account_view(
         @if can_add_user && account.state != AccountState::Deleting {
             section aria-labelledby="add-user" {
                 h2 id="add-user" { "Add a user" }
-                form method="post" action={ (account_href(name)) "/users" } {
+                form method="post" action={ (base) "/users" } {
                     (csrf(&ctx.csrf))
                     (text_field(problem, "new-username", "username", "Username", "text", form.get("username"), true))
                     (text_field(problem, "new-password", "password", "Password", "password", "", true))
@@ -570,29 +626,47 @@ async fn update_email(Path(account): Path<String>, posted: Posted) -> Response {
     }
     .await;
     match result {
-        Ok(_) => see_other(&account_href(&account)),
-        Err(e) => account_view(&ctx, &account, "", Some(&Problem::from(e)), &form).await,
+        Ok(_) => done(&account_href(&account), "email-saved"),
+        Err(e) => {
+            account_view(
+                &ctx,
+                &account,
+                &ListQuery::default(),
+                Some(&Problem::from(e)),
+                &form,
+            )
+            .await
+        }
     }
 }
 
 async fn account_state(Path(account): Path<String>, posted: Posted) -> Response {
     let Posted { ctx, form } = posted;
     let state = match form.get("state") {
-        "enabled" => Ok(AccountState::Enabled),
-        "disabled" => Ok(AccountState::Disabled),
+        "enabled" => Ok((AccountState::Enabled, "account-enabled")),
+        "disabled" => Ok((AccountState::Disabled, "account-disabled")),
         _ => Err(Error::invalid("state", "must be enabled or disabled")),
     };
     let result = match state {
-        Ok(state) => {
-            ctx.core()
-                .set_account_state(&ctx.caller, &account, state)
-                .await
-        }
+        Ok((state, what)) => ctx
+            .core()
+            .set_account_state(&ctx.caller, &account, state)
+            .await
+            .map(|_| what),
         Err(e) => Err(e),
     };
     match result {
-        Ok(_) => see_other(&account_href(&account)),
-        Err(e) => account_view(&ctx, &account, "", Some(&Problem::from(e)), &form).await,
+        Ok(what) => done(&account_href(&account), what),
+        Err(e) => {
+            account_view(
+                &ctx,
+                &account,
+                &ListQuery::default(),
+                Some(&Problem::from(e)),
+                &form,
+            )
+            .await
+        }
     }
 }
 
@@ -611,8 +685,17 @@ async fn delete_account_page(ctx: Ctx, Path(account): Path<String>) -> Response 
 async fn delete_account(Path(account): Path<String>, posted: Posted) -> Response {
     let Posted { ctx, form } = posted;
     match ctx.core().delete_account(&ctx.caller, &account).await {
-        Ok(_) => see_other("/accounts"),
-        Err(e) => account_view(&ctx, &account, "", Some(&Problem::from(e)), &form).await,
+        Ok(_) => done("/accounts", "account-deleted"),
+        Err(e) => {
+            account_view(
+                &ctx,
+                &account,
+                &ListQuery::default(),
+                Some(&Problem::from(e)),
+                &form,
+            )
+            .await
+        }
     }
 }
 
@@ -635,8 +718,17 @@ async fn create_user(Path(account): Path<String>, posted: Posted) -> Response {
     }
     .await;
     match result {
-        Ok(user) => see_other(&user_href(&account, &user.user.username)),
-        Err(e) => account_view(&ctx, &account, "", Some(&Problem::from(e)), &form).await,
+        Ok(user) => done(&user_href(&account, &user.user.username), "user-created"),
+        Err(e) => {
+            account_view(
+                &ctx,
+                &account,
+                &ListQuery::default(),
+                Some(&Problem::from(e)),
+                &form,
+            )
+            .await
+        }
     }
 }
 
@@ -696,9 +788,9 @@ async fn user_view(
                 tbody {
                     @for g in &found.grants {
                         tr {
-                            td { (g.role) }
-                            td { (g.account) }
-                            td { (g.group.as_deref().map_or("direct".to_owned(), |grp| format!("group {grp}"))) }
+                            td data-label="Role" { (g.role) }
+                            td data-label="Account" { (g.account) }
+                            td data-label="Through" { (g.group.as_deref().map_or("direct".to_owned(), |grp| format!("group {grp}"))) }
                             @if can_remove_role {
                                 td {
                                     @if g.group.is_none() && g.account == account {
@@ -770,7 +862,7 @@ async fn add_role(Path((account, user)): Path<(String, String)>, posted: Posted)
         .add_role_member(&ctx.caller, role, &user, &account)
         .await
     {
-        Ok(_) => see_other(&user_href(&account, &user)),
+        Ok(_) => done(&user_href(&account, &user), "role-added"),
         Err(e) => user_view(&ctx, &account, &user, Some(&Problem::from(e))).await,
     }
 }
@@ -783,7 +875,7 @@ async fn remove_role(Path((account, user)): Path<(String, String)>, posted: Post
         .remove_role_member(&ctx.caller, role, &user, &account)
         .await
     {
-        Ok(_) => see_other(&user_href(&account, &user)),
+        Ok(_) => done(&user_href(&account, &user), "role-removed"),
         Err(e) => user_view(&ctx, &account, &user, Some(&Problem::from(e))).await,
     }
 }
@@ -801,7 +893,7 @@ async fn set_password(Path((account, user)): Path<(String, String)>, posted: Pos
     }
     .await;
     match result {
-        Ok(_) => see_other(&user_href(&account, &user)),
+        Ok(_) => done(&user_href(&account, &user), "password-set"),
         Err(e) => user_view(&ctx, &account, &user, Some(&Problem::from(e))).await,
     }
 }
@@ -809,20 +901,20 @@ async fn set_password(Path((account, user)): Path<(String, String)>, posted: Pos
 async fn user_state(Path((account, user)): Path<(String, String)>, posted: Posted) -> Response {
     let Posted { ctx, form } = posted;
     let state = match form.get("state") {
-        "enabled" => Ok(UserState::Enabled),
-        "disabled" => Ok(UserState::Disabled),
+        "enabled" => Ok((UserState::Enabled, "user-enabled")),
+        "disabled" => Ok((UserState::Disabled, "user-disabled")),
         _ => Err(Error::invalid("state", "must be enabled or disabled")),
     };
     let result = match state {
-        Ok(state) => {
-            ctx.core()
-                .set_user_state(&ctx.caller, &account, &user, state)
-                .await
-        }
+        Ok((state, what)) => ctx
+            .core()
+            .set_user_state(&ctx.caller, &account, &user, state)
+            .await
+            .map(|_| what),
         Err(e) => Err(e),
     };
     match result {
-        Ok(_) => see_other(&user_href(&account, &user)),
+        Ok(what) => done(&user_href(&account, &user), what),
         Err(e) => user_view(&ctx, &account, &user, Some(&Problem::from(e))).await,
     }
 }
@@ -842,7 +934,7 @@ async fn delete_user_page(ctx: Ctx, Path((account, user)): Path<(String, String)
 async fn delete_user(Path((account, user)): Path<(String, String)>, posted: Posted) -> Response {
     let Posted { ctx, .. } = posted;
     match ctx.core().delete_user(&ctx.caller, &account, &user).await {
-        Ok(()) => see_other(&account_href(&account)),
+        Ok(()) => done(&account_href(&account), "user-deleted"),
         Err(e) => user_view(&ctx, &account, &user, Some(&Problem::from(e))).await,
     }
 }
@@ -855,10 +947,16 @@ struct KeysQuery {
     account: String,
     #[serde(default)]
     user: String,
+    /// `on`: expired and revoked keys too (the seed's default is active
+    /// keys only).
     #[serde(default)]
-    only_active: String,
+    all: String,
     #[serde(default)]
     page: String,
+    #[serde(default)]
+    before: String,
+    #[serde(default)]
+    q: String,
     #[serde(default)]
     name: String,
 }
@@ -893,45 +991,34 @@ async fn keys_view(ctx: &Ctx, q: &KeysQuery, problem: Option<&Problem>, form: &F
         Err(e) => return ctx.error_page(&e).await,
     };
     let own = user == ctx.caller.username();
-    let only_active = !q.only_active.is_empty();
-    let page = match PageRequest::parse(100, &q.page, 1) {
-        Ok(p) => p,
+    let all = q.all == "on";
+    let search = ListQuery {
+        q: q.q.clone(),
+        page: q.page.clone(),
+        before: q.before.clone(),
+    };
+    let listed = async {
+        let request = search.request(1)?;
+        let keys = ctx
+            .core()
+            .list_api_keys(&ctx.caller, &account, &user, all, all, &request)
+            .await?;
+        let total = ctx
+            .core()
+            .count_api_keys(&ctx.caller, &account, &user, all, all, &request)
+            .await?;
+        Ok::<_, Error>((request, keys, total))
+    }
+    .await;
+    let (request, keys, total) = match listed {
+        Ok(l) => l,
         Err(e) => return ctx.error_page(&e).await,
     };
-    let keys = match ctx
-        .core()
-        .list_api_keys(
-            &ctx.caller,
-            &account,
-            &user,
-            !only_active,
-            !only_active,
-            &page,
-        )
-        .await
-    {
-        Ok(k) => k,
-        Err(e) => return ctx.error_page(&e).await,
-    };
-    // An account administrator picks whose keys: the users of the context
-    // account (a global administrator switches the context first).
+    // An account administrator names whose keys: a user of the context
+    // account (a global administrator switches the context first). A
+    // typed name, looked up by the server: no list to cap.
     let context = ctx.context_account().to_owned();
-    let owners = if ctx.may(LIST_USERS, Some(&context)).await {
-        ctx.core()
-            .list_users(
-                &ctx.caller,
-                &context,
-                &PageRequest {
-                    limit: 500,
-                    after: None,
-                },
-            )
-            .await
-            .map(|p| p.items)
-            .unwrap_or_default()
-    } else {
-        Vec::new()
-    };
+    let pick_owner = ctx.may(LIST_USERS, Some(&context)).await;
     let now = ctx.core().now();
     let max_days = ctx.core().settings().api_keys.max_age_days;
     let today = now.date_naive();
@@ -943,32 +1030,50 @@ async fn keys_view(ctx: &Ctx, q: &KeysQuery, problem: Option<&Problem>, form: &F
     let (earliest, latest) = (ahead(1), ahead(max_days));
     let default = ahead(30.min(max_days));
     let fields = [("account", account.as_str()), ("user", user.as_str())];
-    let back = keys_href(&account, if own { "" } else { &user });
+    let mut keep: Vec<(&str, &str)> = if own { Vec::new() } else { fields.to_vec() };
+    if all {
+        keep.push(("all", "on"));
+    }
+    let list = Listing {
+        path: "/keys",
+        keep,
+        id: "keys",
+        noun: if all { "keys" } else { "active keys" },
+        query: &search,
+    };
+    // The toggle is a link: it applies at once, with or without script.
+    let toggle = Listing {
+        path: "/keys",
+        keep: if own { Vec::new() } else { fields.to_vec() },
+        id: "keys",
+        noun: "",
+        query: &search,
+    };
     let body = html! {
-        @if !owners.is_empty() {
+        @if pick_owner {
             form method="get" action="/keys" class="owner" {
                 input type="hidden" name="account" value=(context);
                 label for="key-owner" { "Show the keys of" }
-                select id="key-owner" name="user" {
-                    @for u in &owners {
-                        option value=(u.user.username) selected[u.user.username == user] { (u.user.username) }
-                    }
-                }
+                " "
+                input type="text" id="key-owner" name="user" value=(if own { "" } else { user.as_str() }) placeholder="username" size="16" required;
+                " "
                 button type="submit" { "Show" }
+                " "
+                a href=(account_href(&context)) class="hint" { "Find a user in " (context) }
             }
         }
         @if !own { p { "Keys of user " strong { (user) } " in account " strong { (account) } "." } }
-        form method="get" action="/keys" class="toggle" {
-            @if !own {
-                input type="hidden" name="account" value=(account);
-                input type="hidden" name="user" value=(user);
+        p class="toggle" {
+            @if all {
+                "Showing all keys. "
+                a href=(toggle.link(&[])) id="only-active" { "Show only active" }
+            } @else {
+                "Showing only active keys. "
+                a href=(toggle.link(&[("all", "on")])) id="show-all" { "Show all keys (revoked and expired too)" }
             }
-            div class="check" {
-                input type="checkbox" id="only-active" name="only_active" value="on" checked[only_active];
-                label for="only-active" { "Show only active" }
-            }
-            button type="submit" { "Apply" }
         }
+        (list.search())
+        (list.pager(&request, &keys, total, |k| vec![k.name.as_str()]))
         table {
             caption { @if own { "Your API keys" } @else { "API keys of " (user) } }
             thead { tr { th scope="col" { "Name" } th scope="col" { "Description" } th scope="col" { "Status" } th scope="col" { "Key" } th scope="col" { "Created" } th scope="col" { "Expires" } th scope="col" { "Last used" } th scope="col" { span class="sr" { "Actions" } } } }
@@ -976,14 +1081,14 @@ async fn keys_view(ctx: &Ctx, q: &KeysQuery, problem: Option<&Problem>, form: &F
                 @for k in &keys.items {
                     @let status = k.status(now);
                     tr {
-                        td { (k.name) }
-                        td { (k.description) }
-                        td class={ "status-" (status_name(status)) } { (status_name(status)) }
-                        td { code { "…" (k.last_four) } }
-                        td { (time(k.created_at)) }
-                        td { (time(k.expires_at)) }
-                        td { (maybe_time(k.last_used_at)) }
-                        td {
+                        td data-label="Name" { (k.name) }
+                        td data-label="Description" { (k.description) }
+                        td data-label="Status" class={ "status-" (status_name(status)) } { (status_name(status)) }
+                        td data-label="Key" { code { "…" (k.last_four) } }
+                        td data-label="Created" { (time(k.created_at)) }
+                        td data-label="Expires" { (time(k.expires_at)) }
+                        td data-label="Last used" { (maybe_time(k.last_used_at)) }
+                        td class="actions" {
                             @if status == ApiKeyStatus::Active {
                                 a href={ "/keys/revoke?" (key_query(&fields, &k.name)) } { "Revoke" span class="sr" { " " (k.name) } }
                                 " "
@@ -995,7 +1100,6 @@ async fn keys_view(ctx: &Ctx, q: &KeysQuery, problem: Option<&Problem>, form: &F
             }
         }
         @if keys.items.is_empty() { p { "No keys to show." } }
-        (next_page(&format!("{back}{}{}", if own { "?" } else { "&" }, if only_active { "only_active=on&" } else { "" }), &keys.next_page_token))
         section aria-labelledby="create-key" {
             h2 id="create-key" { "Create API key" }
             form method="post" action="/keys" {
@@ -1206,7 +1310,7 @@ async fn revoke_key(posted: Posted) -> Response {
     }
     .await;
     match result {
-        Ok(back) => see_other(&back),
+        Ok(back) => done(&back, "key-revoked"),
         Err(e) => {
             keys_view(
                 &ctx,
@@ -1252,37 +1356,51 @@ async fn rotate_key(posted: Posted) -> Response {
 
 // ---------------------------------------------------------------- groups
 
-async fn groups_page(ctx: Ctx, Query(q): Query<PageQuery>) -> Response {
-    groups_view(&ctx, &q.page, None, &Form::default()).await
+async fn groups_page(ctx: Ctx, Query(q): Query<ListQuery>) -> Response {
+    groups_view(&ctx, &q, None, &Form::default()).await
 }
 
-async fn groups_view(ctx: &Ctx, token: &str, problem: Option<&Problem>, form: &Form) -> Response {
-    let page = match PageRequest::parse(100, token, 1) {
-        Ok(p) => p,
+async fn groups_view(ctx: &Ctx, q: &ListQuery, problem: Option<&Problem>, form: &Form) -> Response {
+    let listed = async {
+        let request = q.request(1)?;
+        let groups = ctx.core().list_groups(&ctx.caller, &request).await?;
+        let total = ctx.core().count_groups(&ctx.caller, &request).await?;
+        // A listing leaves members and grants out: counted apart, per page.
+        let sizes = ctx.core().group_sizes(&ctx.caller, &groups.items).await?;
+        Ok::<_, Error>((request, groups, total, sizes))
+    }
+    .await;
+    let (request, groups, total, sizes) = match listed {
+        Ok(l) => l,
         Err(e) => return ctx.error_page(&e).await,
     };
-    let groups = match ctx.core().list_groups(&ctx.caller, &page).await {
-        Ok(g) => g,
-        Err(e) => return ctx.error_page(&e).await,
+    let list = Listing {
+        path: "/groups",
+        keep: Vec::new(),
+        id: "groups",
+        noun: "groups",
+        query: q,
     };
     let can_create = ctx.may(CREATE_USER_GROUP, None).await;
     let body = html! {
+        (list.search())
+        (list.pager(&request, &groups, total, |g| vec![g.name.as_str()]))
         table {
             caption { "Groups" }
             thead { tr { th scope="col" { "Name" } th scope="col" { "Description" } th scope="col" { "Members" } th scope="col" { "Roles" } } }
             tbody {
                 @for g in &groups.items {
+                    @let (members, grants) = sizes.get(&g.id).copied().unwrap_or_default();
                     tr {
-                        td { a href={ "/groups/" (enc(&g.name)) } { (g.name) } }
-                        td { (g.description) }
-                        td { (g.members.len()) }
-                        td { (g.grants.len()) }
+                        td data-label="Name" { a href={ "/groups/" (enc(&g.name)) } { (g.name) } }
+                        td data-label="Description" { (g.description) }
+                        td data-label="Members" class="members" { (members) }
+                        td data-label="Roles" class="grants" { (grants) }
                     }
                 }
             }
         }
-        @if groups.items.is_empty() { p { "No groups yet." } }
-        (next_page("/groups?", &groups.next_page_token))
+        @if groups.items.is_empty() { p { "No groups to show." } }
         @if can_create {
             section aria-labelledby="create-group" {
                 h2 id="create-group" { "Create a group" }
@@ -1314,16 +1432,48 @@ async fn create_group(posted: Posted) -> Response {
     }
     .await;
     match result {
-        Ok(group) => see_other(&format!("/groups/{}", enc(&group.name))),
-        Err(e) => groups_view(&ctx, "", Some(&Problem::from(e)), &form).await,
+        Ok(group) => done(&format!("/groups/{}", enc(&group.name)), "group-created"),
+        Err(e) => groups_view(&ctx, &ListQuery::default(), Some(&Problem::from(e)), &form).await,
     }
 }
 
-async fn group_page(ctx: Ctx, Path(group): Path<String>) -> Response {
-    group_view(&ctx, &group, None, &Form::default()).await
+#[derive(Deserialize, Default)]
+struct GroupQuery {
+    /// The beginning of the name of the account to grant a role in.
+    #[serde(default)]
+    account_q: String,
 }
 
-async fn group_view(ctx: &Ctx, name: &str, problem: Option<&Problem>, form: &Form) -> Response {
+async fn group_page(ctx: Ctx, Path(group): Path<String>, Query(q): Query<GroupQuery>) -> Response {
+    group_view(&ctx, &group, &q.account_q, None, &Form::default()).await
+}
+
+/// The accounts the grant form offers: those starting with `prefix`, the
+/// first page of them, and how many match.
+async fn grant_accounts(ctx: &Ctx, prefix: &str) -> Result<(Vec<String>, u64)> {
+    let search = ListQuery {
+        q: prefix.to_owned(),
+        ..ListQuery::default()
+    };
+    let request = search.request(1)?;
+    let accounts = ctx
+        .core()
+        .list_accounts(&ctx.caller, None, &request)
+        .await?;
+    let total = ctx
+        .core()
+        .count_accounts(&ctx.caller, None, &request)
+        .await?;
+    Ok((accounts.items.into_iter().map(|a| a.name).collect(), total))
+}
+
+async fn group_view(
+    ctx: &Ctx,
+    name: &str,
+    account_q: &str,
+    problem: Option<&Problem>,
+    form: &Form,
+) -> Response {
     let group = match ctx.core().get_group(&ctx.caller, name).await {
         Ok(g) => g,
         Err(e) => return ctx.error_page(&e).await,
@@ -1331,6 +1481,21 @@ async fn group_view(ctx: &Ctx, name: &str, problem: Option<&Problem>, form: &For
     let can_update = ctx.may(UPDATE_USER_GROUP, None).await;
     let can_delete = ctx.may(DELETE_USER_GROUP, None).await;
     let base = format!("/groups/{}", enc(name));
+    // A picker over a server-side search, not a list of every account.
+    let (choices, matching) = if can_update {
+        match grant_accounts(ctx, account_q).await {
+            Ok(found) => found,
+            Err(e) => return ctx.error_page(&e).await,
+        }
+    } else {
+        (Vec::new(), 0)
+    };
+    let chosen = if form.has("grants[0].account") {
+        form.get("grants[0].account")
+    } else {
+        ctx.context_account()
+    };
+    let shown = u64::try_from(choices.len()).unwrap_or(u64::MAX);
     let body = html! {
         p { (group.description) }
         section aria-labelledby="members" {
@@ -1358,6 +1523,13 @@ async fn group_view(ctx: &Ctx, name: &str, problem: Option<&Problem>, form: &For
             }
             @if group.grants.is_empty() { p { "No roles." } }
             @if can_update {
+                form method="get" action=(base) class="search" role="search" {
+                    label for="grant-account-q" { "Find accounts starting with" }
+                    " "
+                    input type="search" id="grant-account-q" name="account_q" value=(account_q) size="16";
+                    " "
+                    button type="submit" id="grant-account-search" { "Find" }
+                }
                 form method="post" action={ (base) "/grants" } {
                     (csrf(&ctx.csrf))
                     div class="field" {
@@ -1367,7 +1539,20 @@ async fn group_view(ctx: &Ctx, name: &str, problem: Option<&Problem>, form: &For
                         }
                         (field_error(problem, "grants[0].role"))
                     }
-                    (text_field(problem, "grant-account", "grants[0].account", "In account", "text", form.get("grants[0].account"), true))
+                    div class="field" {
+                        label for="grant-account" { "In account" }
+                        select id="grant-account" name="grants[0].account" required {
+                            @for account in &choices { option value=(account) selected[account == chosen] { (account) } }
+                        }
+                        span class="hint" id="grant-account-count" {
+                            @if matching > shown {
+                                "The first " (shown) " of " (matching) " accounts; find by name to narrow."
+                            } @else {
+                                (matching) " accounts."
+                            }
+                        }
+                        (field_error(problem, "grants[0].account"))
+                    }
                     button type="submit" { "Add role" }
                 }
             }
@@ -1382,37 +1567,50 @@ async fn group_change(
     ctx: Ctx,
     form: Form,
     group: String,
+    what: &str,
     change: impl AsyncFnOnce(&Ctx, &Form) -> Result<()>,
 ) -> Response {
     match change(&ctx, &form).await {
-        Ok(()) => see_other(&format!("/groups/{}", enc(&group))),
-        Err(e) => group_view(&ctx, &group, Some(&Problem::from(e)), &form).await,
+        Ok(()) => done(&format!("/groups/{}", enc(&group)), what),
+        Err(e) => group_view(&ctx, &group, "", Some(&Problem::from(e)), &form).await,
     }
 }
 
 async fn add_member(Path(group): Path<String>, posted: Posted) -> Response {
     let Posted { ctx, form } = posted;
     let name = group.clone();
-    group_change(ctx, form, group, async move |ctx: &Ctx, form: &Form| {
-        let username = names::required("usernames[0]", form.get("usernames[0]"))?.to_owned();
-        ctx.core()
-            .add_group_members(&ctx.caller, &name, &[username])
-            .await
-            .map(drop)
-    })
+    group_change(
+        ctx,
+        form,
+        group,
+        "member-added",
+        async move |ctx: &Ctx, form: &Form| {
+            let username = names::required("usernames[0]", form.get("usernames[0]"))?.to_owned();
+            ctx.core()
+                .add_group_members(&ctx.caller, &name, &[username])
+                .await
+                .map(drop)
+        },
+    )
     .await
 }
 
 async fn remove_member(Path(group): Path<String>, posted: Posted) -> Response {
     let Posted { ctx, form } = posted;
     let name = group.clone();
-    group_change(ctx, form, group, async move |ctx: &Ctx, form: &Form| {
-        let username = names::required("usernames[0]", form.get("username"))?.to_owned();
-        ctx.core()
-            .remove_group_members(&ctx.caller, &name, &[username])
-            .await
-            .map(drop)
-    })
+    group_change(
+        ctx,
+        form,
+        group,
+        "member-removed",
+        async move |ctx: &Ctx, form: &Form| {
+            let username = names::required("usernames[0]", form.get("username"))?.to_owned();
+            ctx.core()
+                .remove_group_members(&ctx.caller, &name, &[username])
+                .await
+                .map(drop)
+        },
+    )
     .await
 }
 
@@ -1430,26 +1628,38 @@ fn grant_of(
 async fn add_grant(Path(group): Path<String>, posted: Posted) -> Response {
     let Posted { ctx, form } = posted;
     let name = group.clone();
-    group_change(ctx, form, group, async move |ctx: &Ctx, form: &Form| {
-        let grant = grant_of(ctx.core().catalog(), form, "grants[0].account")?;
-        ctx.core()
-            .add_group_grants(&ctx.caller, &name, &[grant])
-            .await
-            .map(drop)
-    })
+    group_change(
+        ctx,
+        form,
+        group,
+        "grant-added",
+        async move |ctx: &Ctx, form: &Form| {
+            let grant = grant_of(ctx.core().catalog(), form, "grants[0].account")?;
+            ctx.core()
+                .add_group_grants(&ctx.caller, &name, &[grant])
+                .await
+                .map(drop)
+        },
+    )
     .await
 }
 
 async fn remove_grant(Path(group): Path<String>, posted: Posted) -> Response {
     let Posted { ctx, form } = posted;
     let name = group.clone();
-    group_change(ctx, form, group, async move |ctx: &Ctx, form: &Form| {
-        let grant = grant_of(ctx.core().catalog(), form, "account")?;
-        ctx.core()
-            .remove_group_grants(&ctx.caller, &name, &[grant])
-            .await
-            .map(drop)
-    })
+    group_change(
+        ctx,
+        form,
+        group,
+        "grant-removed",
+        async move |ctx: &Ctx, form: &Form| {
+            let grant = grant_of(ctx.core().catalog(), form, "account")?;
+            ctx.core()
+                .remove_group_grants(&ctx.caller, &name, &[grant])
+                .await
+                .map(drop)
+        },
+    )
     .await
 }
 
@@ -1469,8 +1679,8 @@ async fn delete_group_page(ctx: Ctx, Path(group): Path<String>) -> Response {
 async fn delete_group(Path(group): Path<String>, posted: Posted) -> Response {
     let Posted { ctx, form } = posted;
     match ctx.core().delete_group(&ctx.caller, &group).await {
-        Ok(()) => see_other("/groups"),
-        Err(e) => group_view(&ctx, &group, Some(&Problem::from(e)), &form).await,
+        Ok(()) => done("/groups", "group-deleted"),
+        Err(e) => group_view(&ctx, &group, "", Some(&Problem::from(e)), &form).await,
     }
 }
 

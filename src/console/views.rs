@@ -135,10 +135,15 @@ pub struct Frame<'a> {
     pub account: &'a str,
     pub csrf: &'a str,
     pub accounts_link: bool,
+    /// Only for those who may list the context account's users: the link
+    /// would otherwise lead to a refusal.
+    pub users_link: bool,
     pub groups_link: bool,
-    /// The account context selector: the choices, and the current one.
-    pub contexts: Vec<String>,
+    /// The account context field, for those who may list accounts.
+    pub context_field: bool,
     pub context: Option<&'a str>,
+    /// The message of the change that led here, if any.
+    pub notice: Option<&'static str>,
 }
 
 pub fn page(
@@ -148,6 +153,12 @@ pub fn page(
     problem: Option<&Problem>,
     body: Markup,
 ) -> Response {
+    let context = frame.context.unwrap_or(frame.account);
+    let own_page = format!(
+        "/accounts/{}/users/{}",
+        enc(frame.account),
+        enc(frame.username)
+    );
     let page = html! {
         (DOCTYPE)
         html lang="en" {
@@ -159,34 +170,39 @@ pub fn page(
                         ul {
                             li { a href="/keys" { "API Keys" } }
                             @if frame.accounts_link { li { a href="/accounts" { "Accounts" } } }
-                            li { a href={ "/accounts/" (enc(frame.context.unwrap_or(frame.account))) } { "Users" } }
+                            @if frame.users_link { li { a href={ "/accounts/" (enc(context)) } { "Users" } } }
                             @if frame.groups_link { li { a href="/groups" { "Groups" } } }
                         }
                     }
-                    @if !frame.contexts.is_empty() {
+                    @if frame.context_field {
+                        // A name typed, not chosen from a list: a list cannot
+                        // hold every account of a large installation.
                         form method="post" action="/context" class="context" {
                             (csrf(frame.csrf))
                             label for="context-account" { "Account context" }
-                            select id="context-account" name="account" {
-                                @for name in &frame.contexts {
-                                    option value=(name) selected[Some(name.as_str()) == frame.context.or(Some(frame.account))] { (name) }
-                                }
-                            }
+                            " "
+                            input type="text" id="context-account" name="account" value=(context) size="14" required;
+                            " "
                             button type="submit" { "Switch" }
                         }
                     }
                     form method="post" action="/sign-out" class="who" {
                         (csrf(frame.csrf))
-                        span { "Signed in as " strong { (frame.username) } " (" (frame.account) ")" }
+                        span { "Signed in as " a id="whoami" href=(own_page) { strong { (frame.username) } } " (" (frame.account) ")" }
                         " "
                         button type="submit" { "Sign out" }
                     }
                 }
                 main {
                     h1 { (title) }
+                    @if let Some(notice) = frame.notice {
+                        p class="notice" role="status" id="notice" { (notice) }
+                    }
                     @if let Some(p) = problem {
                         p class="problem" role="alert" id="problem" {
-                            @if p.field.is_some() { "Please correct the field marked below: " }
+                            @if let Some(field) = &p.field {
+                                "Please correct " strong { (field_label(field)) } ": "
+                            }
                             (p.message)
                         }
                     }
@@ -196,6 +212,59 @@ pub fn page(
         }
     };
     (status, Html(page.into_string())).into_response()
+}
+
+/// A field as its form labels it (the RPC's name when no form has it), for
+/// the banner above the page.
+pub fn field_label(field: &str) -> &str {
+    match field {
+        "name" => "Name",
+        "email" => "Email",
+        "username" | "usernames[0]" | "user" => "Username",
+        "password" => "Password",
+        "current_password" => "Current password",
+        "description" => "Description",
+        "expires_at" => "Expires on",
+        "role" | "grants[0].role" => "Role",
+        "account" | "grants[0].account" => "Account",
+        "state" => "State",
+        "q" => "Search",
+        "page" | "before" | "page_token" => "Page",
+        other if other.starts_with("roles") => "Roles",
+        other => other,
+    }
+}
+
+/// The message a page shows after a change redirected to it
+/// (`?done=<what>`): a fixed text per change, so the address cannot put
+/// words on the page.
+pub fn notice_of(query: Option<&str>) -> Option<&'static str> {
+    let done = query?
+        .split('&')
+        .find_map(|pair| pair.strip_prefix("done="))?;
+    Some(match done {
+        "account-created" => "Account created.",
+        "email-saved" => "Email saved.",
+        "account-enabled" => "Account enabled.",
+        "account-disabled" => "Account disabled.",
+        "account-deleted" => "Account deleted.",
+        "context" => "Account context switched.",
+        "user-created" => "User created.",
+        "role-added" => "Role added.",
+        "role-removed" => "Role removed.",
+        "password-set" => "Password set.",
+        "user-enabled" => "User enabled.",
+        "user-disabled" => "User disabled.",
+        "user-deleted" => "User deleted.",
+        "key-revoked" => "API key revoked.",
+        "group-created" => "Group created.",
+        "member-added" => "Member added.",
+        "member-removed" => "Member removed.",
+        "grant-added" => "Role granted.",
+        "grant-removed" => "Role grant removed.",
+        "group-deleted" => "Group deleted.",
+        _ => return None,
+    })
 }
 
 pub fn csrf(token: &str) -> Markup {

@@ -84,6 +84,17 @@ impl Core {
         store::accounts::list_accounts(self.db(), state, page).await
     }
 
+    /// How many accounts `list_accounts` pages through (same permission).
+    pub async fn count_accounts(
+        &self,
+        caller: &Caller,
+        state: Option<AccountState>,
+        page: &PageRequest,
+    ) -> Result<u64> {
+        self.require(caller, LIST_ACCOUNTS, None).await?;
+        store::accounts::count_accounts(self.db(), state, page).await
+    }
+
     pub async fn update_account_email(
         &self,
         caller: &Caller,

@@ -314,6 +314,26 @@ impl Core {
         })
     }
 
+    /// How many keys `list_api_keys` pages through (same permission).
+    pub async fn count_api_keys(
+        &self,
+        caller: &Caller,
+        account: &str,
+        username: &str,
+        include_expired: bool,
+        include_revoked: bool,
+        page: &PageRequest,
+    ) -> Result<u64> {
+        let owner = self.key_owner(caller, account, username, LIST).await?;
+        let filter = store::api_keys::KeyFilter {
+            user_id: owner.id,
+            include_expired,
+            include_revoked,
+            now: self.now(),
+        };
+        store::api_keys::count_api_keys(self.db(), filter, page).await
+    }
+
     pub async fn get_api_key(
         &self,
         caller: &Caller,

@@ -85,6 +85,24 @@ impl Core {
         store::groups::list_groups(self.db(), page).await
     }
 
+    /// How many groups `list_groups` pages through (same permission).
+    pub async fn count_groups(&self, caller: &Caller, page: &PageRequest) -> Result<u64> {
+        self.require(caller, LIST_USER_GROUPS, None).await?;
+        store::groups::count_groups(self.db(), page).await
+    }
+
+    /// The number of members and of role grants of each listed group: a
+    /// listing leaves the lists themselves empty.
+    pub async fn group_sizes(
+        &self,
+        caller: &Caller,
+        groups: &[Group],
+    ) -> Result<std::collections::HashMap<Uuid, (u64, u64)>> {
+        self.require(caller, LIST_USER_GROUPS, None).await?;
+        let ids: Vec<Uuid> = groups.iter().map(|g| g.id).collect();
+        store::groups::count_members_and_grants(self.db(), &ids).await
+    }
+
     pub async fn update_group(
         &self,
         caller: &Caller,

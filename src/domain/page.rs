@@ -12,11 +12,17 @@ const TOKEN_PREFIX: &str = "v1\u{1f}";
 /// ASCII unit separator: no name may contain a control character.
 const SEPARATOR: char = '\u{1f}';
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct PageRequest {
     pub limit: u64,
     /// The key parts of the last row of the previous page.
     pub after: Option<Vec<String>>,
+    /// The key parts of the first row of the page after this one: the
+    /// console's "Previous" walks backwards, and the listing's token then
+    /// points further back (to the first row), not forwards.
+    pub before: Option<Vec<String>>,
+    /// Only rows whose name starts with this (the console's search box).
+    pub prefix: String,
 }
 
 impl PageRequest {
@@ -34,7 +40,56 @@ impl PageRequest {
                 Error::invalid("page_token", "is not a token this listing returned")
             })?)
         };
-        Ok(Self { limit, after })
+        Ok(Self {
+            limit,
+            after,
+            before: None,
+            prefix: String::new(),
+        })
+    }
+
+    /// A console listing: `after` or `before` (tokens this listing
+    /// returned, at most one of them), and a name prefix.
+    pub fn window(
+        limit: u64,
+        after: &str,
+        before: &str,
+        prefix: &str,
+        parts: usize,
+    ) -> Result<Self> {
+        let token = |field: &str, token: &str| {
+            if token.is_empty() {
+                Ok(None)
+            } else {
+                decode(token, parts)
+                    .map(Some)
+                    .ok_or_else(|| Error::invalid(field, "is not a token this listing returned"))
+            }
+        };
+        let prefix = prefix.trim();
+        // The prefix goes into SQL as a name would, with a name's limits.
+        if prefix.chars().count() > 128 || prefix.chars().any(char::is_control) {
+            return Err(Error::invalid("q", "is not the beginning of a name"));
+        }
+        Ok(Self {
+            limit: limit.clamp(1, MAX_PAGE_SIZE),
+            after: token("page", after)?,
+            before: if after.is_empty() {
+                token("before", before)?
+            } else {
+                None
+            },
+            prefix: prefix.to_owned(),
+        })
+    }
+
+    /// The key to start from and whether rows are read backwards (by
+    /// descending key): `before` if set, else `after`.
+    pub fn cursor(&self) -> (Option<&[String]>, bool) {
+        match &self.before {
+            Some(key) => (Some(key.as_slice()), true),
+            None => (self.after.as_deref(), false),
+        }
     }
 }
 
@@ -85,6 +140,20 @@ impl<T> Page<T> {
             next_page_token,
         }
     }
+
+    /// As `from_rows`, for rows read in `page`'s direction: a backward
+    /// page is put back in ascending order, and its token (when more rows
+    /// precede it) is the key of its first row.
+    pub fn from_window<'a>(rows: Vec<T>, page: &PageRequest, key: impl Fn(&T) -> Vec<&str>) -> Self
+    where
+        T: 'a,
+    {
+        let mut page_of = Self::from_rows(rows, page.limit, key);
+        if page.before.is_some() {
+            page_of.items.reverse();
+        }
+        page_of
+    }
 }
 
 #[cfg(test)]
@@ -119,5 +188,19 @@ mod tests {
         assert_eq!(page.next_page_token, encode(&["b"]));
         let last = Page::from_rows(vec!["a"], 2, |s| vec![*s]);
         assert!(last.next_page_token.is_empty());
+    }
+
+    #[test]
+    fn a_backward_page_reads_ascending_and_points_further_back() {
+        let request = PageRequest::window(2, "", &encode(&["d"]), "", 1).ok();
+        let Some(request) = request else {
+            panic!("a window");
+        };
+        assert_eq!(request.cursor(), (Some(["d".to_owned()].as_slice()), true));
+        // Rows before "d", read descending.
+        let page = Page::from_window(vec!["c", "b", "a"], &request, |s| vec![*s]);
+        assert_eq!(page.items, vec!["b", "c"]);
+        assert_eq!(page.next_page_token, encode(&["b"]));
+        assert!(PageRequest::window(2, "", "", "a\u{0}", 1).is_err());
     }
 }

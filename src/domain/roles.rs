@@ -49,6 +49,21 @@ impl Core {
         store::roles::list_role_members(self.db(), role, filter, page).await
     }
 
+    /// How many holders of `role` in `account` there are (the permission
+    /// of `list_role_members` for that account).
+    pub async fn count_role_members(
+        &self,
+        caller: &Caller,
+        role: &str,
+        account: &str,
+        page: &PageRequest,
+    ) -> Result<u64> {
+        self.require(caller, LIST_ROLE_MEMBERS, Some(account))
+            .await?;
+        self.known_role(role)?;
+        store::roles::count_role_members(self.db(), role, Some(account), page).await
+    }
+
     pub async fn add_role_member(
         &self,
         caller: &Caller,

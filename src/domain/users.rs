@@ -147,14 +147,13 @@ impl Core {
         account: Option<&str>,
         page: &PageRequest,
     ) -> Result<Page<UserWithGrants>> {
-        let after = page
-            .after
-            .as_ref()
-            .and_then(|key| key.first())
-            .map(String::as_str);
+        let read = PageRequest {
+            limit: page.limit + 1,
+            ..page.clone()
+        };
         let rows = self
             .queries()
-            .list_users(self.db(), account, after, page.limit + 1)
+            .list_users_window(self.db(), account, &read)
             .await?
             .into_iter()
             .map(|loaded| UserWithGrants {
@@ -163,9 +162,20 @@ impl Core {
                 lock: None,
             })
             .collect();
-        Ok(Page::from_rows(rows, page.limit, |u: &UserWithGrants| {
+        Ok(Page::from_window(rows, page, |u: &UserWithGrants| {
             vec![u.user.username.as_str()]
         }))
+    }
+
+    /// How many users `list_users` pages through (same permission).
+    pub async fn count_users(
+        &self,
+        caller: &Caller,
+        account: &str,
+        page: &PageRequest,
+    ) -> Result<u64> {
+        self.require(caller, LIST_USERS, Some(account)).await?;
+        store::users::count_users(self.db(), Some(account), page).await
     }
 
     /// The user, if they belong to the account.

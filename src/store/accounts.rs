@@ -1,12 +1,12 @@
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::{Expr, OnConflict};
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder,
-    QuerySelect,
+    ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, EntityTrait, PaginatorTrait,
+    QueryFilter, QueryOrder, QuerySelect,
 };
 
 use super::entity::accounts;
-use super::{DbResultExt, StoreResult, classify_conflict};
+use super::{DbResultExt, StoreResult, classify_conflict, listing};
 use crate::domain::model::{Account, AccountState, AccountType};
 use crate::domain::page::{Page, PageRequest};
 use crate::error::quoted;
@@ -41,14 +41,11 @@ pub async fn list_accounts(
     page: &PageRequest,
 ) -> StoreResult<Page<Account>> {
     let mut query = accounts::Entity::find()
-        .filter(accounts::Column::AccountType.ne(AccountType::Service.as_str()))
-        .order_by_asc(accounts::Column::Name)
+        .filter(listed(state, page))
+        .order_by(accounts::Column::Name, listing::order_of(page))
         .limit(page.limit + 1);
-    if let Some(state) = state {
-        query = query.filter(accounts::Column::State.eq(state.as_str()));
-    }
-    if let Some(after) = page.after.as_ref().and_then(|key| key.first()) {
-        query = query.filter(accounts::Column::Name.gt(after.as_str()));
+    if let (Some([key]), _) = page.cursor() {
+        query = query.filter(listing::past(accounts::Column::Name, key, page));
     }
     let rows = query
         .all(db)
@@ -57,7 +54,32 @@ pub async fn list_accounts(
         .into_iter()
         .map(Account::try_from)
         .collect::<StoreResult<Vec<_>>>()?;
-    Ok(Page::from_rows(rows, page.limit, |a| vec![a.name.as_str()]))
+    Ok(Page::from_window(rows, page, |a| vec![a.name.as_str()]))
+}
+
+/// How many accounts `list_accounts` pages through.
+pub async fn count_accounts(
+    db: &impl ConnectionTrait,
+    state: Option<AccountState>,
+    page: &PageRequest,
+) -> StoreResult<u64> {
+    accounts::Entity::find()
+        .filter(listed(state, page))
+        .count(db)
+        .await
+        .db()
+}
+
+fn listed(state: Option<AccountState>, page: &PageRequest) -> Condition {
+    let mut condition =
+        Condition::all().add(accounts::Column::AccountType.ne(AccountType::Service.as_str()));
+    if let Some(state) = state {
+        condition = condition.add(accounts::Column::State.eq(state.as_str()));
+    }
+    if let Some(prefix) = listing::prefix_of(accounts::Column::Name, page) {
+        condition = condition.add(prefix);
+    }
+    condition
 }
 
 pub async fn create_account(db: &impl ConnectionTrait, account: &Account) -> StoreResult<()> {

@@ -7,7 +7,7 @@ use sea_orm::{
 use uuid::Uuid;
 
 use super::entity::api_keys;
-use super::{DbResultExt, StoreResult, classify_conflict};
+use super::{DbResultExt, StoreResult, classify_conflict, listing};
 use crate::domain::model::ApiKey;
 use crate::domain::page::{Page, PageRequest};
 use crate::error::{Error, quoted};
@@ -109,6 +109,36 @@ pub async fn find_by_name(
         .map(ApiKey::from))
 }
 
+/// Which of a user's keys a listing shows.
+#[derive(Debug, Clone, Copy)]
+pub struct KeyFilter {
+    pub user_id: Uuid,
+    pub include_expired: bool,
+    pub include_revoked: bool,
+    pub now: DateTime<Utc>,
+}
+
+impl KeyFilter {
+    fn condition(&self, page: &PageRequest) -> Condition {
+        let mut condition = live_of(self.user_id);
+        // Revocation wins over expiry, as in `ApiKey::status`.
+        if !self.include_revoked {
+            condition = condition.add(api_keys::Column::RevokedAt.is_null());
+        }
+        if !self.include_expired {
+            condition = condition.add(
+                Condition::any()
+                    .add(api_keys::Column::ExpiresAt.gt(self.now))
+                    .add(api_keys::Column::RevokedAt.is_not_null()),
+            );
+        }
+        if let Some(prefix) = listing::prefix_of(api_keys::Column::Name, page) {
+            condition = condition.add(prefix);
+        }
+        condition
+    }
+}
+
 /// A user's keys by name: active ones, plus expired and revoked on request.
 pub async fn list_api_keys(
     db: &impl ConnectionTrait,
@@ -118,23 +148,18 @@ pub async fn list_api_keys(
     now: DateTime<Utc>,
     page: &PageRequest,
 ) -> StoreResult<Page<ApiKey>> {
+    let filter = KeyFilter {
+        user_id,
+        include_expired,
+        include_revoked,
+        now,
+    };
     let mut query = api_keys::Entity::find()
-        .filter(live_of(user_id))
-        .order_by_asc(api_keys::Column::Name)
+        .filter(filter.condition(page))
+        .order_by(api_keys::Column::Name, listing::order_of(page))
         .limit(page.limit + 1);
-    // Revocation wins over expiry, as in `ApiKey::status`.
-    if !include_revoked {
-        query = query.filter(api_keys::Column::RevokedAt.is_null());
-    }
-    if !include_expired {
-        query = query.filter(
-            Condition::any()
-                .add(api_keys::Column::ExpiresAt.gt(now))
-                .add(api_keys::Column::RevokedAt.is_not_null()),
-        );
-    }
-    if let Some(after) = page.after.as_ref().and_then(|key| key.first()) {
-        query = query.filter(api_keys::Column::Name.gt(after.as_str()));
+    if let (Some([key]), _) = page.cursor() {
+        query = query.filter(listing::past(api_keys::Column::Name, key, page));
     }
     let rows = query
         .all(db)
@@ -143,9 +168,22 @@ pub async fn list_api_keys(
         .into_iter()
         .map(ApiKey::from)
         .collect();
-    Ok(Page::from_rows(rows, page.limit, |k: &ApiKey| {
+    Ok(Page::from_window(rows, page, |k: &ApiKey| {
         vec![k.name.as_str()]
     }))
+}
+
+/// How many keys `list_api_keys` pages through.
+pub async fn count_api_keys(
+    db: &impl ConnectionTrait,
+    filter: KeyFilter,
+    page: &PageRequest,
+) -> StoreResult<u64> {
+    api_keys::Entity::find()
+        .filter(filter.condition(page))
+        .count(db)
+        .await
+        .db()
 }
 
 /// Changes name and/or description, and revokes when `revoke_at` is given

@@ -1,13 +1,15 @@
+use std::collections::HashMap;
+
 use chrono::{DateTime, Utc};
-use sea_orm::sea_query::{Expr, OnConflict};
+use sea_orm::sea_query::{Expr, ExprTrait, OnConflict};
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, JoinType, QueryFilter, QueryOrder,
-    QuerySelect, RelationTrait,
+    ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, EntityTrait, JoinType,
+    PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, RelationTrait,
 };
 use uuid::Uuid;
 
 use super::entity::{group_grants, group_members, user_groups, users};
-use super::{DbResultExt, StoreResult, classify_conflict, classify_missing_parent};
+use super::{DbResultExt, StoreResult, classify_conflict, classify_missing_parent, listing};
 use crate::domain::model::Group;
 use crate::domain::page::{Page, PageRequest};
 use crate::error::quoted;
@@ -73,15 +75,65 @@ pub async fn list_groups(
     page: &PageRequest,
 ) -> StoreResult<Page<Group>> {
     let mut query = user_groups::Entity::find()
-        .order_by_asc(user_groups::Column::Name)
+        .filter(listed(page))
+        .order_by(user_groups::Column::Name, listing::order_of(page))
         .limit(page.limit + 1);
-    if let Some(after) = page.after.as_ref().and_then(|key| key.first()) {
-        query = query.filter(user_groups::Column::Name.gt(after.as_str()));
+    if let (Some([key]), _) = page.cursor() {
+        query = query.filter(listing::past(user_groups::Column::Name, key, page));
     }
     let rows = query.all(db).await.db()?.into_iter().map(group).collect();
-    Ok(Page::from_rows(rows, page.limit, |g: &Group| {
+    Ok(Page::from_window(rows, page, |g: &Group| {
         vec![g.name.as_str()]
     }))
+}
+
+/// How many groups `list_groups` pages through.
+pub async fn count_groups(db: &impl ConnectionTrait, page: &PageRequest) -> StoreResult<u64> {
+    user_groups::Entity::find()
+        .filter(listed(page))
+        .count(db)
+        .await
+        .db()
+}
+
+fn listed(page: &PageRequest) -> Condition {
+    listing::prefix_of(user_groups::Column::Name, page).unwrap_or_else(Condition::all)
+}
+
+/// The number of members and of grants of each of `ids` (a page of
+/// groups: two grouped counts instead of loading every member).
+pub async fn count_members_and_grants(
+    db: &impl ConnectionTrait,
+    ids: &[Uuid],
+) -> StoreResult<HashMap<Uuid, (u64, u64)>> {
+    let members = group_members::Entity::find()
+        .select_only()
+        .column(group_members::Column::GroupId)
+        .column_as(Expr::col(group_members::Column::UserId).count(), "n")
+        .filter(group_members::Column::GroupId.is_in(ids.iter().copied()))
+        .group_by(group_members::Column::GroupId)
+        .into_tuple::<(Uuid, i64)>()
+        .all(db)
+        .await
+        .db()?;
+    let grants = group_grants::Entity::find()
+        .select_only()
+        .column(group_grants::Column::GroupId)
+        .column_as(Expr::col(group_grants::Column::Role).count(), "n")
+        .filter(group_grants::Column::GroupId.is_in(ids.iter().copied()))
+        .group_by(group_grants::Column::GroupId)
+        .into_tuple::<(Uuid, i64)>()
+        .all(db)
+        .await
+        .db()?;
+    let mut sizes: HashMap<Uuid, (u64, u64)> = HashMap::new();
+    for (id, n) in members {
+        sizes.entry(id).or_default().0 = u64::try_from(n).unwrap_or_default();
+    }
+    for (id, n) in grants {
+        sizes.entry(id).or_default().1 = u64::try_from(n).unwrap_or_default();
+    }
+    Ok(sizes)
 }
 
 pub async fn create_group(db: &impl ConnectionTrait, group: &Group) -> StoreResult<()> {

@@ -165,6 +165,20 @@ impl Queries {
 /// The page statement (Postgres placeholders, in the order: account,
 /// after, limit — each only if used).
 pub fn list_users_sql(backend: DbBackend, by_account: bool, after: bool) -> String {
+    users_page_sql(backend, by_account, after.then_some(false), false)
+}
+
+/// The page statement with the console's options: `cursor` is
+/// `Some(backwards)` when the page starts from a key, read by descending
+/// username when backwards; `prefix` keeps usernames that start with a
+/// value. Placeholders in the order: account, prefix (three: the value, its
+/// length, the value), key, limit — each only if used.
+pub fn users_page_sql(
+    backend: DbBackend,
+    by_account: bool,
+    cursor: Option<bool>,
+    prefix: bool,
+) -> String {
     let mut conditions = Vec::new();
     let mut n = 0;
     let mut next = || {
@@ -174,8 +188,18 @@ pub fn list_users_sql(backend: DbBackend, by_account: bool, after: bool) -> Stri
     if by_account {
         conditions.push(format!("account_name = {}", next()));
     }
-    if after {
-        conditions.push(format!("username > {}", next()));
+    if prefix {
+        // Case-sensitive on both backends (SQLite's LIKE is not); the
+        // lower bound lets the username index seek to the first match.
+        let (from, length, value) = (next(), next(), next());
+        conditions.push(format!(
+            "username >= {from} AND substr(username, 1, {length}) = {value}"
+        ));
+    }
+    let backwards = cursor == Some(true);
+    if cursor.is_some() {
+        let past = if backwards { "<" } else { ">" };
+        conditions.push(format!("username {past} {}", next()));
     }
     let limit = next();
     let filter = if conditions.is_empty() {
@@ -183,9 +207,10 @@ pub fn list_users_sql(backend: DbBackend, by_account: bool, after: bool) -> Stri
     } else {
         format!("WHERE {}", conditions.join(" AND "))
     };
+    let order = if backwards { " DESC" } else { "" };
     format!(
-        "SELECT {} FROM (SELECT * FROM users {filter} ORDER BY username LIMIT {limit}) u \
-         JOIN accounts a ON a.name = u.account_name ORDER BY u.username",
+        "SELECT {} FROM (SELECT * FROM users {filter} ORDER BY username{order} LIMIT {limit}) u \
+         JOIN accounts a ON a.name = u.account_name ORDER BY u.username{order}",
         user_columns(backend)
     )
 }
@@ -202,15 +227,45 @@ impl Queries {
         after: Option<&str>,
         limit: u64,
     ) -> StoreResult<Vec<LoadedUser>> {
+        let page = crate::domain::page::PageRequest {
+            limit,
+            after: after.map(|a| vec![a.to_owned()]),
+            ..Default::default()
+        };
+        self.list_users_window(db, account, &page).await
+    }
+
+    /// As `list_users`, for a console listing: `page.limit` rows are read
+    /// as given (the caller asks for one more), by prefix, either way.
+    pub async fn list_users_window(
+        &self,
+        db: &impl ConnectionTrait,
+        account: Option<&str>,
+        page: &crate::domain::page::PageRequest,
+    ) -> StoreResult<Vec<LoadedUser>> {
         let mut values: Vec<Value> = Vec::new();
         if let Some(account) = account {
             values.push(account.into());
         }
-        if let Some(after) = after {
-            values.push(after.into());
+        let prefix = !page.prefix.is_empty();
+        if prefix {
+            let length = i32::try_from(page.prefix.chars().count()).unwrap_or(i32::MAX);
+            values.push(page.prefix.as_str().into());
+            values.push(length.into());
+            values.push(page.prefix.as_str().into());
         }
-        values.push(i64::try_from(limit).unwrap_or(i64::MAX).into());
-        let sql = list_users_sql(self.backend, account.is_some(), after.is_some());
+        let (key, backwards) = page.cursor();
+        let key = key.and_then(|k| k.first());
+        if let Some(key) = key {
+            values.push(key.as_str().into());
+        }
+        values.push(i64::try_from(page.limit).unwrap_or(i64::MAX).into());
+        let sql = users_page_sql(
+            self.backend,
+            account.is_some(),
+            key.map(|_| backwards),
+            prefix,
+        );
         let rows = db.query_all_raw(super::sql(db, &sql, values)).await.db()?;
         rows.iter().map(read_user).collect()
     }

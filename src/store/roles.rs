@@ -1,11 +1,11 @@
 use chrono::{DateTime, Utc};
 use sea_orm::{
-    ColumnTrait, Condition, ConnectionTrait, EntityTrait, FromQueryResult, JoinType, QueryFilter,
-    QueryOrder, QuerySelect, RelationTrait,
+    ColumnTrait, Condition, ConnectionTrait, EntityTrait, FromQueryResult, JoinType,
+    PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, RelationTrait,
 };
 
 use super::entity::{actions, role_actions, role_bindings, roles, users};
-use super::{DbResultExt, StoreResult};
+use super::{DbResultExt, StoreResult, listing};
 use crate::domain::catalog::{ActionDef, Catalog};
 use crate::domain::model::{ActionScope, RoleMember};
 use crate::domain::page::{Page, PageRequest};
@@ -56,6 +56,7 @@ pub async fn list_role_members(
     account: Option<&str>,
     page: &PageRequest,
 ) -> StoreResult<Page<RoleMember>> {
+    let order = listing::order_of(page);
     let mut query = role_bindings::Entity::find()
         .select_only()
         .column(role_bindings::Column::Role)
@@ -64,21 +65,20 @@ pub async fn list_role_members(
         .column(users::Column::Username)
         .column_as(users::Column::AccountName, "user_account")
         .join(JoinType::InnerJoin, role_bindings::Relation::User.def())
-        .filter(role_bindings::Column::Role.eq(role))
-        .order_by_asc(role_bindings::Column::AccountName)
-        .order_by_asc(users::Column::Username)
+        .filter(members_of(role, account, page))
+        .order_by(role_bindings::Column::AccountName, order.clone())
+        .order_by(users::Column::Username, order)
         .limit(page.limit + 1);
-    if let Some(account) = account {
-        query = query.filter(role_bindings::Column::AccountName.eq(account));
-    }
-    if let Some([after_account, after_user]) = page.after.as_deref() {
+    if let (Some([after_account, after_user]), _) = page.cursor() {
+        let account_column = (role_bindings::Entity, role_bindings::Column::AccountName);
+        let user_column = (users::Entity, users::Column::Username);
         query = query.filter(
             Condition::any()
-                .add(role_bindings::Column::AccountName.gt(after_account.as_str()))
+                .add(listing::past(account_column, after_account, page))
                 .add(
                     Condition::all()
                         .add(role_bindings::Column::AccountName.eq(after_account.as_str()))
-                        .add(users::Column::Username.gt(after_user.as_str())),
+                        .add(listing::past(user_column, after_user, page)),
                 ),
         );
     }
@@ -96,7 +96,33 @@ pub async fn list_role_members(
             created_at: m.created_at,
         })
         .collect();
-    Ok(Page::from_rows(rows, page.limit, |m| {
+    Ok(Page::from_window(rows, page, |m| {
         vec![m.account.as_str(), m.username.as_str()]
     }))
+}
+
+/// How many holders `list_role_members` pages through.
+pub async fn count_role_members(
+    db: &impl ConnectionTrait,
+    role: &str,
+    account: Option<&str>,
+    page: &PageRequest,
+) -> StoreResult<u64> {
+    role_bindings::Entity::find()
+        .join(JoinType::InnerJoin, role_bindings::Relation::User.def())
+        .filter(members_of(role, account, page))
+        .count(db)
+        .await
+        .db()
+}
+
+fn members_of(role: &str, account: Option<&str>, page: &PageRequest) -> Condition {
+    let mut condition = Condition::all().add(role_bindings::Column::Role.eq(role));
+    if let Some(account) = account {
+        condition = condition.add(role_bindings::Column::AccountName.eq(account));
+    }
+    if let Some(prefix) = listing::prefix_of((users::Entity, users::Column::Username), page) {
+        condition = condition.add(prefix);
+    }
+    condition
 }

@@ -1,11 +1,15 @@
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::Expr;
-use sea_orm::{ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, SqlErr};
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter,
+    SqlErr,
+};
 use uuid::Uuid;
 
 use super::entity::{accounts, group_members, role_bindings, users};
-use super::{DbResultExt, StoreResult, classify_conflict, classify_missing_parent};
+use super::{DbResultExt, StoreResult, classify_conflict, classify_missing_parent, listing};
 use crate::domain::model::{Account, Grant, User, UserState, UserType};
+use crate::domain::page::PageRequest;
 use crate::error::{Error, quoted};
 
 impl TryFrom<users::Model> for User {
@@ -24,6 +28,22 @@ impl TryFrom<users::Model> for User {
             updated_at: m.updated_at,
         })
     }
+}
+
+/// How many users a listing of `account` (or of all) pages through.
+pub async fn count_users(
+    db: &impl ConnectionTrait,
+    account: Option<&str>,
+    page: &PageRequest,
+) -> StoreResult<u64> {
+    let mut query = users::Entity::find();
+    if let Some(account) = account {
+        query = query.filter(users::Column::AccountName.eq(account));
+    }
+    if let Some(prefix) = listing::prefix_of(users::Column::Username, page) {
+        query = query.filter(prefix);
+    }
+    query.count(db).await.db()
 }
 
 /// A user, their account and their password hash: everything

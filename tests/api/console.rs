@@ -72,6 +72,10 @@ impl Driver {
     }
 
     async fn browser(&self) -> Client {
+        self.browser_sized(1280, 900).await
+    }
+
+    async fn browser_sized(&self, width: u32, height: u32) -> Client {
         let chromium = tool("AUTHZD_TEST_CHROMIUM", "/usr/bin/chromium");
         let mut caps = serde_json::Map::new();
         caps.insert(
@@ -79,7 +83,7 @@ impl Driver {
             json!({
                 "binary": chromium,
                 "args": ["--headless=new", "--no-sandbox", "--disable-gpu",
-                         "--disable-dev-shm-usage", "--window-size=1280,900"],
+                         "--disable-dev-shm-usage", format!("--window-size={width},{height}")],
             }),
         );
         ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
@@ -458,11 +462,19 @@ async fn walk(w: &Walk, grpc: &str) {
         !ok && out.contains("Unauthenticated"),
         "a revoked key: {out}"
     );
+    // The seed's default hides it; the toggle (a link) reveals it.
+    assert!(
+        !w.text().await.contains("the build"),
+        "only active keys by default"
+    );
+    w.press("Show all keys (revoked and expired too)").await;
     let listed = w.text().await;
-    assert!(listed.contains("revoked"), "{listed}");
+    assert!(
+        listed.contains("revoked") && listed.contains("the build"),
+        "{listed}"
+    );
     w.shot("keys").await;
-    w.click("#only-active").await;
-    w.press("Apply").await;
+    w.press("Show only active").await;
     assert!(!w.text().await.contains("the build"), "only active keys");
 
     // Sign-out revokes the session's tokens, not just the cookie.
@@ -545,27 +557,16 @@ async fn walk(w: &Walk, grpc: &str) {
     w.shot("group").await;
     // The account context: Users and the key-owner picker follow it.
     w.open("/keys").await;
-    w.client
-        .find(Locator::Css("#context-account"))
-        .await
-        .unwrap()
-        .select_by_value("acme")
-        .await
-        .unwrap();
+    w.fill("#context-account", "acme").await;
     w.press("Switch").await;
     assert_eq!(w.path().await, "/accounts/acme");
     w.open("/keys").await;
-    let owners = w
-        .client
-        .find(Locator::Css("#key-owner"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    w.fill("#key-owner", "alice").await;
+    w.press("Show").await;
     assert!(
-        owners.contains("alice") && owners.contains("bob"),
-        "{owners}"
+        w.text().await.contains("API keys of alice"),
+        "{}",
+        w.text().await
     );
 
     // Users: email, roles, state, password, delete.
@@ -641,6 +642,556 @@ async fn walk(w: &Walk, grpc: &str) {
     .await;
     assert!(!ok, "alice's account is gone: {out}");
     w.sign_out().await;
+}
+
+/// Named checks that do not stop the walk: every failing one is reported
+/// at the end, so one run shows each point's test failing on its own.
+#[derive(Default)]
+struct Checks(Vec<String>);
+
+impl Checks {
+    fn check(&mut self, name: &str, ok: bool, detail: impl std::fmt::Display) {
+        if !ok {
+            eprintln!("check {name} FAILED: {detail}");
+            self.0.push(name.to_owned());
+        }
+    }
+
+    fn finish(self) {
+        assert!(self.0.is_empty(), "failed checks: {:?}", self.0);
+    }
+}
+
+impl Walk {
+    /// `press` that reports instead of panicking.
+    async fn try_press(&self, label: &str) -> bool {
+        let xpath =
+            format!("//button[normalize-space()='{label}'] | //a[normalize-space()='{label}']");
+        let Ok(found) = self.client.find(Locator::XPath(&xpath)).await else {
+            return false;
+        };
+        let old = self.client.find(Locator::Css("html")).await.unwrap();
+        found.click().await.unwrap();
+        self.replaced(old).await;
+        true
+    }
+
+    /// Clicks the element `css` and waits for the next page.
+    async fn try_follow(&self, css: &str) -> bool {
+        let Ok(found) = self.client.find(Locator::Css(css)).await else {
+            return false;
+        };
+        let old = self.client.find(Locator::Css("html")).await.unwrap();
+        found.click().await.unwrap();
+        self.replaced(old).await;
+        true
+    }
+
+    async fn try_fill(&self, css: &str, value: &str) -> bool {
+        let Ok(field) = self.client.find(Locator::Css(css)).await else {
+            return false;
+        };
+        field.clear().await.is_ok() && field.send_keys(value).await.is_ok()
+    }
+
+    /// The text of the first `css`, if there is one.
+    async fn text_of(&self, css: &str) -> Option<String> {
+        let found = self.client.find(Locator::Css(css)).await.ok()?;
+        found.text().await.ok()
+    }
+
+    async fn attr_of(&self, css: &str, name: &str) -> Option<String> {
+        let found = self.client.find(Locator::Css(css)).await.ok()?;
+        found.attr(name).await.ok()?
+    }
+
+    /// The texts of the first cells of the table's rows.
+    async fn first_cells(&self) -> Vec<String> {
+        let cells = self
+            .client
+            .find_all(Locator::Css("tbody tr > :first-child"))
+            .await
+            .unwrap_or_default();
+        let mut texts = Vec::new();
+        for cell in cells {
+            texts.push(cell.text().await.unwrap_or_default());
+        }
+        texts
+    }
+
+    /// (document scroll width, viewport width).
+    async fn widths(&self) -> (u64, u64) {
+        let value = self
+            .client
+            .execute(
+                "return [document.documentElement.scrollWidth, window.innerWidth];",
+                vec![],
+            )
+            .await
+            .unwrap();
+        let at = |i: usize| value.get(i).and_then(|v| v.as_u64()).unwrap_or(u64::MAX);
+        (at(0), at(1))
+    }
+}
+
+/// The administrator's fixtures, through the gRPC API: more accounts and
+/// users than a page holds (and than the old capped selectors held).
+async fn crowd(grpc: &str) {
+    use crate::support::as_admin;
+    use authzd::pb;
+    let channel = crate::support::connect(grpc).await;
+    let accounts = pb::account_service_client::AccountServiceClient::new(channel.clone());
+    let users = pb::user_service_client::UserServiceClient::new(channel.clone());
+    let groups = pb::group_service_client::GroupServiceClient::new(channel);
+    for (name, email) in [("acme", "ops@acme.example"), ("quiet", ""), ("crowd", "")] {
+        accounts
+            .clone()
+            .create_account(as_admin(pb::CreateAccountRequest {
+                name: name.into(),
+                email: email.into(),
+                ..Default::default()
+            }))
+            .await
+            .unwrap();
+    }
+    for (name, password, role) in [
+        ("alice", ALICE, "read-write"),
+        ("bob", BOB, "account-user-admin"),
+    ] {
+        users
+            .clone()
+            .create_user(as_admin(pb::CreateUserRequest {
+                account: "acme".into(),
+                username: name.into(),
+                password: password.into(),
+                roles: vec![role.into()],
+                ..Default::default()
+            }))
+            .await
+            .unwrap();
+    }
+    // Eight at a time: quick, without flooding the server.
+    let mut workers = tokio::task::JoinSet::new();
+    for worker in 0..8 {
+        let (mut accounts, mut users) = (accounts.clone(), users.clone());
+        workers.spawn(async move {
+            for i in (worker..205).step_by(8) {
+                accounts
+                    .create_account(as_admin(pb::CreateAccountRequest {
+                        name: format!("bulk-{i:03}"),
+                        ..Default::default()
+                    }))
+                    .await
+                    .unwrap();
+            }
+            // SAML users: no password to hash, so 505 of them are quick.
+            for i in (worker..505).step_by(8) {
+                users
+                    .create_user(as_admin(pb::CreateUserRequest {
+                        account: "crowd".into(),
+                        username: format!("member-{i:03}"),
+                        r#type: pb::UserType::Saml.into(),
+                        idp_name: "corp".into(),
+                        roles: vec!["read-only".into()],
+                        ..Default::default()
+                    }))
+                    .await
+                    .unwrap();
+            }
+        });
+    }
+    while let Some(done) = workers.join_next().await {
+        done.unwrap();
+    }
+    let mut groups = groups;
+    groups
+        .create_group(as_admin(pb::CreateGroupRequest {
+            name: "auditors".into(),
+            description: "read the audit".into(),
+        }))
+        .await
+        .unwrap();
+    groups
+        .add_group_members(as_admin(pb::GroupMembersRequest {
+            name: "auditors".into(),
+            usernames: vec!["alice".into()],
+        }))
+        .await
+        .unwrap();
+    groups
+        .add_group_grants(as_admin(pb::GroupGrantsRequest {
+            name: "auditors".into(),
+            grants: vec![pb::GroupGrant {
+                role: "read-only".into(),
+                account: "acme".into(),
+            }],
+        }))
+        .await
+        .unwrap();
+}
+
+/// Issue 24: the seed's roles view, and the console at real sizes and on
+/// a phone. Each check is named; a run reports every failing one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn console_roles_lists_at_scale_and_on_a_phone_in_chromium() {
+    let db = TestDatabase::new(Backend::Sqlite).await;
+    let server = Server::start_with(&db, |c| {
+        c.env("AUTHZD_CONSOLE_ENABLED", "true")
+            .env("AUTHZD_CONSOLE_LISTEN", "127.0.0.1:0");
+    })
+    .await;
+    let console = server.wait_for_address("console listening").await;
+    crowd(&server.addr).await;
+    let driver = Driver::start().await;
+    let shots = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("console-screenshots");
+    std::fs::create_dir_all(&shots).unwrap();
+    let mut c = Checks::default();
+    let w = Walk {
+        client: driver.browser().await,
+        base: format!("http://{console}"),
+        shots: shots.clone(),
+    };
+    roles_and_lists(&w, &mut c).await;
+    w.client.clone().close().await.ok();
+    let phone = Walk {
+        client: driver.browser_sized(390, 844).await,
+        base: format!("http://{console}"),
+        shots,
+    };
+    on_a_phone(&phone, &mut c).await;
+    phone.client.clone().close().await.ok();
+    c.finish();
+}
+
+async fn roles_and_lists(w: &Walk, c: &mut Checks) {
+    w.sign_in("admin", ADMIN_PASSWORD).await;
+
+    // §2 The seed's roles tab: each role with its permissions; View lists
+    // the account's members of the role.
+    w.open("/accounts/acme").await;
+    let tab = w.try_follow("#roles-tab").await;
+    let page = w.text().await;
+    c.check(
+        "roles-tab",
+        tab && w.path().await == "/accounts/acme/roles"
+            && page.contains("read-write")
+            && page.contains("createApplication")
+            && page.contains("account-user-admin"),
+        &page,
+    );
+    w.shot("roles").await;
+    let view = w.try_follow("#role-read-write a").await;
+    let page = w.text().await;
+    c.check(
+        "role-view-members",
+        view && w.path().await == "/accounts/acme/roles/read-write"
+            && page.contains("alice")
+            && !page.contains("bob"),
+        &page,
+    );
+    w.shot("role-members").await;
+    // More members than a page: a count, Next, Previous, a search.
+    w.open("/accounts/crowd/roles/read-only").await;
+    let count = w.text_of("#members-count").await.unwrap_or_default();
+    c.check(
+        "role-members-count",
+        count.starts_with("505 members"),
+        &count,
+    );
+    let next = w.try_follow("#members-next").await;
+    let second = w.first_cells().await;
+    c.check(
+        "role-members-next",
+        next && second.first().map(String::as_str) == Some("member-100"),
+        format!("{second:?}"),
+    );
+    let previous = w.try_follow("#members-prev").await;
+    let first = w.first_cells().await;
+    c.check(
+        "role-members-previous",
+        previous
+            && first.first().map(String::as_str) == Some("member-000")
+            && first.len() == 100
+            && !w.has("#members-prev").await,
+        format!("{first:?}"),
+    );
+    let searched = w.try_fill("#members-q", "member-50").await && w.try_press("Search").await;
+    let count = w.text_of("#members-count").await.unwrap_or_default();
+    c.check(
+        "role-members-search",
+        searched && count.starts_with("5 members") && w.first_cells().await.len() == 5,
+        &count,
+    );
+
+    // Lists: accounts and an account's users, by prefix, both ways.
+    w.open("/accounts").await;
+    let count = w.text_of("#accounts-count").await.unwrap_or_default();
+    c.check("accounts-count", count.starts_with("209 accounts"), &count);
+    let next = w.try_follow("#accounts-next").await;
+    let back = w.try_follow("#accounts-prev").await;
+    let first = w.first_cells().await;
+    c.check(
+        "accounts-next-previous",
+        next && back && first.first().map(String::as_str) == Some("acme"),
+        format!("{first:?}"),
+    );
+    let searched = w.try_fill("#accounts-q", "bulk-20").await && w.try_press("Search").await;
+    let found = w.first_cells().await;
+    c.check(
+        "accounts-search",
+        searched && found == ["bulk-200", "bulk-201", "bulk-202", "bulk-203", "bulk-204"],
+        format!("{found:?}"),
+    );
+    w.open("/accounts/crowd").await;
+    let count = w.text_of("#users-count").await.unwrap_or_default();
+    let next = w.try_follow("#users-next").await;
+    let second = w.first_cells().await;
+    c.check(
+        "users-count-next",
+        count.starts_with("505 users")
+            && next
+            && second.first().map(String::as_str) == Some("member-100"),
+        format!("{count} {second:?}"),
+    );
+    let searched = w.try_fill("#users-q", "member-50").await && w.try_press("Search").await;
+    c.check(
+        "users-search",
+        searched && w.first_cells().await.len() == 5,
+        w.text().await,
+    );
+
+    // The account context is typed, then looked up: no list to cap.
+    let switched = w.try_fill("#context-account", "bulk-204").await && w.try_press("Switch").await;
+    c.check(
+        "context-beyond-cap",
+        switched && w.path().await == "/accounts/bulk-204",
+        w.path().await,
+    );
+    c.check(
+        "notice-context",
+        w.text_of("#notice").await.as_deref() == Some("Account context switched."),
+        w.text().await,
+    );
+    // A name that is no account: the accounts starting with it, and a
+    // banner naming the field.
+    let switched = w.try_fill("#context-account", "bulk-2").await && w.try_press("Switch").await;
+    let banner = w.text_of("#problem").await.unwrap_or_default();
+    c.check(
+        "context-search-page",
+        switched && banner.contains("Account") && w.first_cells().await.len() == 5,
+        &banner,
+    );
+    // The key owner is typed too: the 505th user of the context account.
+    let switched = w.try_fill("#context-account", "crowd").await && w.try_press("Switch").await;
+    w.open("/keys").await;
+    let shown =
+        switched && w.try_fill("#key-owner", "member-504").await && w.try_press("Show").await;
+    let page = w.text().await;
+    c.check(
+        "key-owner-beyond-cap",
+        shown && page.contains("Keys of user member-504 in account crowd"),
+        &page,
+    );
+
+    // Groups: true counts, and a search.
+    w.open("/groups").await;
+    let members = w.text_of("tr td.members").await.unwrap_or_default();
+    let grants = w.text_of("tr td.grants").await.unwrap_or_default();
+    c.check(
+        "group-counts",
+        members == "1" && grants == "1",
+        format!("members {members}, roles {grants}"),
+    );
+    let count = w.text_of("#groups-count").await.unwrap_or_default();
+    let searched = w.try_fill("#groups-q", "zzz").await && w.try_press("Search").await;
+    let none = w.text_of("#groups-count").await.unwrap_or_default();
+    c.check(
+        "groups-count-search",
+        count.starts_with("1 groups") && searched && none.starts_with("0 groups"),
+        format!("{count} / {none}"),
+    );
+    // The group grant's account is picked from a server-side search.
+    w.open("/groups/auditors").await;
+    let tag = match w.client.find(Locator::Css("#grant-account")).await {
+        Ok(e) => e.tag_name().await.unwrap_or_default(),
+        Err(_) => String::new(),
+    };
+    let found = tag == "select"
+        && w.try_fill("#grant-account-q", "bulk-20").await
+        && w.try_press("Find").await;
+    let choose = async |css: &str, value: &str| match w.client.find(Locator::Css(css)).await {
+        Ok(e) => e.select_by_value(value).await.is_ok(),
+        Err(_) => false,
+    };
+    let picked = found
+        && choose("#grant-account", "bulk-204").await
+        && choose("#grant-role", "read-only").await;
+    let added = picked && w.try_press("Add role").await;
+    c.check(
+        "grant-account-picker",
+        added && w.text().await.contains("read-only in bulk-204"),
+        format!("tag {tag:?}: {}", w.text().await),
+    );
+    c.check(
+        "notice-grant",
+        w.text_of("#notice").await.as_deref() == Some("Role granted."),
+        w.text().await,
+    );
+
+    // An account without email shows no email; a bad one is refused with
+    // the field named in the banner; a good one is confirmed.
+    w.open("/accounts/quiet").await;
+    let email = w.text_of("#account-email").await;
+    c.check(
+        "email-absent-is-blank",
+        email.as_deref() == Some(""),
+        format!("{email:?}"),
+    );
+    // Longer than the server allows, though the browser's own check passes it.
+    let long = format!("{}@example.com", "a".repeat(250));
+    let saved = w.try_fill("#edit-email", &long).await && w.try_press("Save email").await;
+    let banner = w.text_of("#problem").await.unwrap_or_default();
+    c.check(
+        "banner-names-field",
+        saved && banner.starts_with("Please correct Email:"),
+        &banner,
+    );
+    let saved =
+        w.try_fill("#edit-email", "ops@quiet.example").await && w.try_press("Save email").await;
+    c.check(
+        "notice-email",
+        saved && w.text_of("#notice").await.as_deref() == Some("Email saved."),
+        w.text().await,
+    );
+    w.sign_out().await;
+
+    // Alice (read-write): no Users link (no listUsers), no Roles tab (no
+    // listRoles), and the roles page refuses her as ListRoles would.
+    w.sign_in("alice", ALICE).await;
+    let users_link = w
+        .client
+        .find_all(Locator::XPath("//nav//a[normalize-space()='Users']"))
+        .await
+        .unwrap_or_default();
+    c.check("no-users-link", users_link.is_empty(), w.text().await);
+    w.open("/accounts/acme").await;
+    let tab = w.has("#roles-tab").await;
+    w.open("/accounts/acme/roles").await;
+    let page = w.text().await;
+    c.check(
+        "roles-refused",
+        !tab && page.contains("Permission denied.") && !page.contains("createApplication"),
+        &page,
+    );
+    // "Signed in as" leads to her own page, where she changes her password.
+    let href = w.attr_of("#whoami", "href").await.unwrap_or_default();
+    let followed = w.try_follow("#whoami").await;
+    c.check(
+        "signed-in-as-links-own-page",
+        followed
+            && href.ends_with("/accounts/acme/users/alice")
+            && w.text().await.contains("Change your password"),
+        &href,
+    );
+    // Keys: only active by default; a link shows the rest at once.
+    w.open("/keys").await;
+    for name in ["stale-key", "fresh-key"] {
+        w.fill("#key-name", name).await;
+        w.press("Create").await;
+        w.press("Done").await;
+    }
+    w.press("Revoke stale-key").await;
+    w.press("Revoke key").await;
+    c.check(
+        "notice-revoked",
+        w.text_of("#notice").await.as_deref() == Some("API key revoked."),
+        w.text().await,
+    );
+    let page = w.text().await;
+    c.check(
+        "keys-active-only-by-default",
+        page.contains("fresh-key") && !page.contains("stale-key"),
+        &page,
+    );
+    let all = w.try_follow("#show-all").await;
+    let page = w.text().await;
+    c.check(
+        "keys-toggle-shows-all",
+        all && page.contains("stale-key") && page.contains("revoked"),
+        &page,
+    );
+    let searched = w.try_fill("#keys-q", "fresh").await && w.try_press("Search").await;
+    let count = w.text_of("#keys-count").await.unwrap_or_default();
+    c.check(
+        "keys-search-count",
+        searched && count.starts_with("1 keys starting with"),
+        &count,
+    );
+    w.sign_out().await;
+
+    // Bob (account-user-admin) may list roles and their members.
+    w.sign_in("bob", BOB).await;
+    w.open("/accounts/acme/roles/read-write").await;
+    let page = w.text().await;
+    c.check(
+        "roles-for-account-admin",
+        page.contains("alice") && page.contains("1 members"),
+        &page,
+    );
+    w.sign_out().await;
+}
+
+async fn on_a_phone(w: &Walk, c: &mut Checks) {
+    w.sign_in("admin", ADMIN_PASSWORD).await;
+    w.open("/keys").await;
+    w.fill("#key-name", "a-rather-long-key-name-for-a-phone")
+        .await;
+    w.fill("#key-description", "made on a 390 px screen").await;
+    w.press("Create").await;
+    w.press("Done").await;
+    let (_, viewport) = w.widths().await;
+    c.check("phone-viewport", viewport <= 390, viewport);
+    for path in [
+        "/keys",
+        "/keys?all=on",
+        "/accounts",
+        "/accounts/acme",
+        "/accounts/acme/roles",
+        "/accounts/acme/roles/read-write",
+        "/accounts/acme/users/alice",
+        "/accounts/crowd",
+        "/groups",
+        "/groups/auditors",
+    ] {
+        w.open(path).await;
+        let (scroll, viewport) = w.widths().await;
+        c.check(
+            &format!("phone-fits {path}"),
+            scroll <= viewport,
+            format!("{path}: scroll width {scroll} > viewport {viewport}"),
+        );
+    }
+    // The actions column is on screen, not past its right edge.
+    w.open("/keys").await;
+    let right = w
+        .client
+        .execute(
+            "const a = [...document.querySelectorAll('a')].find(e => e.textContent.startsWith('Revoke'));
+             return a ? a.getBoundingClientRect().right : 99999;",
+            vec![],
+        )
+        .await
+        .ok()
+        .and_then(|v| v.as_f64())
+        .unwrap_or(f64::MAX);
+    c.check(
+        "phone-revoke-on-screen",
+        right <= 390.0,
+        format!("Revoke ends at {right}"),
+    );
+    w.shot("keys-phone").await;
+    w.open("/accounts/acme/roles").await;
+    w.shot("roles-phone").await;
 }
 
 /// One HTTP/1.1 exchange over `io`: (status line and headers, body).
@@ -890,7 +1441,7 @@ async fn console_cookies_headers_and_cross_site_posts() {
     let (head, page) = http(&host, "GET", "/keys", &[with_context.as_str()], "").await;
     assert_eq!(status(&head), 200, "{head}");
     assert!(
-        page.contains(r#"<option value="team one;x" selected>"#),
+        page.contains(r#"name="account" value="team one;x""#),
         "the context survives its cookie: {page}"
     );
     // The RPCs' input rules: a key name with a right-to-left override is
@@ -1127,4 +1678,155 @@ async fn console_over_tls_uses_secure_host_cookies() {
         !head.starts_with("HTTP/"),
         "an HTTP answer in plain text: {head}"
     );
+}
+
+/// The address of the link `id` on `page`, unescaped.
+fn link_of(page: &str, id: &str) -> Option<String> {
+    let at = page.find(&format!("id=\"{id}\""))?;
+    let tag = &page[page[..at].rfind('<')?..at];
+    let href = tag.split("href=\"").nth(1)?.split('"').next()?;
+    Some(href.replace("&amp;", "&"))
+}
+
+/// The first cells of a page's table rows, as text.
+fn first_cells_of(page: &str) -> Vec<String> {
+    page.split("<tr>")
+        .skip(2)
+        .filter_map(|row| {
+            let cell = row.split("</td>").next()?;
+            let text = cell
+                .rsplit('>')
+                .nth(1)
+                .or_else(|| cell.rsplit('>').next())?;
+            Some(text.split('<').next().unwrap_or_default().to_owned())
+        })
+        .collect()
+}
+
+/// Search, counts and pages both ways run in SQL; the same walk on both
+/// backends (the browser walk runs on SQLite only).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn console_lists_search_and_page_both_ways_on_both_backends() {
+    for backend in [Backend::Sqlite, Backend::Postgres] {
+        lists_on(backend).await;
+    }
+}
+
+async fn lists_on(backend: Backend) {
+    use crate::support::as_admin;
+    use authzd::pb;
+    let db = TestDatabase::new(backend).await;
+    let server = Server::start_with(&db, |c| {
+        c.env("AUTHZD_CONSOLE_ENABLED", "true")
+            .env("AUTHZD_CONSOLE_LISTEN", "127.0.0.1:0");
+    })
+    .await;
+    let host = server.wait_for_address("console listening").await;
+    let channel = crate::support::connect(&server.addr).await;
+    let mut accounts = pb::account_service_client::AccountServiceClient::new(channel.clone());
+    let mut users = pb::user_service_client::UserServiceClient::new(channel);
+    for name in (0..105)
+        .map(|i| format!("page-{i:03}"))
+        .chain(["people".to_owned()])
+    {
+        accounts
+            .create_account(as_admin(pb::CreateAccountRequest {
+                name,
+                ..Default::default()
+            }))
+            .await
+            .unwrap();
+    }
+    for i in 0..105 {
+        users
+            .create_user(as_admin(pb::CreateUserRequest {
+                account: "people".into(),
+                username: format!("member-{i:03}"),
+                r#type: pb::UserType::Saml.into(),
+                idp_name: "corp".into(),
+                roles: vec!["read-only".into()],
+                ..Default::default()
+            }))
+            .await
+            .unwrap();
+    }
+    let (head, _) = http(
+        &host,
+        "POST",
+        "/sign-in",
+        &["Sec-Fetch-Site: same-origin"],
+        &sign_in_body(),
+    )
+    .await;
+    let session = jar(&set_cookies(&head));
+    let get = async |path: &str| {
+        let (head, page) = http(&host, "GET", path, &[session.as_str()], "").await;
+        assert_eq!(status(&head), 200, "{path}: {head}");
+        page
+    };
+
+    // Accounts by prefix: a count, Next, and Previous back to the start.
+    let first = get("/accounts?q=page-").await;
+    assert!(
+        first.contains("105 accounts starting with"),
+        "{backend:?}: {first}"
+    );
+    assert!(link_of(&first, "accounts-prev").is_none());
+    let next = link_of(&first, "accounts-next").expect("a Next link");
+    let second = get(&next).await;
+    assert_eq!(
+        first_cells_of(&second),
+        ["page-100", "page-101", "page-102", "page-103", "page-104"],
+        "{backend:?}"
+    );
+    assert!(link_of(&second, "accounts-next").is_none());
+    let previous = link_of(&second, "accounts-prev").expect("a Previous link");
+    let back = get(&previous).await;
+    let rows = first_cells_of(&back);
+    assert_eq!(rows.len(), 100, "{backend:?}: {rows:?}");
+    assert_eq!(rows.first().map(String::as_str), Some("page-000"));
+    assert_eq!(rows.last().map(String::as_str), Some("page-099"));
+    assert!(link_of(&back, "accounts-prev").is_none(), "the first page");
+    // Case-sensitive on both backends.
+    assert!(
+        get("/accounts?q=PAGE-")
+            .await
+            .contains("0 accounts starting with")
+    );
+
+    // An account's users and a role's members, the same way.
+    let page = get("/accounts/people?q=member-0").await;
+    assert!(
+        page.contains("100 users starting with"),
+        "{backend:?}: {page}"
+    );
+    assert!(link_of(&page, "users-next").is_none());
+    let page = get("/accounts/people").await;
+    let next = link_of(&page, "users-next").expect("a Next link");
+    let page = get(&next).await;
+    assert_eq!(first_cells_of(&page).len(), 5, "{backend:?}");
+    let previous = link_of(&page, "users-prev").expect("a Previous link");
+    let page = get(&previous).await;
+    assert_eq!(
+        first_cells_of(&page).first().map(String::as_str),
+        Some("member-000")
+    );
+    let page = get("/accounts/people/roles/read-only?q=member-1").await;
+    assert!(
+        page.contains("5 members starting with"),
+        "{backend:?}: {page}"
+    );
+    let page = get("/accounts/people/roles/read-only").await;
+    assert!(page.contains("105 members"), "{backend:?}: {page}");
+    let next = link_of(&page, "members-next").expect("a Next link");
+    let page = get(&next).await;
+    let previous = link_of(&page, "members-prev").expect("a Previous link");
+    let page = get(&previous).await;
+    let rows = first_cells_of(&page);
+    assert_eq!(
+        (rows.len(), rows.first().map(String::as_str)),
+        (100, Some("member-000")),
+        "{backend:?}"
+    );
+    drop(server);
 }
