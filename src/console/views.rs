@@ -101,12 +101,20 @@ pub fn bare(status: StatusCode, title: &str, body: Markup) -> Response {
 
 /// The page for an error reached before any page could be drawn.
 pub fn failure(e: &Error) -> Response {
-    let (status, message) = describe(e);
-    bare(
-        status,
-        "Something went wrong",
-        html! { p role="alert" { (message) } },
-    )
+    let problem = Problem::from(e);
+    bare(problem.status, "Something went wrong", banner(&problem))
+}
+
+/// The error at the top of a page, naming the field it concerns.
+fn banner(p: &Problem) -> Markup {
+    html! {
+        p class="problem" role="alert" id="problem" {
+            @if let Some(field) = &p.field {
+                "Please correct " strong { (field_label(field)) } ": "
+            }
+            (p.message)
+        }
+    }
 }
 
 /// A form post without this session's token, or from another site.
@@ -198,14 +206,7 @@ pub fn page(
                     @if let Some(notice) = frame.notice {
                         p class="notice" role="status" id="notice" { (notice) }
                     }
-                    @if let Some(p) = problem {
-                        p class="problem" role="alert" id="problem" {
-                            @if let Some(field) = &p.field {
-                                "Please correct " strong { (field_label(field)) } ": "
-                            }
-                            (p.message)
-                        }
-                    }
+                    @if let Some(p) = problem { (banner(p)) }
                     (body)
                 }
             }
