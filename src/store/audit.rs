@@ -135,12 +135,12 @@ pub async fn append(txn: &DatabaseTransaction, records: &[Record]) -> StoreResul
 const COLUMNS: &str = "seq, at_ms, kind, rpc, outcome, actor_username, target_kind, target_name, \
                        target_account, detail, prev_hash, hash";
 
-/// Up to `limit` records matching `filter` before `before` (a sequence
-/// number), newest first.
+/// Up to `limit` records matching `filter` in `seqs` (sequence numbers:
+/// from, inclusive, and before), newest first.
 pub async fn list(
     db: &impl ConnectionTrait,
     filter: &Filter,
-    before: Option<i64>,
+    seqs: (Option<i64>, Option<i64>),
     limit: u64,
 ) -> StoreResult<Vec<Stored>> {
     let mut conditions = Vec::new();
@@ -149,7 +149,10 @@ pub async fn list(
         values.push(value);
         conditions.push(clause.replace('?', &format!("${}", values.len())));
     };
-    if let Some(seq) = before {
+    if let Some(seq) = seqs.0 {
+        condition("seq >= ?", seq.into());
+    }
+    if let Some(seq) = seqs.1 {
         condition("seq < ?", seq.into());
     }
     if let Some(since) = filter.since_ms {
@@ -183,6 +186,30 @@ pub async fn list(
     );
     let rows = db.query_all_raw(sql(db, &statement, values)).await.db()?;
     rows.iter().map(stored).collect()
+}
+
+/// The sequence number of the record of `account`'s latest creation: its
+/// tenant's history starts there. Written in the creation's transaction,
+/// so every record of an earlier tenant of the name comes before it.
+/// (JSON escaping keeps a field value from faking the `op`.)
+pub async fn account_created_seq(
+    db: &impl ConnectionTrait,
+    account: &str,
+) -> StoreResult<Option<i64>> {
+    let row = db
+        .query_one_raw(sql(
+            db,
+            "SELECT MAX(seq) AS seq FROM audit_events WHERE target_account = $1 \
+             AND kind = 'change' AND target_kind = 'account' AND target_name = $1 \
+             AND detail LIKE '%\"op\":\"create\"%'",
+            vec![Value::from(account)],
+        ))
+        .await
+        .db()?;
+    Ok(match row {
+        Some(row) => row.try_get::<Option<i64>>("", "seq").db()?,
+        None => None,
+    })
 }
 
 /// What a purge before `cutoff_ms` would remove: the last such record's

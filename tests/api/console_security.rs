@@ -165,7 +165,10 @@ async fn a_stuck_renewal_holds_up_only_its_own_token() {
         tokio::spawn(async move { http(&host, "GET", "/keys", &[&stuck], "").await.0 })
     };
     tokio::time::sleep(Duration::from_millis(500)).await;
-    assert!(!waiting.is_finished(), "the stuck renewal is waiting on the row");
+    assert!(
+        !waiting.is_finished(),
+        "the stuck renewal is waiting on the row"
+    );
     let (head, _) = tokio::time::timeout(
         Duration::from_secs(20),
         http(&host, "GET", "/keys", &[&other], ""),

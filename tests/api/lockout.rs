@@ -24,6 +24,13 @@ async fn locked_app(backend: Backend, threshold: u32) -> TestApp {
 async fn parallel_guesses_never_get_more_than_the_threshold_verified(backend: Backend) {
     let app = locked_app(backend, 5).await;
     let before = app.core.hasher().verifications();
+    // Below the threshold nothing is locked: each guess is verified.
+    for i in 1..=4 {
+        wrong_password(&app, "bob", "a-guess").await;
+        assert_eq!(app.core.hasher().verifications() - before, i);
+    }
+    // The fifth failure may come from any of 20 parallel guesses; only
+    // one of them is verified.
     let mut guesses = tokio::task::JoinSet::new();
     for i in 0..20 {
         let channel = app.channel.clone();

@@ -553,6 +553,71 @@ async fn server_settings(addr: &str) -> Vec<(u16, u32)> {
     }
 }
 
+/// One literal HPACK field, never indexed (names and values < 127 bytes).
+fn hpack_literal(out: &mut Vec<u8>, name: &str, value: &str) {
+    out.push(0x10);
+    for text in [name, value] {
+        out.push(u8::try_from(text.len()).unwrap());
+        out.extend_from_slice(text.as_bytes());
+    }
+}
+
+/// Opens `n` request streams on one connection without ever sending their
+/// bodies (so none ends), as a client that ignores the server's
+/// SETTINGS_MAX_CONCURRENT_STREAMS would; returns the streams the server
+/// refused (RST_STREAM REFUSED_STREAM) within 3 s of the last.
+async fn refused_streams(addr: &str, n: u32) -> Vec<u32> {
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    stream
+        .write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00")
+        .await
+        .unwrap();
+    let mut block = Vec::new();
+    for (name, value) in [
+        (":method", "POST"),
+        (":scheme", "http"),
+        (":path", "/grpc.health.v1.Health/Watch"),
+        (":authority", "authzd"),
+        ("content-type", "application/grpc"),
+        ("te", "trailers"),
+    ] {
+        hpack_literal(&mut block, name, value);
+    }
+    // The server's limits apply once its SETTINGS are acknowledged.
+    let mut frames = Vec::from(*b"\x00\x00\x00\x04\x01\x00\x00\x00\x00");
+    for i in 0..n {
+        let id = 2 * i + 1;
+        let len = u32::try_from(block.len()).unwrap().to_be_bytes();
+        // HEADERS, END_HEADERS and not END_STREAM: the stream stays open.
+        frames.extend_from_slice(&[len[1], len[2], len[3], 0x1, 0x4]);
+        frames.extend_from_slice(&id.to_be_bytes());
+        frames.extend_from_slice(&block);
+    }
+    stream.write_all(&frames).await.unwrap();
+    let mut refused = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(3), async {
+        loop {
+            let mut header = [0u8; 9];
+            if stream.read_exact(&mut header).await.is_err() {
+                return;
+            }
+            let len =
+                usize::from(header[0]) << 16 | usize::from(header[1]) << 8 | usize::from(header[2]);
+            let mut payload = vec![0u8; len];
+            if stream.read_exact(&mut payload).await.is_err() {
+                return;
+            }
+            let id = u32::from_be_bytes([header[5], header[6], header[7], header[8]]) & 0x7fff_ffff;
+            // RST_STREAM with REFUSED_STREAM (0x7).
+            if header[3] == 0x3 && payload == [0, 0, 0, 7] {
+                refused.push(id);
+            }
+        }
+    })
+    .await;
+    refused
+}
+
 async fn connections_are_bounded_and_silent_ones_closed(backend: Backend) {
     let db = TestDatabase::new(backend).await;
     let server = Server::start_with(&db, |c| {
@@ -565,6 +630,8 @@ async fn connections_are_bounded_and_silent_ones_closed(backend: Backend) {
     // SETTINGS_MAX_CONCURRENT_STREAMS (0x3) as configured.
     let settings = server_settings(&server.addr).await;
     assert!(settings.contains(&(0x3, 7)), "{settings:?}");
+    // And enforced: a client that ignores it gets its 8th stream refused.
+    assert_eq!(refused_streams(&server.addr, 8).await, [15]);
     let mut silent = TcpStream::connect(&server.addr).await.unwrap();
     let mut buf = [0u8; 64];
     let closed = tokio::time::timeout(Duration::from_secs(10), async {

@@ -923,6 +923,7 @@ impl Core {
         let everything = caller.is_global_admin()
             && filter.target_account.is_none()
             && caller.account_context.is_none();
+        let mut from = None;
         if !everything {
             let account = caller.target_account(
                 "target_account",
@@ -931,13 +932,11 @@ impl Core {
             self.require(caller, LIST_AUDIT_EVENTS, Some(&account))
                 .await?;
             // A deleted account's name can be taken again: its new users
-            // read from the new account's creation on, not the old one's
-            // history.
-            if !caller.is_global_admin()
-                && let Some(found) = store::accounts::find_account(self.db(), &account).await?
-            {
-                let created = found.created_at.timestamp_millis();
-                filter.since_ms = Some(filter.since_ms.map_or(created, |s| s.max(created)));
+            // read from the new account's creation record on, not the old
+            // one's history (by sequence, not by time, which two tenants
+            // can share to the millisecond).
+            if !caller.is_global_admin() {
+                from = store::audit::account_created_seq(self.db(), &account).await?;
             }
             filter.target_account = Some(account);
         }
@@ -947,7 +946,8 @@ impl Core {
                 || Error::invalid("page_token", "is not a token this listing returned"),
             )?),
         };
-        let mut items = store::audit::list(self.db(), &filter, before, page.limit + 1).await?;
+        let mut items =
+            store::audit::list(self.db(), &filter, (from, before), page.limit + 1).await?;
         let limit = usize::try_from(page.limit).unwrap_or(usize::MAX);
         let mut next_page_token = String::new();
         if items.len() > limit {

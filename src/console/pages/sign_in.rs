@@ -1,0 +1,148 @@
+//! Signing in and out, and the account context a global administrator
+//! works in.
+
+use super::*;
+
+pub(super) fn sign_in_form(status: StatusCode, message: Option<&str>, username: &str) -> Response {
+    views::bare(
+        status,
+        "Sign in",
+        html! {
+            @if let Some(m) = message { p class="problem" role="alert" { (m) } }
+            form method="post" action="/sign-in" {
+                div class="field" {
+                    label for="username" { "Username" }
+                    input id="username" name="username" type="text" value=(username) required autocomplete="username" autofocus;
+                }
+                div class="field" {
+                    label for="password" { "Password" }
+                    input id="password" name="password" type="password" required autocomplete="current-password";
+                }
+                button type="submit" { "Sign in" }
+            }
+            p class="hint" { "API keys cannot sign in here: sign in with your username and password." }
+        },
+    )
+}
+
+pub(super) async fn sign_in_page() -> Response {
+    sign_in_form(StatusCode::OK, None, "")
+}
+
+pub(super) async fn sign_in(
+    State(app): State<App>,
+    ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
+    body: axum::body::Body,
+) -> Response {
+    let form = match Form::read(body, crate::console::MAX_FORM_BYTES).await {
+        Ok(f) => f,
+        Err(r) => return r,
+    };
+    let username = form.get("username");
+    let password = Secret::new(form.get("password").to_owned());
+    let source = crate::domain::authn::sources::Source::from_ip(peer.ip());
+    // The login's own input rules, as CreateToken's: a malformed one fails
+    // like any other.
+    let login = "authz.v1.PasswordCredentials";
+    let checked =
+        input::check("username", username, input::rule_of(login, "username")).and_then(|()| {
+            input::check(
+                "password",
+                password.expose(),
+                input::rule_of(login, "password"),
+            )
+        });
+    let issued = match checked {
+        Ok(()) => {
+            app.core
+                .create_token_with_password(username, &password, source)
+                .await
+        }
+        Err(e) => Err(e),
+    };
+    match issued {
+        Ok(issued) => {
+            let mut response = see_other("/keys");
+            let age = issued.refresh_expires_in;
+            let headers = response.headers_mut();
+            headers.append(
+                header::SET_COOKIE,
+                app.set_cookie(ACCESS, issued.access_token.expose(), age),
+            );
+            headers.append(
+                header::SET_COOKIE,
+                app.set_cookie(REFRESH, issued.refresh_token.expose(), age),
+            );
+            headers.append(header::SET_COOKIE, app.set_cookie(CONTEXT, "", 0));
+            tracing::info!(user = username, "console sign-in");
+            response
+        }
+        Err(e) => {
+            let (status, message) = crate::console::sign_in_failure(&e);
+            sign_in_form(status, Some(&message), username)
+        }
+    }
+}
+
+pub(super) async fn sign_out(State(app): State<App>, headers: HeaderMap, posted: Posted) -> Response {
+    // The refresh token names the family: revoking it ends every token of
+    // this session, the access token in the cookie included.
+    let refresh = app
+        .cookie(&headers, REFRESH)
+        .map(|r| Secret::new(r.to_owned()));
+    if let Some(refresh) = refresh
+        && let Err(e) = app.core.revoke_token(&refresh).await
+    {
+        return posted.ctx.error_page(&e).await;
+    }
+    tracing::info!(user = posted.ctx.caller.username(), "console sign-out");
+    let mut response = see_other("/sign-in");
+    for base in [ACCESS, REFRESH, CONTEXT, NEW_KEY] {
+        response
+            .headers_mut()
+            .append(header::SET_COOKIE, app.set_cookie(base, "", 0));
+    }
+    response
+}
+
+pub(super) async fn switch_context(posted: Posted) -> Response {
+    let Posted { ctx, form } = posted;
+    let account = form.get("account");
+    let checked = match AccountName::parse("account", account) {
+        Ok(_) => ctx.core().get_account(&ctx.caller, account).await,
+        Err(e) => Err(e),
+    };
+    match checked {
+        Ok(found) => {
+            let mut response = done(&account_href(&found.name), "context");
+            // One's own account is no context at all.
+            let value = if found.name == ctx.caller.account() {
+                String::new()
+            } else {
+                URL_SAFE_NO_PAD.encode(&found.name)
+            };
+            response.headers_mut().append(
+                header::SET_COOKIE,
+                ctx.app
+                    .set_cookie(CONTEXT, &value, if value.is_empty() { 0 } else { 86_400 }),
+            );
+            response
+        }
+        // A name not found: the accounts that start with it, to pick from.
+        Err(Error::NotFound(_)) => {
+            let problem = Problem {
+                status: StatusCode::NOT_FOUND,
+                field: Some("account".to_owned()),
+                message: format!(
+                    "No account is named “{account}”; accounts starting with it are listed below."
+                ),
+            };
+            let search = ListQuery {
+                q: account.to_owned(),
+                ..ListQuery::default()
+            };
+            accounts_view(&ctx, &search, Some(&problem), &Form::default()).await
+        }
+        Err(e) => ctx.error_page(&e).await,
+    }
+}
