@@ -200,9 +200,10 @@ pub async fn account_created_seq(
         .query_one_raw(sql(
             db,
             "SELECT MAX(seq) AS seq FROM audit_events WHERE target_account = $1 \
-             AND kind = 'change' AND target_kind = 'account' AND target_name = $1 \
+             AND kind = 'change' AND target_kind = 'account' AND target_name = $2 \
              AND detail LIKE '%\"op\":\"create\"%'",
-            vec![Value::from(account)],
+            // Once per placeholder: SQLite's are positional.
+            vec![Value::from(account), Value::from(account)],
         ))
         .await
         .db()?;

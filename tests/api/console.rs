@@ -865,6 +865,17 @@ async fn console_roles_lists_at_scale_and_on_a_phone_in_chromium() {
         shots: shots.clone(),
     };
     roles_and_lists(&w, &mut c).await;
+    // The key the phone lists, made here: the phone part only reads pages,
+    // so a layout that hides a button fails its checks, not a click.
+    w.sign_in("admin", ADMIN_PASSWORD).await;
+    w.open("/keys").await;
+    w.fill("#key-name", "a-rather-long-key-name-for-a-phone")
+        .await;
+    w.fill("#key-description", "listed on a 390 px screen")
+        .await;
+    w.press("Create").await;
+    w.press("Done").await;
+    w.sign_out().await;
     w.client.clone().close().await.ok();
     let phone = Walk {
         client: driver.browser_sized(390, 844).await,
@@ -1023,7 +1034,7 @@ async fn roles_and_lists(w: &Walk, c: &mut Checks) {
     let none = w.text_of("#groups-count").await.unwrap_or_default();
     c.check(
         "groups-count-search",
-        count.starts_with("1 groups") && searched && none.starts_with("0 groups"),
+        count.trim() == "1 group" && searched && none.starts_with("0 groups"),
         format!("{count} / {none}"),
     );
     // The group grant's account is picked from a server-side search.
@@ -1153,7 +1164,7 @@ async fn roles_and_lists(w: &Walk, c: &mut Checks) {
     let count = w.text_of("#keys-count").await.unwrap_or_default();
     c.check(
         "keys-search-count",
-        searched && count.starts_with("1 keys starting with"),
+        searched && count.starts_with("1 key starting with"),
         &count,
     );
     w.sign_out().await;
@@ -1164,7 +1175,7 @@ async fn roles_and_lists(w: &Walk, c: &mut Checks) {
     let page = w.text().await;
     c.check(
         "roles-for-account-admin",
-        page.contains("alice") && page.contains("1 members"),
+        page.contains("alice") && page.contains("1 member"),
         &page,
     );
     w.sign_out().await;
@@ -1172,12 +1183,6 @@ async fn roles_and_lists(w: &Walk, c: &mut Checks) {
 
 async fn on_a_phone(w: &Walk, c: &mut Checks) {
     w.sign_in("admin", ADMIN_PASSWORD).await;
-    w.open("/keys").await;
-    w.fill("#key-name", "a-rather-long-key-name-for-a-phone")
-        .await;
-    w.fill("#key-description", "made on a 390 px screen").await;
-    w.press("Create").await;
-    w.press("Done").await;
     let (_, viewport) = w.widths().await;
     c.check("phone-viewport", viewport <= 390, viewport);
     for path in [

@@ -524,6 +524,16 @@ async fn everything_is_bounded(backend: Backend) {
     assert_eq!(status.code(), Code::OutOfRange, "{status:?}");
 }
 
+/// One HTTP/2 frame: its 9-byte header and its payload.
+async fn read_frame(stream: &mut TcpStream) -> std::io::Result<([u8; 9], Vec<u8>)> {
+    let mut header = [0u8; 9];
+    stream.read_exact(&mut header).await?;
+    let len = usize::from(header[0]) << 16 | usize::from(header[1]) << 8 | usize::from(header[2]);
+    let mut payload = vec![0u8; len];
+    stream.read_exact(&mut payload).await?;
+    Ok((header, payload))
+}
+
 /// The server's first HTTP/2 SETTINGS frame, as (identifier, value) pairs.
 async fn server_settings(addr: &str) -> Vec<(u16, u32)> {
     let mut stream = TcpStream::connect(addr).await.unwrap();
@@ -532,12 +542,7 @@ async fn server_settings(addr: &str) -> Vec<(u16, u32)> {
         .await
         .unwrap();
     loop {
-        let mut header = [0u8; 9];
-        stream.read_exact(&mut header).await.unwrap();
-        let len =
-            usize::from(header[0]) << 16 | usize::from(header[1]) << 8 | usize::from(header[2]);
-        let mut payload = vec![0u8; len];
-        stream.read_exact(&mut payload).await.unwrap();
+        let (header, payload) = read_frame(&mut stream).await.unwrap();
         // A SETTINGS frame that is not an acknowledgement.
         if header[3] == 0x4 && header[4] & 0x1 == 0 {
             return payload
@@ -596,17 +601,7 @@ async fn refused_streams(addr: &str, n: u32) -> Vec<u32> {
     stream.write_all(&frames).await.unwrap();
     let mut refused = Vec::new();
     let _ = tokio::time::timeout(Duration::from_secs(3), async {
-        loop {
-            let mut header = [0u8; 9];
-            if stream.read_exact(&mut header).await.is_err() {
-                return;
-            }
-            let len =
-                usize::from(header[0]) << 16 | usize::from(header[1]) << 8 | usize::from(header[2]);
-            let mut payload = vec![0u8; len];
-            if stream.read_exact(&mut payload).await.is_err() {
-                return;
-            }
+        while let Ok((header, payload)) = read_frame(&mut stream).await {
             let id = u32::from_be_bytes([header[5], header[6], header[7], header[8]]) & 0x7fff_ffff;
             // RST_STREAM with REFUSED_STREAM (0x7).
             if header[3] == 0x3 && payload == [0, 0, 0, 7] {

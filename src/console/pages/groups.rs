@@ -6,7 +6,12 @@ pub(super) async fn groups_page(ctx: Ctx, Query(q): Query<ListQuery>) -> Respons
     groups_view(&ctx, &q, None, &Form::default()).await
 }
 
-pub(super) async fn groups_view(ctx: &Ctx, q: &ListQuery, problem: Option<&Problem>, form: &Form) -> Response {
+pub(super) async fn groups_view(
+    ctx: &Ctx,
+    q: &ListQuery,
+    problem: Option<&Problem>,
+    form: &Form,
+) -> Response {
     let listed = async {
         let request = q.request(1)?;
         let groups = ctx.core().list_groups(&ctx.caller, &request).await?;
@@ -90,7 +95,11 @@ pub(super) struct GroupQuery {
     account_q: String,
 }
 
-pub(super) async fn group_page(ctx: Ctx, Path(group): Path<String>, Query(q): Query<GroupQuery>) -> Response {
+pub(super) async fn group_page(
+    ctx: Ctx,
+    Path(group): Path<String>,
+    Query(q): Query<GroupQuery>,
+) -> Response {
     group_view(&ctx, &group, &q.account_q, None, &Form::default()).await
 }
 

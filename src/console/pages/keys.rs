@@ -47,7 +47,12 @@ pub(super) async fn keys_page(ctx: Ctx, Query(q): Query<KeysQuery>) -> Response 
     keys_view(&ctx, &q, None, &Form::default()).await
 }
 
-pub(super) async fn keys_view(ctx: &Ctx, q: &KeysQuery, problem: Option<&Problem>, form: &Form) -> Response {
+pub(super) async fn keys_view(
+    ctx: &Ctx,
+    q: &KeysQuery,
+    problem: Option<&Problem>,
+    form: &Form,
+) -> Response {
     let (account, user) = match key_owner(ctx, &q.account, &q.user) {
         Ok(o) => o,
         Err(e) => return ctx.error_page(&e).await,

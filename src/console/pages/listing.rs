@@ -121,9 +121,15 @@ impl Listing<'_> {
         } else {
             format!(" starting with “{}”", self.query.q.trim())
         };
+        // Every noun is a plural in -s.
+        let noun = if total == 1 {
+            self.noun.strip_suffix('s').unwrap_or(self.noun)
+        } else {
+            self.noun
+        };
         html! {
             nav class="pager" aria-label={ "Pages of " (self.noun) } {
-                span class="count" id={ (self.id) "-count" } { (total) " " (self.noun) (matching) }
+                span class="count" id={ (self.id) "-count" } { (total) " " (noun) (matching) }
                 @if let Some(to) = &previous {
                     " " a href=(link(to)) rel="prev" id={ (self.id) "-prev" } { "Previous" }
                 }

@@ -84,7 +84,11 @@ pub(super) async fn sign_in(
     }
 }
 
-pub(super) async fn sign_out(State(app): State<App>, headers: HeaderMap, posted: Posted) -> Response {
+pub(super) async fn sign_out(
+    State(app): State<App>,
+    headers: HeaderMap,
+    posted: Posted,
+) -> Response {
     // The refresh token names the family: revoking it ends every token of
     // this session, the access token in the cookie included.
     let refresh = app

@@ -155,7 +155,10 @@ pub(super) async fn user_view(
     .await
 }
 
-pub(super) async fn add_role(Path((account, user)): Path<(String, String)>, posted: Posted) -> Response {
+pub(super) async fn add_role(
+    Path((account, user)): Path<(String, String)>,
+    posted: Posted,
+) -> Response {
     let Posted { ctx, form } = posted;
     let role = form.get("role");
     match ctx
@@ -168,7 +171,10 @@ pub(super) async fn add_role(Path((account, user)): Path<(String, String)>, post
     }
 }
 
-pub(super) async fn remove_role(Path((account, user)): Path<(String, String)>, posted: Posted) -> Response {
+pub(super) async fn remove_role(
+    Path((account, user)): Path<(String, String)>,
+    posted: Posted,
+) -> Response {
     let Posted { ctx, form } = posted;
     let role = form.get("role");
     match ctx
@@ -181,7 +187,10 @@ pub(super) async fn remove_role(Path((account, user)): Path<(String, String)>, p
     }
 }
 
-pub(super) async fn set_password(Path((account, user)): Path<(String, String)>, posted: Posted) -> Response {
+pub(super) async fn set_password(
+    Path((account, user)): Path<(String, String)>,
+    posted: Posted,
+) -> Response {
     let Posted { ctx, form } = posted;
     let result = async {
         let password = Secret::new(form.get("password").to_owned());
@@ -199,7 +208,10 @@ pub(super) async fn set_password(Path((account, user)): Path<(String, String)>, 
     }
 }
 
-pub(super) async fn user_state(Path((account, user)): Path<(String, String)>, posted: Posted) -> Response {
+pub(super) async fn user_state(
+    Path((account, user)): Path<(String, String)>,
+    posted: Posted,
+) -> Response {
     let Posted { ctx, form } = posted;
     let state = match form.get("state") {
         "enabled" => Ok((UserState::Enabled, "user-enabled")),
@@ -220,7 +232,10 @@ pub(super) async fn user_state(Path((account, user)): Path<(String, String)>, po
     }
 }
 
-pub(super) async fn delete_user_page(ctx: Ctx, Path((account, user)): Path<(String, String)>) -> Response {
+pub(super) async fn delete_user_page(
+    ctx: Ctx,
+    Path((account, user)): Path<(String, String)>,
+) -> Response {
     ctx.confirm(
         "Delete user",
         html! { "Delete user " strong { (user) } " of account " strong { (account) } "? Their API keys and tokens stop working at once." },
@@ -232,7 +247,10 @@ pub(super) async fn delete_user_page(ctx: Ctx, Path((account, user)): Path<(Stri
     .await
 }
 
-pub(super) async fn delete_user(Path((account, user)): Path<(String, String)>, posted: Posted) -> Response {
+pub(super) async fn delete_user(
+    Path((account, user)): Path<(String, String)>,
+    posted: Posted,
+) -> Response {
     let Posted { ctx, .. } = posted;
     match ctx.core().delete_user(&ctx.caller, &account, &user).await {
         Ok(()) => done(&account_href(&account), "user-deleted"),
