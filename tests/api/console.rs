@@ -88,10 +88,11 @@ impl Driver {
         );
         // Headless chromium keeps windows at least 500 px wide: a phone's
         // viewport needs device emulation.
-        if width < 500 {
-            if let Some(options) = caps.get_mut("goog:chromeOptions") {
-                options["mobileEmulation"] = json!({ "deviceMetrics": { "width": width, "height": height, "pixelRatio": 3.0 } });
-            }
+        if width < 500
+            && let Some(options) = caps.get_mut("goog:chromeOptions")
+        {
+            options["mobileEmulation"] =
+                json!({ "deviceMetrics": { "width": width, "height": height, "pixelRatio": 3.0 } });
         }
         ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
             .capabilities(caps)
