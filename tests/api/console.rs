@@ -1184,6 +1184,9 @@ async fn roles_and_lists(w: &Walk, c: &mut Checks) {
 
 async fn on_a_phone(w: &Walk, c: &mut Checks) {
     w.sign_in("admin", ADMIN_PASSWORD).await;
+    // A phone zooms out to show a page wider than its screen, so the
+    // viewport widens with the page: each page is held to the screen's
+    // 390 px, not to the viewport.
     let (_, viewport) = w.widths().await;
     c.check("phone-viewport", viewport <= 390, viewport);
     for path in [
@@ -1202,8 +1205,8 @@ async fn on_a_phone(w: &Walk, c: &mut Checks) {
         let (scroll, viewport) = w.widths().await;
         c.check(
             &format!("phone-fits {path}"),
-            scroll <= viewport,
-            format!("{path}: scroll width {scroll} > viewport {viewport}"),
+            scroll <= 390 && viewport <= 390,
+            format!("{path}: scroll width {scroll}, viewport {viewport}, screen 390"),
         );
     }
     // The actions column is on screen, not past its right edge.

@@ -438,7 +438,18 @@ async fn two_replicas_start_together_on_one_empty_postgres() {
                 .await
         }
     };
-    key_on_b().await.unwrap();
+    // A key made on A is unknown to B until B follows its record (B's
+    // index of key ids says "certainly not" meanwhile): wait for that,
+    // within the follower's bound.
+    let made = std::time::Instant::now();
+    while let Err(status) = key_on_b().await {
+        assert_eq!(status.code(), tonic::Code::Unauthenticated, "{status:?}");
+        assert!(
+            made.elapsed() < Duration::from_secs(3),
+            "B never learnt of the key made on A"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     key_on_b().await.unwrap();
     UserServiceClient::new(ca.clone())
         .set_user_state(as_admin(pb::SetUserStateRequest {
