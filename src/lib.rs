@@ -2,14 +2,15 @@
 //!
 //! `prepare` opens and migrates the database and bootstraps it; `serve`
 //! runs the gRPC server on a bound listener until a shutdown future
-//! completes. Tests assemble the server in-process with these two.
+//! completes, and `serve_listeners` the HTTP face and the metrics port
+//! with it. Tests assemble the server in-process with these.
 
 pub mod cache;
 pub mod config;
-pub mod console;
 pub mod domain;
 pub mod error;
 pub mod grpc;
+pub mod http;
 pub mod pb;
 pub mod server;
 pub mod startup;
@@ -17,5 +18,5 @@ pub mod store;
 pub mod tasks;
 pub mod telemetry;
 
-pub use server::{check_tls, serve, serve_with_reloads};
+pub use server::{Listeners, check_tls, serve, serve_listeners, serve_with_reloads};
 pub use startup::{migrate, prepare};

@@ -115,19 +115,6 @@ async fn run(invocation: Invocation, loaded: Loaded) -> Result<(), String> {
         },
         None => None,
     };
-    let console_tls = match (&console_listener, config.tls_files()) {
-        (Some(_), Ok(Some(files))) => Some(authzd::console::live_tls(authzd::console::tls_config(
-            &files,
-        )?)),
-        (_, Err(e)) => return Err(e.to_string()),
-        _ => None,
-    };
-    if let Some(addr) = console_listener.as_ref().and_then(|l| l.local_addr().ok())
-        && console_tls.is_none()
-        && !addr.ip().is_loopback()
-    {
-        tracing::warn!(address = %addr, "serving the console over plain HTTP on a non-loopback address: its session cookies can be read on the network; configure TLS");
-    }
     let (core, bootstrap) = authzd::prepare(&config, Clock::default())
         .await
         .map_err(|e| format!("start-up failed: {e}"))?;
@@ -151,67 +138,21 @@ async fn run(invocation: Invocation, loaded: Loaded) -> Result<(), String> {
     let local = listener
         .local_addr()
         .map_err(|e| format!("cannot read the listen address: {e}"))?;
-    // One signal stops both listeners.
-    let stop = tokio_util::sync::CancellationToken::new();
-    let metrics = metrics_listener.map(|listener| {
-        if let Ok(addr) = listener.local_addr() {
-            tracing::info!(address = %addr, "metrics listening");
-        }
-        let stop = stop.clone();
-        let jwks = core.tokens().keys().jwks().to_owned();
-        tokio::spawn(authzd::telemetry::serve_metrics(
-            listener,
-            limits.metrics,
-            jwks,
-            async move { stop.cancelled().await },
-        ))
-    });
-    let console = console_listener.map(|listener| {
-        if let Ok(addr) = listener.local_addr() {
-            let scheme = if console_tls.is_some() { "https" } else { "http" };
-            tracing::info!(address = %addr, url = format!("{scheme}://{addr}/"), "console listening");
-        }
-        let stop = stop.clone();
-        tokio::spawn(authzd::console::serve(
-            listener,
-            limits.console,
-            config.console.public_hosts.clone(),
-            core.clone(),
-            console_tls.clone(),
-            async move { stop.cancelled().await },
-        ))
-    });
     tracing::info!(address = %local, "authzd listening");
-    let signalled = {
-        let stop = stop.clone();
-        async move {
-            shutdown_signal().await;
-            stop.cancel();
-        }
+    let listeners = authzd::Listeners {
+        grpc: listener,
+        http: console_listener,
+        metrics: metrics_listener,
     };
-    let served = authzd::serve_with_reloads(
-        listener,
+    authzd::serve_listeners(
+        listeners,
         core,
         Arc::new(config),
-        // The console follows each reload's TLS files too.
-        tokio_stream::StreamExt::map(reloads(invocation), move |config| {
-            if let Some(live) = &console_tls {
-                authzd::console::reload_tls(live, &config);
-            }
-            config
-        }),
-        signalled,
+        reloads(invocation),
+        shutdown_signal(),
     )
     .await
-    .map_err(|e| format!("server failed: {e}"));
-    stop.cancel();
-    if let Some(metrics) = metrics {
-        let _ = metrics.await;
-    }
-    if let Some(console) = console {
-        let _ = console.await;
-    }
-    served
+    .map_err(|e| format!("server failed: {e}"))
 }
 
 /// On each SIGHUP, the configuration loaded again the way it was at start.

@@ -13,6 +13,7 @@ pub mod catalog;
 pub mod decision;
 pub mod gate;
 pub mod groups;
+pub mod input;
 pub mod model;
 pub mod names;
 pub mod page;

@@ -37,14 +37,85 @@ pub fn check_password(field: &str, password: &Secret) -> Result<()> {
     Ok(())
 }
 
-/// What a new user is made of, validated by the transport.
+/// What a new user is made of. Only the constructors make one, so the
+/// rules of each kind of user (who has a password, who names an identity
+/// provider, who cannot be created at all) hold for every door: the RPC,
+/// the console and, later, sign-ins that create users.
 pub struct NewUser {
-    pub account: String,
-    pub username: Username,
-    pub user_type: UserType,
-    pub password: Option<Secret>,
-    pub idp_name: Option<String>,
-    pub roles: Vec<String>,
+    account: String,
+    username: Username,
+    user_type: UserType,
+    password: Option<Secret>,
+    idp_name: Option<String>,
+    roles: Vec<String>,
+}
+
+impl NewUser {
+    /// A user who signs in with a password: a username usable in HTTP
+    /// basic auth (no `:`), and a password that meets the rules.
+    pub fn native(
+        account: String,
+        username: &str,
+        password: Secret,
+        roles: Vec<String>,
+    ) -> Result<Self> {
+        check_password("password", &password)?;
+        Ok(Self {
+            account,
+            username: Username::parse_native("username", username)?,
+            user_type: UserType::Native,
+            password: Some(password),
+            idp_name: None,
+            roles,
+        })
+    }
+
+    /// A user who signs in through the identity provider `idp_name`, and
+    /// never with a password.
+    pub fn saml(
+        account: String,
+        username: &str,
+        idp_name: &str,
+        roles: Vec<String>,
+    ) -> Result<Self> {
+        Ok(Self {
+            account,
+            username: Username::parse("username", username)?,
+            user_type: UserType::Saml,
+            password: None,
+            idp_name: Some(super::names::idp_name("idp_name", idp_name)?),
+            roles,
+        })
+    }
+
+    /// A user of `user_type` from a request's fields, each kind refusing
+    /// the fields it does not have. Service users exist (Anchore's system
+    /// user) but are never created.
+    pub fn of_type(
+        account: String,
+        user_type: UserType,
+        username: &str,
+        password: Secret,
+        idp_name: &str,
+        roles: Vec<String>,
+    ) -> Result<Self> {
+        match user_type {
+            UserType::Native => {
+                check_password("password", &password)?;
+                if !idp_name.is_empty() {
+                    return Err(Error::invalid("idp_name", "is only for SAML users"));
+                }
+                Self::native(account, username, password, roles)
+            }
+            UserType::Saml => {
+                if !password.is_empty() {
+                    return Err(Error::invalid("password", "SAML users have no password"));
+                }
+                Self::saml(account, username, idp_name, roles)
+            }
+            UserType::Service => Err(Error::invalid("type", "service users cannot be created")),
+        }
+    }
 }
 
 fn not_found(account: &str, username: &str) -> Error {

@@ -15,64 +15,31 @@ use prost::Message;
 use prost_types::field_descriptor_proto::{Label, Type};
 use tonic::Status;
 
+pub use crate::domain::input::{
+    CREDENTIAL_MAX_CHARS, DESCRIPTION_MAX_CHARS, EMAIL_MAX_CHARS, Field, Kind,
+    LOGIN_PASSWORD_MAX_CHARS, MAX_ITEMS, MAX_ROLES, NAME_MAX_CHARS, PAGE_TOKEN_MAX_CHARS, Rule,
+    check,
+};
 use crate::error::{AuthFailure, Error};
-
-/// What a string field is, and so which checks it gets.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
-    /// Names, identifiers, actions, page tokens: no control characters.
-    Text,
-    /// Descriptions, emails, API key names: shown to people, so also no
-    /// bidirectional overrides or zero-width characters.
-    FreeText,
-    /// A credential being checked: whatever is wrong with it, the answer is
-    /// the uniform `UNAUTHENTICATED` (no oracle).
-    Credential,
-    /// A password being set: no control characters, otherwise free.
-    NewPassword,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Rule {
-    pub kind: Kind,
-    pub max_chars: usize,
-}
-
-const fn rule(kind: Kind, max_chars: usize) -> Rule {
-    Rule { kind, max_chars }
-}
-
-/// Names of accounts, users, groups, roles, actions, IdPs.
-pub const NAME_MAX_CHARS: usize = 128;
-pub const DESCRIPTION_MAX_CHARS: usize = 1024;
-pub const EMAIL_MAX_CHARS: usize = 254;
-pub const PAGE_TOKEN_MAX_CHARS: usize = 512;
-/// An `authorization` value or an API key being checked.
-pub const CREDENTIAL_MAX_CHARS: usize = 8192;
-/// A password being checked (longer than any password that can be set).
-pub const LOGIN_PASSWORD_MAX_CHARS: usize = 1024;
-/// Items in a repeated field (`actions` has a lower setting on top).
-pub const MAX_ITEMS: usize = 1000;
-/// Roles given to a new user.
-pub const MAX_ROLES: usize = 100;
 
 /// The rule of a string field of a request message.
 pub fn rule_of(message: &str, field: &str) -> Rule {
+    field_of(message, field).rule()
+}
+
+/// The kind of a string field of a request message.
+fn field_of(message: &str, field: &str) -> Field {
     match (message, field) {
-        (_, "authorization" | "api_key" | "token" | "refresh_token") => {
-            rule(Kind::Credential, CREDENTIAL_MAX_CHARS)
-        }
-        (_, "current_password") => rule(Kind::Credential, LOGIN_PASSWORD_MAX_CHARS),
-        ("authz.v1.PasswordCredentials", "username") => rule(Kind::Credential, NAME_MAX_CHARS),
-        ("authz.v1.PasswordCredentials", "password") => {
-            rule(Kind::Credential, LOGIN_PASSWORD_MAX_CHARS)
-        }
-        (_, "password") => rule(Kind::NewPassword, crate::domain::users::PASSWORD_MAX_CHARS),
-        (_, "description") => rule(Kind::FreeText, DESCRIPTION_MAX_CHARS),
-        (_, "email") => rule(Kind::FreeText, EMAIL_MAX_CHARS),
-        (m, "name" | "new_name") if m.contains("ApiKey") => rule(Kind::FreeText, NAME_MAX_CHARS),
-        (_, "page_token") => rule(Kind::Text, PAGE_TOKEN_MAX_CHARS),
-        _ => rule(Kind::Text, NAME_MAX_CHARS),
+        (_, "authorization" | "api_key" | "token" | "refresh_token") => Field::Credential,
+        (_, "current_password") => Field::LoginPassword,
+        ("authz.v1.PasswordCredentials", "username") => Field::LoginUsername,
+        ("authz.v1.PasswordCredentials", "password") => Field::LoginPassword,
+        (_, "password") => Field::NewPassword,
+        (_, "description") => Field::Description,
+        (_, "email") => Field::Email,
+        (m, "name" | "new_name") if m.contains("ApiKey") => Field::ShownName,
+        (_, "page_token") => Field::PageToken,
+        _ => Field::Name,
     }
 }
 
@@ -84,46 +51,6 @@ pub fn max_items(field: &str) -> usize {
     }
 }
 
-/// Characters that make text read differently from what it is: bidi
-/// embeddings, overrides, isolates and marks, and zero-width characters.
-fn deceptive(c: char) -> bool {
-    matches!(
-        c,
-        '\u{061C}'
-            | '\u{180E}'
-            | '\u{200B}'..='\u{200F}'
-            | '\u{2028}'..='\u{202E}'
-            | '\u{2060}'..='\u{2064}'
-            | '\u{2066}'..='\u{2069}'
-            | '\u{FEFF}'
-    )
-}
-
-/// The one check of a string from a request. `field` names it as the wire
-/// does (`roles[2]`, `password.username`).
-pub fn check(field: &str, value: &str, rule: Rule) -> Result<(), Error> {
-    let refuse = |reason: &str| match rule.kind {
-        Kind::Credential => Error::Unauthenticated(AuthFailure::Malformed),
-        _ => Error::invalid(field, reason),
-    };
-    // Bytes first: a 3 MB value is refused without counting its characters.
-    if value.len() > rule.max_chars * 4 || value.chars().count() > rule.max_chars {
-        return Err(refuse(&format!(
-            "must be at most {} characters",
-            rule.max_chars
-        )));
-    }
-    if value.chars().any(char::is_control) {
-        return Err(refuse("must not contain control characters"));
-    }
-    if rule.kind == Kind::FreeText && value.chars().any(deceptive) {
-        return Err(refuse(
-            "must not contain bidirectional-override or zero-width characters",
-        ));
-    }
-    Ok(())
-}
-
 #[derive(Debug)]
 enum FieldType {
     String(Rule),
@@ -132,14 +59,14 @@ enum FieldType {
 }
 
 #[derive(Debug)]
-struct Field {
+struct WireField {
     name: String,
     repeated: bool,
     max_items: usize,
     ty: FieldType,
 }
 
-type Schema = HashMap<String, HashMap<u32, Field>>;
+type Schema = HashMap<String, HashMap<u32, WireField>>;
 
 /// Every message of the descriptor set, by full name.
 fn schema() -> &'static Schema {
@@ -164,7 +91,7 @@ fn schema() -> &'static Schema {
                             }
                             _ => FieldType::Other,
                         };
-                        let field = Field {
+                        let field = WireField {
                             name: f.name().to_owned(),
                             repeated: f.label() == Label::Repeated,
                             max_items: max_items(f.name()),

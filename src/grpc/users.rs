@@ -4,7 +4,7 @@ use super::context::authenticated;
 use super::convert::{timestamp, user_state_in, user_type_in};
 use crate::domain::Core;
 use crate::domain::model::UserType;
-use crate::domain::names::{self, Username};
+use crate::domain::names;
 use crate::domain::page::PageRequest;
 use crate::domain::secret::Secret;
 use crate::domain::users::{NewUser, check_password};
@@ -40,38 +40,14 @@ impl UserService for UserApi {
         let (caller, req) = authenticated(&self.core, request).await?;
         let account = caller.target_account("account", &req.account)?;
         let user_type = user_type_in("type", req.r#type)?.unwrap_or(UserType::Native);
-        let password = Secret::new(req.password);
-        let (username, password, idp_name) = match user_type {
-            UserType::Native => {
-                check_password("password", &password)?;
-                if !req.idp_name.is_empty() {
-                    return Err(Error::invalid("idp_name", "is only for SAML users").into());
-                }
-                (
-                    Username::parse_native("username", &req.username)?,
-                    Some(password),
-                    None,
-                )
-            }
-            UserType::Saml => {
-                if !password.is_empty() {
-                    return Err(Error::invalid("password", "SAML users have no password").into());
-                }
-                let idp = names::idp_name("idp_name", &req.idp_name)?;
-                (Username::parse("username", &req.username)?, None, Some(idp))
-            }
-            UserType::Service => {
-                return Err(Error::invalid("type", "service users cannot be created").into());
-            }
-        };
-        let new = NewUser {
+        let new = NewUser::of_type(
             account,
-            username,
             user_type,
-            password,
-            idp_name,
-            roles: req.roles,
-        };
+            &req.username,
+            Secret::new(req.password),
+            &req.idp_name,
+            req.roles,
+        )?;
         let user = self.core.create_user(&caller, new).await?;
         Ok(Response::new(user.into()))
     }

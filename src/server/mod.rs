@@ -2,7 +2,6 @@
 //! optional plaintext health port, background tasks, graceful shutdown, and
 //! the settings SIGHUP replaces while serving.
 
-pub mod http;
 pub mod listen;
 pub mod tls;
 
@@ -30,23 +29,31 @@ pub fn check_tls(files: &TlsFiles) -> std::result::Result<(), ConfigError> {
 }
 
 /// What SIGHUP may replace while serving: the caller keys and the TLS
-/// material. Everything else needs a restart.
+/// material (of the gRPC port and of the HTTP face). Everything else needs
+/// a restart.
 #[derive(Clone)]
 pub struct Live {
     caller_keys: Arc<ArcSwap<CallerKeys>>,
     tls: Option<tls::LiveTls>,
+    http_tls: Option<tls::LiveTls>,
 }
 
 impl Live {
     pub fn new(config: &Config) -> std::result::Result<Self, ConfigError> {
         let keys = config.caller_keys()?;
-        let tls = match config.tls_files()? {
-            Some(files) => Some(Arc::new(ArcSwap::new(
-                tls::server_config(&files).map_err(ConfigError)?,
-            ))),
-            None => None,
+        let (tls, http_tls) = match config.tls_files()? {
+            Some(files) => (
+                Some(Arc::new(ArcSwap::new(
+                    tls::server_config(&files).map_err(ConfigError)?,
+                ))),
+                Some(Arc::new(ArcSwap::new(
+                    crate::http::tls_config(&files).map_err(ConfigError)?,
+                ))),
+            ),
+            None => (None, None),
         };
         Ok(Self {
+            http_tls,
             caller_keys: Arc::new(ArcSwap::from_pointee(
                 CallerKeys::new(keys.iter().map(|k| k.expose()))
                     .with_subjects(config.tls.allowed_client_subjects.clone()),
@@ -60,12 +67,19 @@ impl Live {
     pub fn reload(&self, config: &Config) -> std::result::Result<(), String> {
         let keys = config.caller_keys().map_err(|e| e.0)?;
         let tls = match (config.tls_files().map_err(|e| e.0)?, &self.tls) {
-            (Some(files), Some(_)) => Some(tls::server_config(&files)?),
+            (Some(files), Some(_)) => Some((
+                tls::server_config(&files)?,
+                crate::http::tls_config(&files)?,
+            )),
             (None, None) => None,
             _ => return Err("turning TLS on or off needs a restart".to_owned()),
         };
-        if let (Some(live), Some(new)) = (&self.tls, tls) {
-            live.store(new);
+        if let (Some(live), Some((grpc, http))) = (&self.tls, tls) {
+            live.store(grpc);
+            if let Some(live) = &self.http_tls {
+                live.store(http);
+                tracing::info!("console: reloaded TLS material");
+            }
         }
         self.caller_keys.store(Arc::new(
             CallerKeys::new(keys.iter().map(|k| k.expose()))
@@ -142,6 +156,40 @@ pub async fn serve_with_reloads(
     reloads: impl Stream<Item = Config> + Send + 'static,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
+    let listeners = Listeners {
+        grpc: listener,
+        http: None,
+        metrics: None,
+    };
+    serve_listeners(listeners, core, config, reloads, shutdown).await
+}
+
+/// The listeners authzd serves, bound before anything else starts (a
+/// taken port fails fast).
+pub struct Listeners {
+    pub grpc: TcpListener,
+    /// The HTTP face: the console and the public documents.
+    pub http: Option<TcpListener>,
+    /// Prometheus metrics (and the signing keys), for the inside only.
+    pub metrics: Option<TcpListener>,
+}
+
+/// Serves every listener until `shutdown` completes, applying each
+/// configuration `reloads` yields (SIGHUP) to all of them. At shutdown the
+/// HTTP face and the metrics port stop taking requests as the gRPC port
+/// starts draining.
+pub async fn serve_listeners(
+    listeners: Listeners,
+    core: Core,
+    config: Arc<Config>,
+    reloads: impl Stream<Item = Config> + Send + 'static,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<()> {
+    let Listeners {
+        grpc: listener,
+        http,
+        metrics,
+    } = listeners;
     let live = Live::new(&config).map_err(|e| Error::internal(e.0))?;
     let limits = config.connection_limits(listen::descriptor_limit());
     let reporter = tonic_health::server::HealthReporter::new();
@@ -300,6 +348,41 @@ pub async fn serve_with_reloads(
             draining.cancel();
         }
     };
+    let http_task = http.map(|listener| {
+        let face = crate::http::Face {
+            core: core.clone(),
+            secure: live.http_tls.is_some(),
+            public_hosts: config.console.public_hosts.clone(),
+            request_timeout: Duration::from_millis(config.server.request_timeout_ms),
+        };
+        if let Ok(addr) = listener.local_addr() {
+            let scheme = if face.secure { "https" } else { "http" };
+            tracing::info!(address = %addr, url = format!("{scheme}://{addr}/"), "console listening");
+            if !face.secure && !addr.ip().is_loopback() {
+                tracing::warn!(address = %addr, "serving the console over plain HTTP on a non-loopback address: its session cookies can be read on the network; configure TLS");
+            }
+        }
+        let stop = draining.clone();
+        tokio::spawn(crate::http::serve(
+            listener,
+            limits.console,
+            face,
+            live.http_tls.clone(),
+            async move { stop.cancelled().await },
+        ))
+    });
+    let metrics_task = metrics.map(|listener| {
+        if let Ok(addr) = listener.local_addr() {
+            tracing::info!(address = %addr, "metrics listening");
+        }
+        let stop = draining.clone();
+        tokio::spawn(telemetry::serve_metrics(
+            listener,
+            limits.metrics,
+            core.tokens().keys().jwks().to_owned(),
+            async move { stop.cancelled().await },
+        ))
+    });
     if live.tls.is_none() && !config.server.listen.ip().is_loopback() {
         tracing::warn!(
             "serving plaintext gRPC on a non-loopback address; configure TLS unless a mesh terminates it"
@@ -352,6 +435,11 @@ pub async fn serve_with_reloads(
     stop_tasks.cancel();
     stop_flush.cancel();
     stop_health.cancel();
+    // Ends with the drain if the signal did not (the gRPC server failed).
+    draining.cancel();
+    for task in [http_task, metrics_task].into_iter().flatten() {
+        let _ = task.await;
+    }
     if let Some(mut health_only) = health_only {
         // A Watch stream left open there must not hold the exit.
         if tokio::time::timeout(Duration::from_secs(1), &mut health_only)

@@ -79,6 +79,16 @@ pub async fn find_user_record(
         .transpose()
 }
 
+/// The user with that id, without their account.
+pub async fn find_user_by_id(db: &impl ConnectionTrait, id: Uuid) -> StoreResult<Option<User>> {
+    users::Entity::find_by_id(id)
+        .one(db)
+        .await
+        .db()?
+        .map(User::try_from)
+        .transpose()
+}
+
 /// The user of that name, only if they belong to `account`.
 pub async fn find_user_in_account(
     db: &impl ConnectionTrait,

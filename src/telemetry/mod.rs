@@ -219,7 +219,8 @@ pub async fn serve_metrics(
     jwks: String,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    use crate::server::{http as http_server, listen, tls};
+    use crate::http::conn;
+    use crate::server::{listen, tls};
     let Some(handle) = metrics_handle() else {
         return Err(std::io::Error::other("metrics recorder unavailable"));
     };
@@ -233,21 +234,16 @@ pub async fn serve_metrics(
         )
         .route(
             "/.well-known/jwks.json",
-            axum::routing::get(move || async move {
-                (
-                    [
-                        (http::header::CONTENT_TYPE, "application/jwk-set+json"),
-                        (http::header::CACHE_CONTROL, "max-age=300"),
-                    ],
-                    jwks,
-                )
+            axum::routing::get(move || {
+                let jwks = jwks.clone();
+                async move { crate::http::well_known::jwks_response(jwks) }
             }),
         );
     let incoming = tls::plain_idle(
         listen::Capped::new(listener, limits.max_connections, "metrics"),
         limits.idle,
     );
-    http_server::serve(
+    conn::serve(
         "metrics",
         incoming,
         app,

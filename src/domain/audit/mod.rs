@@ -283,12 +283,20 @@ impl Purge {
     }
 }
 
-/// Who made a change: the caller of an RPC, or authzd itself (the first
-/// start's bootstrap, a break-glass command, a lockout).
+/// Who made a change: the caller of an RPC, authzd itself (the first
+/// start's bootstrap, a break-glass command, a lockout), or an identity
+/// provider through a sign-in or provisioning protocol, where nobody is
+/// signed in yet (a user created just in time, a SCIM write).
 #[derive(Clone, Copy)]
 pub enum Actor<'a> {
     Caller(&'a Caller),
     Local(&'static str),
+    Federation {
+        /// `saml`, `oidc`, `scim`.
+        protocol: &'static str,
+        /// The identity provider's name.
+        idp: &'a str,
+    },
 }
 
 fn credential_name(kind: CredentialKind) -> &'static str {
@@ -321,7 +329,7 @@ impl Actor<'_> {
     fn username(&self) -> Option<String> {
         match self {
             Actor::Caller(caller) => Some(caller.username().to_owned()),
-            Actor::Local(_) => None,
+            Actor::Local(_) | Actor::Federation { .. } => None,
         }
     }
 
@@ -350,8 +358,15 @@ impl Actor<'_> {
                     detail.insert("request_id".into(), id.into());
                 }
             }
-            Actor::Local(name) => {
-                detail.insert("actor".into(), json!({ "local": name }));
+            Actor::Local(_) | Actor::Federation { .. } => {
+                let actor = match self {
+                    Actor::Federation { protocol, idp } => {
+                        json!({ "federation": { "protocol": protocol, "idp": idp } })
+                    }
+                    Actor::Local(name) => json!({ "local": name }),
+                    Actor::Caller(_) => Value::Null,
+                };
+                detail.insert("actor".into(), actor);
                 if let Some(rpc) = rpc {
                     if let Some(peer) = rpc.peer {
                         detail.insert("source".into(), json!({ "peer": peer.to_string() }));
@@ -457,6 +472,7 @@ fn rpc_name(rpc: Option<&crate::telemetry::Rpc>, actor: Actor<'_>) -> String {
     match (rpc, actor) {
         (Some(rpc), _) => rpc.method.to_owned(),
         (None, Actor::Local(name)) => name.to_owned(),
+        (None, Actor::Federation { protocol, .. }) => protocol.to_owned(),
         (None, Actor::Caller(_)) => "local".to_owned(),
     }
 }
@@ -797,30 +813,6 @@ impl Core {
         }
     }
 
-    /// A refused credential, with what it claimed to be (never its secret).
-    pub(crate) fn refused_credential(
-        &self,
-        credential: &super::authn::credentials::Credential,
-        reason: &'static str,
-        source: Source,
-    ) {
-        use super::authn::credentials::Credential;
-        let refusal = match credential {
-            Credential::Password { username, .. } => Refusal {
-                username: Some(username.clone()),
-                ..Refusal::credential_for(reason, source, "password")
-            },
-            Credential::ApiKey(value) => Refusal {
-                api_key_id: super::authn::key_format::parse(value.expose())
-                    .ok()
-                    .map(|k| k.key_id.to_owned()),
-                ..Refusal::credential_for(reason, source, "api_key")
-            },
-            Credential::Token(_) => Refusal::credential_for(reason, source, "token"),
-        };
-        self.refused(refusal);
-    }
-
     /// Appends queued refusals in batches until `stop`, then what is left.
     pub async fn run_audit_writer(&self, stop: tokio_util::sync::CancellationToken) {
         let Some(mut receiver) = self
@@ -1014,6 +1006,25 @@ impl Core {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_federation_actor_names_its_protocol_and_idp_and_no_user() {
+        let change = Change::new("create", "user", "alice").account("acme");
+        let record = change.into_record(
+            0,
+            Actor::Federation {
+                protocol: "saml",
+                idp: "okta",
+            },
+        );
+        assert_eq!(record.actor_username, None);
+        assert_eq!(record.rpc, "saml");
+        let detail: Value = serde_json::from_str(&record.detail).unwrap();
+        assert_eq!(
+            detail["actor"],
+            json!({ "federation": { "protocol": "saml", "idp": "okta" } })
+        );
+    }
 
     fn record(n: i64) -> Record {
         Record {

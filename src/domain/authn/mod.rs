@@ -2,15 +2,16 @@
 //! password hashing, and the principal source — what a check needs, from
 //! memory when the cache holds it, else in one statement.
 
+pub mod attempt;
 pub mod credentials;
 pub mod key_format;
 pub mod passwords;
 pub(crate) mod source;
 pub mod sources;
 
-use std::sync::OnceLock;
 use std::time::Duration;
 
+use self::attempt::Attempt;
 use self::credentials::Credential;
 use self::sources::Source;
 use super::Core;
@@ -22,41 +23,6 @@ use super::secret::Secret;
 use crate::cache::UserEntry;
 use crate::error::{AuthFailure, Error, Result, quoted};
 use crate::store;
-
-/// The success counter of a credential kind, registered once: it is
-/// incremented on every check.
-fn successes(kind: &'static str) -> &'static metrics::Counter {
-    static COUNTERS: [OnceLock<metrics::Counter>; 4] = [const { OnceLock::new() }; 4];
-    let (cell, kind) = match kind {
-        "password" => (&COUNTERS[0], "password"),
-        "api_key" => (&COUNTERS[1], "api_key"),
-        "token" => (&COUNTERS[2], "token"),
-        _ => (&COUNTERS[3], "refresh_token"),
-    };
-    cell.get_or_init(|| {
-        metrics::counter!("authzd_authentications_total", "credential" => kind, "outcome" => "success", "reason" => "ok")
-    })
-}
-
-/// Counts (and logs a failure of) one authentication of `kind`.
-pub(crate) fn record_outcome(kind: &'static str, result: std::result::Result<(), &Error>) {
-    match result {
-        Ok(()) => successes(kind).increment(1),
-        Err(Error::Unauthenticated(reason)) => {
-            tracing::info!(
-                credential = kind,
-                reason = reason.as_str(),
-                "authentication failed"
-            );
-            metrics::counter!("authzd_authentications_total", "credential" => kind, "outcome" => "failure", "reason" => reason.as_str())
-                .increment(1);
-        }
-        Err(_) => {
-            metrics::counter!("authzd_authentications_total", "credential" => kind, "outcome" => "error", "reason" => "error")
-                .increment(1);
-        }
-    }
-}
 
 fn fail(reason: AuthFailure) -> Error {
     Error::Unauthenticated(reason)
@@ -153,46 +119,17 @@ impl Core {
         source: Source,
         max_hold: std::time::Duration,
     ) -> Result<Principal> {
-        if let Some(Err(refused)) = self.limiter().map(|l| l.check(source)) {
-            self.refused_credential(credential, "rate_limited", source);
-            return Err(sources::held(refused, max_hold).await);
-        }
-        // A password attempt takes its token before it is verified, so the
-        // ones in flight at once cannot all slip through on the last token
-        // (a key check fails in microseconds: it is charged after).
-        let reserved = matches!(credential, Credential::Password { .. });
-        if let (true, Some(limiter)) = (reserved, self.limiter()) {
-            limiter.charge(source);
-        }
-        let (kind, result) = match credential {
-            Credential::Password { username, password } => (
-                "password",
-                self.authenticate_password(username, password, source).await,
-            ),
-            Credential::ApiKey(value) => ("api_key", self.authenticate_api_key(value).await),
-            Credential::Token(value) => ("token", self.authenticate_token(value).await),
-        };
-        if let Some(limiter) = self.limiter() {
-            match (&result, reserved) {
-                (Err(Error::Unauthenticated(_)), false) => limiter.charge(source),
-                (Err(Error::Unauthenticated(_)), true) | (_, false) => {}
-                (_, true) => limiter.refund(source),
+        let verify = async {
+            match credential {
+                Credential::Password { username, password } => {
+                    self.authenticate_password(username, password, source).await
+                }
+                Credential::ApiKey(value) => self.authenticate_api_key(value, source).await,
+                Credential::Token(value) => self.authenticate_token(value).await,
             }
-        }
-        // A full hashing queue is answered as slowly as a rate limit.
-        let result = match result {
-            Err(busy @ Error::Busy { .. }) => Err(sources::held(busy, max_hold).await),
-            other => other,
         };
-        record_outcome(kind, result.as_ref().map(|_| ()));
-        match &result {
-            Err(Error::Unauthenticated(reason)) => {
-                self.refused_credential(credential, reason.as_str(), source);
-            }
-            Err(Error::Busy { .. }) => self.refused_credential(credential, "busy", source),
-            _ => {}
-        }
-        result
+        self.attempt(&Attempt::of(credential), source, max_hold, verify)
+            .await
     }
 
     /// Passwords are never cached: the hash is read and verified every time.
@@ -344,7 +281,15 @@ impl Core {
     /// unknown keys, and then the key comes from memory or from one
     /// statement; the presented secret is verified against the stored
     /// digest either way.
-    pub(crate) async fn authenticate_api_key(&self, value: &Secret) -> Result<Principal> {
+    ///
+    /// `source` is where the key was presented from, for rules that
+    /// narrow a key to some sources.
+    pub(crate) async fn authenticate_api_key(
+        &self,
+        value: &Secret,
+        // Unused until a key can be narrowed to sources (scoped keys).
+        _source: Source,
+    ) -> Result<Principal> {
         let parsed = key_format::parse(value.expose())?;
         if !self.cache().key_may_exist(parsed.key_id) {
             return Err(fail(AuthFailure::UnknownKey));

@@ -28,7 +28,8 @@ use uuid::Uuid;
 use self::keys::{KeySettings, SigningKeys};
 use super::Core;
 use super::actions::UPDATE_USER;
-use super::audit::{Actor, Change, Refusal};
+use super::audit::{Actor, Change};
+use super::authn::attempt::Attempt;
 use super::authn::credentials::Credential;
 use super::authn::key_format;
 use super::authn::sources::Source;
@@ -216,6 +217,13 @@ impl Core {
             password: password.clone(),
         };
         let principal = self.authenticate(&credential, source).await?;
+        self.start_session(&principal).await
+    }
+
+    /// Starts a token family for a principal that a sign-in (of any
+    /// protocol) has just verified, and issues its first pair.
+    pub(crate) async fn start_session(&self, principal: &Principal) -> Result<Issued> {
+        self.tokens_enabled()?;
         let family = Uuid::new_v4().to_string();
         let now_ms = self.now().timestamp_millis();
         let write = self.write().await?;
@@ -233,13 +241,12 @@ impl Core {
         write.commit().await?;
         // A password change or a disable that committed between the
         // verification and the family revoked the families there were then,
-        // not this one: read the user again, and take the family back if
-        // they changed (`updated_at` moves with the password and the state).
-        let now_seen = self.queries().user_by_name(self.db(), username).await?;
+        // not this one: read the user again (by id: a name can be reused),
+        // and take the family back if they changed (`updated_at` moves with
+        // the password and the state).
+        let now_seen = store::users::find_user_by_id(self.db(), principal.user.id).await?;
         let unchanged = now_seen.is_some_and(|fresh| {
-            fresh.user.id == principal.user.id
-                && fresh.user.updated_at == principal.user.updated_at
-                && fresh.user.state == UserState::Enabled
+            fresh.updated_at == principal.user.updated_at && fresh.state == UserState::Enabled
         });
         if !unchanged {
             self.write_with(async |db| store::tokens::revoke_family(db, &family, now_ms).await)
@@ -301,20 +308,13 @@ impl Core {
         source: Source,
     ) -> Result<Issued> {
         self.tokens_enabled()?;
-        if let Some(Err(refused)) = self.limiter().map(|l| l.check(source)) {
-            return Err(
-                super::authn::sources::held(refused, super::authn::sources::MAX_HOLD).await,
-            );
-        }
-        let result = self.refresh(value).await;
-        if let Err(Error::Unauthenticated(reason)) = &result {
-            if let Some(limiter) = self.limiter() {
-                limiter.charge(source);
-            }
-            self.refused(Refusal::credential(*reason, source, "refresh_token"));
-        }
-        super::authn::record_outcome("refresh_token", result.as_ref().map(|_| ()));
-        result
+        self.attempt(
+            &Attempt::fast("refresh_token"),
+            source,
+            super::authn::sources::MAX_HOLD,
+            self.refresh(value),
+        )
+        .await
     }
 
     async fn refresh(&self, value: &Secret) -> Result<Issued> {

@@ -4,8 +4,8 @@
 use axum::body::Body;
 use axum::response::Response;
 
+use crate::domain::input::{self, Field};
 use crate::error::Error;
-use crate::grpc::input;
 
 /// A posted `application/x-www-form-urlencoded` body.
 #[derive(Debug, Default)]
@@ -57,12 +57,25 @@ impl Form {
         }
         for (name, value) in &self.0 {
             if name != "csrf" {
-                // API key names are text shown to people, the strictest
-                // reading of `name`; names of accounts and groups are
-                // checked again by their own parsers.
-                input::check(name, value, input::rule_of("console.ApiKey", name))?;
+                form_field(name).check(name, value)?;
             }
         }
         Ok(())
+    }
+}
+
+/// The kind of a console form's field, by its name.
+fn form_field(name: &str) -> Field {
+    match name {
+        "current_password" => Field::LoginPassword,
+        "password" => Field::NewPassword,
+        "description" => Field::Description,
+        "email" => Field::Email,
+        // API key names are text shown to people, the strictest reading of
+        // `name`; names of accounts and groups are checked again by their
+        // own parsers.
+        "name" | "new_name" => Field::ShownName,
+        "page_token" => Field::PageToken,
+        _ => Field::Name,
     }
 }

@@ -18,8 +18,8 @@ use tokio_stream::{Stream, StreamExt};
 use tonic::transport::server::Connected;
 use tower::ServiceExt;
 
-use super::listen::Conn;
-use super::tls::Idle;
+use crate::server::listen::Conn;
+use crate::server::tls::Idle;
 
 /// Connections still open at shutdown get this long to finish their
 /// request before they are dropped.

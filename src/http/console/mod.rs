@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, MatchedPath, Request};
+use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::{self, Next};
@@ -25,7 +25,6 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
-use tokio::net::TcpListener;
 
 use crate::domain::Core;
 use crate::domain::authn::credentials::Credential;
@@ -391,40 +390,10 @@ fn has_control_escape(text: &str) -> bool {
         .is_none_or(|bytes| bytes.iter().any(u8::is_ascii_control))
 }
 
-/// The short name a console request is audited under.
-fn request_name(method: &Method, path: &str) -> &'static str {
-    let post = method == Method::POST;
-    match (post, path) {
-        (true, "/sign-in") => "console:SignIn",
-        (true, "/sign-out") => "console:SignOut",
-        (true, "/context") => "console:SwitchAccount",
-        (true, "/accounts") => "console:CreateAccount",
-        (true, "/accounts/{account}/email") => "console:UpdateAccount",
-        (true, "/accounts/{account}/state") => "console:SetAccountState",
-        (true, "/accounts/{account}/delete") => "console:DeleteAccount",
-        (true, "/accounts/{account}/users") => "console:CreateUser",
-        (true, "/accounts/{account}/users/{user}/roles/add") => "console:AddRoleMember",
-        (true, "/accounts/{account}/users/{user}/roles/remove") => "console:RemoveRoleMember",
-        (true, "/accounts/{account}/users/{user}/password") => "console:SetPassword",
-        (true, "/accounts/{account}/users/{user}/state") => "console:SetUserState",
-        (true, "/accounts/{account}/users/{user}/delete") => "console:DeleteUser",
-        (true, "/keys") => "console:CreateApiKey",
-        (true, "/keys/revoke") => "console:RevokeApiKey",
-        (true, "/keys/rotate") => "console:RotateApiKey",
-        (true, "/groups") => "console:CreateGroup",
-        (true, "/groups/{group}/members") => "console:AddGroupMembers",
-        (true, "/groups/{group}/members/remove") => "console:RemoveGroupMembers",
-        (true, "/groups/{group}/grants") => "console:AddGroupGrants",
-        (true, "/groups/{group}/grants/remove") => "console:RemoveGroupGrants",
-        (true, "/groups/{group}/delete") => "console:DeleteGroup",
-        (true, _) => "console:Post",
-        (false, _) => "console:Page",
-    }
-}
-
-/// Around every request: the audit scope, the origin check, the refreshed
-/// cookies, and the headers every console response carries.
-async fn around(request: Request, next: Next) -> Response {
+/// The console's posture, around each of its requests: cross-site POSTs
+/// refused, no control characters in the address, the cookies a renewal
+/// set, and the headers of pages that show account data.
+async fn posture(request: Request, next: Next) -> Response {
     if foreign_post(&request) {
         tracing::warn!("console POST from another origin refused");
         return views::refused_form();
@@ -436,45 +405,10 @@ async fn around(request: Request, next: Next) -> Response {
     {
         return views::bad_form("the address holds a control character");
     }
-    let name = request_name(
-        request.method(),
-        request
-            .extensions()
-            .get::<MatchedPath>()
-            .map_or("", MatchedPath::as_str),
-    );
-    let peer = request
-        .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|c| c.0);
-    // Counted like RPCs, by route template (bounded labels: a path the
-    // router does not know is one "unmatched").
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or_else(|| "unmatched".to_owned(), |m| m.as_str().to_owned());
-    let method = match *request.method() {
-        Method::GET => "GET",
-        Method::POST => "POST",
-        Method::HEAD => "HEAD",
-        _ => "other",
-    };
-    let started = std::time::Instant::now();
     let cookies = PendingCookies::default();
     let mut request = request;
     request.extensions_mut().insert(cookies.clone());
-    let request_id = uuid::Uuid::new_v4().to_string();
-    let mut response =
-        crate::telemetry::in_request(name, request_id.clone(), peer, next.run(request)).await;
-    let status = response.status().as_u16().to_string();
-    let labels = [
-        ("method", method.to_owned()),
-        ("route", route),
-        ("status", status),
-    ];
-    metrics::counter!("authzd_http_requests_total", &labels).increment(1);
-    metrics::histogram!("authzd_http_request_duration_seconds", &labels)
-        .record(started.elapsed().as_secs_f64());
+    let mut response = next.run(request).await;
     let headers = response.headers_mut();
     // A renewed pair never overrides what the handler set (sign-out's
     // clearing, above all).
@@ -507,171 +441,33 @@ async fn around(request: Request, next: Next) -> Response {
     for (name, value) in fixed {
         headers.insert(name, HeaderValue::from_static(value));
     }
-    // Pages show account data: none of it is kept by the browser or a proxy.
-    if !headers.contains_key(header::CACHE_CONTROL) {
-        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    }
-    if let Ok(id) = HeaderValue::from_str(&request_id) {
-        headers.insert(crate::telemetry::REQUEST_ID_HEADER, id);
-    }
+    // Pages show account data: none of it is kept by the browser or a
+    // proxy (the shared layer's default; the stylesheet sets its own).
     response
 }
 
-/// The hosts a request may name: a page served from any other name (a
-/// DNS-rebinding attacker's, pointed at a loopback console) is refused
-/// before anything else runs.
-struct Hosts {
-    names: Vec<String>,
-    localhost: bool,
-}
-
-impl Hosts {
-    fn new(listen: std::net::IpAddr, public_hosts: &[String]) -> Self {
-        Self {
-            names: public_hosts
-                .iter()
-                .map(|h| host_name(h).to_ascii_lowercase())
-                .collect(),
-            localhost: listen.is_loopback() || listen.is_unspecified(),
-        }
-    }
-
-    fn allows(&self, host: &str) -> bool {
-        let name = host_name(host);
-        // An address names no one else's site: rebinding needs a name.
-        if name.parse::<std::net::IpAddr>().is_ok() {
-            return true;
-        }
-        let name = name.trim_end_matches('.').to_ascii_lowercase();
-        (self.localhost && name == "localhost") || self.names.contains(&name)
-    }
-}
-
-/// `host[:port]` or `[v6]:port`, without the port and brackets.
-fn host_name(host: &str) -> &str {
-    if let Some(rest) = host.strip_prefix('[') {
-        return rest.split(']').next().unwrap_or_default();
-    }
-    match host.rsplit_once(':') {
-        Some((name, port)) if port.bytes().all(|b| b.is_ascii_digit()) => name,
-        _ => host,
-    }
-}
-
-async fn known_host(
-    axum::extract::State(hosts): axum::extract::State<Arc<Hosts>>,
-    request: Request,
-    next: Next,
-) -> Response {
-    let host = request
-        .headers()
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .or_else(|| request.uri().authority().map(|a| a.as_str()));
-    match host {
-        Some(host) if hosts.allows(host) => next.run(request).await,
-        _ => {
-            tracing::debug!(
-                host = host.unwrap_or("(none)"),
-                "console request for an unknown host refused"
-            );
-            (
-                StatusCode::MISDIRECTED_REQUEST,
-                [(header::CACHE_CONTROL, "no-store")],
-                "This console is not served under that host name (console.public_hosts).\n",
-            )
-                .into_response()
-        }
-    }
-}
-
-fn router(app: App) -> Router {
-    pages::routes()
-        .layer(middleware::from_fn(around))
-        .with_state(app)
-}
-
-/// TLS for the console: the gRPC port's certificate and client CA, with
-/// HTTP/1.1 instead of h2.
-pub fn tls_config(files: &crate::config::TlsFiles) -> Result<Arc<rustls::ServerConfig>, String> {
-    let grpc = crate::server::tls::server_config(files)?;
-    let mut config = (*grpc).clone();
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Ok(Arc::new(config))
-}
-
-/// The console's TLS configuration, replaced on SIGHUP as the gRPC port's.
-pub type LiveTls = crate::server::tls::LiveTls;
-
-pub fn live_tls(config: Arc<rustls::ServerConfig>) -> LiveTls {
-    Arc::new(arc_swap::ArcSwap::new(config))
-}
-
-/// Applies a reloaded configuration's TLS files to the console; a broken
-/// one keeps the previous material, as on the gRPC port.
-pub fn reload_tls(live: &LiveTls, config: &crate::config::Config) {
-    let fresh = match config.tls_files() {
-        Ok(Some(files)) => tls_config(&files),
-        Ok(None) => Err("TLS cannot be turned off by a reload".to_owned()),
-        Err(e) => Err(e.to_string()),
-    };
-    match fresh {
-        Ok(fresh) => {
-            live.store(fresh);
-            tracing::info!("console: reloaded TLS material");
-        }
-        Err(why) => tracing::error!(
-            error = why.as_str(),
-            "console: TLS reload refused; still serving the previous material"
-        ),
-    }
-}
-
-/// Serves the console on `listener` until `shutdown` completes: over TLS
-/// when `tls` is set (handshakes run concurrently, each in its own task, so
-/// a client that stalls holds up no one), within `limits` either way.
-pub async fn serve(
-    listener: TcpListener,
-    limits: crate::config::ConnectionLimits,
-    public_hosts: Vec<String>,
+/// The console's routes under its posture, and their audit names.
+pub(crate) fn router(
     core: Core,
-    tls: Option<LiveTls>,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    use crate::server::{http, listen};
+    secure: bool,
+    hosts: crate::http::hosts::Hosts,
+) -> (Router, crate::http::Names) {
     let app = App {
         core,
-        secure: tls.is_some(),
+        secure,
         renewed: Arc::default(),
     };
-    let hosts = Arc::new(Hosts::new(listener.local_addr()?.ip(), &public_hosts));
-    let router = router(app).layer(middleware::from_fn_with_state(hosts, known_host));
-    let listener = listen::Capped::new(listener, limits.max_connections, "console");
-    match tls {
-        Some(config) => {
-            let incoming = crate::server::tls::tls(listener, config, limits.idle);
-            http::serve(
-                "console",
-                incoming,
-                router,
-                limits.header_read_timeout,
-                shutdown,
-            )
-            .await;
-        }
-        None => {
-            let incoming = crate::server::tls::plain_idle(listener, limits.idle);
-            http::serve(
-                "console",
-                incoming,
-                router,
-                limits.header_read_timeout,
-                shutdown,
-            )
-            .await;
-        }
-    }
-    Ok(())
+    let (routes, names) = pages::routes().into_parts();
+    let router = routes
+        // A path no group knows gets the console's posture too.
+        .fallback(|| async { StatusCode::NOT_FOUND })
+        .layer(middleware::from_fn(posture))
+        .layer(middleware::from_fn_with_state(
+            Arc::new(hosts),
+            crate::http::hosts::known_host,
+        ))
+        .with_state(app);
+    (router, names)
 }
 
 /// Why sign-in failed, in the one message a user sees whatever failed.

@@ -3,6 +3,29 @@
 
 use super::*;
 
+pub(super) fn routes(table: Table<App>) -> Table<App> {
+    table
+        .get("/accounts", accounts_page)
+        .post("/accounts", "console:CreateAccount", create_account)
+        .get("/accounts/{account}", account_page)
+        .post(
+            "/accounts/{account}/email",
+            "console:UpdateAccount",
+            update_email,
+        )
+        .post(
+            "/accounts/{account}/state",
+            "console:SetAccountState",
+            account_state,
+        )
+        .get("/accounts/{account}/delete", delete_account_page)
+        .post(
+            "/accounts/{account}/delete",
+            "console:DeleteAccount",
+            delete_account,
+        )
+}
+
 pub(super) async fn accounts_page(ctx: Ctx, Query(q): Query<ListQuery>) -> Response {
     accounts_view(&ctx, &q, None, &Form::default()).await
 }

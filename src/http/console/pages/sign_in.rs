@@ -3,6 +3,15 @@
 
 use super::*;
 
+/// Signing in and out, and the account a session acts in.
+pub(super) fn routes(table: Table<App>) -> Table<App> {
+    table
+        .get("/sign-in", sign_in_page)
+        .post("/sign-in", "console:SignIn", sign_in)
+        .post("/sign-out", "console:SignOut", sign_out)
+        .post("/context", "console:SwitchAccount", switch_context)
+}
+
 pub(super) fn sign_in_form(status: StatusCode, message: Option<&str>, username: &str) -> Response {
     views::bare(
         status,
@@ -34,7 +43,7 @@ pub(super) async fn sign_in(
     ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
     body: axum::body::Body,
 ) -> Response {
-    let form = match Form::read(body, crate::console::MAX_FORM_BYTES).await {
+    let form = match Form::read(body, crate::http::console::MAX_FORM_BYTES).await {
         Ok(f) => f,
         Err(r) => return r,
     };
@@ -43,15 +52,9 @@ pub(super) async fn sign_in(
     let source = crate::domain::authn::sources::Source::from_ip(peer.ip());
     // The login's own input rules, as CreateToken's: a malformed one fails
     // like any other.
-    let login = "authz.v1.PasswordCredentials";
-    let checked =
-        input::check("username", username, input::rule_of(login, "username")).and_then(|()| {
-            input::check(
-                "password",
-                password.expose(),
-                input::rule_of(login, "password"),
-            )
-        });
+    let checked = Field::LoginUsername
+        .check("username", username)
+        .and_then(|()| Field::LoginPassword.check("password", password.expose()));
     let issued = match checked {
         Ok(()) => {
             app.core
@@ -78,7 +81,7 @@ pub(super) async fn sign_in(
             response
         }
         Err(e) => {
-            let (status, message) = crate::console::sign_in_failure(&e);
+            let (status, message) = crate::http::console::sign_in_failure(&e);
             sign_in_form(status, Some(&message), username)
         }
     }

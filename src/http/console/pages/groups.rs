@@ -2,6 +2,39 @@
 
 use super::*;
 
+pub(super) fn routes(table: Table<App>) -> Table<App> {
+    table
+        .get("/groups", groups_page)
+        .post("/groups", "console:CreateGroup", create_group)
+        .get("/groups/{group}", group_page)
+        .post(
+            "/groups/{group}/members",
+            "console:AddGroupMembers",
+            add_member,
+        )
+        .post(
+            "/groups/{group}/members/remove",
+            "console:RemoveGroupMembers",
+            remove_member,
+        )
+        .post(
+            "/groups/{group}/grants",
+            "console:AddGroupGrants",
+            add_grant,
+        )
+        .post(
+            "/groups/{group}/grants/remove",
+            "console:RemoveGroupGrants",
+            remove_grant,
+        )
+        .get("/groups/{group}/delete", delete_group_page)
+        .post(
+            "/groups/{group}/delete",
+            "console:DeleteGroup",
+            delete_group,
+        )
+}
+
 pub(super) async fn groups_page(ctx: Ctx, Query(q): Query<ListQuery>) -> Response {
     groups_view(&ctx, &q, None, &Form::default()).await
 }

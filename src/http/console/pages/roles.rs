@@ -9,10 +9,16 @@ use axum::response::Response;
 use maud::html;
 
 use super::listing::{ListQuery, Listing};
-use super::{Ctx, account_href, account_tabs, user_href};
+use super::{App, Ctx, Table, account_href, account_tabs, user_href};
 use crate::domain::actions::LIST_ROLE_MEMBERS;
 use crate::domain::page::PageRequest;
 use crate::error::Error;
+
+pub(super) fn routes(table: Table<App>) -> Table<App> {
+    table
+        .get("/accounts/{account}/roles", roles_page)
+        .get("/accounts/{account}/roles/{role}", role_page)
+}
 
 fn role_href(account: &str, role: &str) -> String {
     format!("{}/roles/{}", account_href(account), super::enc(role))

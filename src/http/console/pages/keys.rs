@@ -3,6 +3,17 @@
 
 use super::*;
 
+pub(super) fn routes(table: Table<App>) -> Table<App> {
+    table
+        .get("/keys", keys_page)
+        .post("/keys", "console:CreateApiKey", create_key)
+        .get("/keys/reveal", reveal_key)
+        .get("/keys/revoke", revoke_key_page)
+        .post("/keys/revoke", "console:RevokeApiKey", revoke_key)
+        .get("/keys/rotate", rotate_key_page)
+        .post("/keys/rotate", "console:RotateApiKey", rotate_key)
+}
+
 #[derive(Deserialize, Default)]
 pub(super) struct KeysQuery {
     #[serde(default)]
@@ -39,7 +50,7 @@ pub(super) fn key_owner(ctx: &Ctx, account: &str, user: &str) -> Result<(String,
         account
     };
     AccountName::parse("account", account)?;
-    input::check("user", user, input::rule_of("console", "username"))?;
+    Field::Name.check("user", user)?;
     Ok((account.to_owned(), user.to_owned()))
 }
 

@@ -2,19 +2,51 @@
 
 use super::*;
 
+pub(super) fn routes(table: Table<App>) -> Table<App> {
+    table
+        .post(
+            "/accounts/{account}/users",
+            "console:CreateUser",
+            create_user,
+        )
+        .get("/accounts/{account}/users/{user}", user_page)
+        .post(
+            "/accounts/{account}/users/{user}/roles/add",
+            "console:AddRoleMember",
+            add_role,
+        )
+        .post(
+            "/accounts/{account}/users/{user}/roles/remove",
+            "console:RemoveRoleMember",
+            remove_role,
+        )
+        .post(
+            "/accounts/{account}/users/{user}/password",
+            "console:SetPassword",
+            set_password,
+        )
+        .post(
+            "/accounts/{account}/users/{user}/state",
+            "console:SetUserState",
+            user_state,
+        )
+        .get("/accounts/{account}/users/{user}/delete", delete_user_page)
+        .post(
+            "/accounts/{account}/users/{user}/delete",
+            "console:DeleteUser",
+            delete_user,
+        )
+}
+
 pub(super) async fn create_user(Path(account): Path<String>, posted: Posted) -> Response {
     let Posted { ctx, form } = posted;
     let result = async {
-        let password = Secret::new(form.get("password").to_owned());
-        check_password("password", &password)?;
-        let new = NewUser {
-            account: account.clone(),
-            username: Username::parse_native("username", form.get("username"))?,
-            user_type: UserType::Native,
-            password: Some(password),
-            idp_name: None,
-            roles: form.all("roles"),
-        };
+        let new = NewUser::native(
+            account.clone(),
+            form.get("username"),
+            Secret::new(form.get("password").to_owned()),
+            form.all("roles"),
+        )?;
         ctx.core().create_user(&ctx.caller, new).await
     }
     .await;

@@ -2,11 +2,9 @@
 //! each POST calls the domain function its RPC calls and redirects (or
 //! draws the page again with the error next to its field).
 
-use axum::Router;
 use axum::extract::{ConnectInfo, Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
-use axum::routing::get;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{Days, NaiveDate};
@@ -22,10 +20,6 @@ mod sign_in;
 mod users;
 
 use accounts::*;
-use groups::*;
-use keys::*;
-use sign_in::*;
-use users::*;
 
 use listing::{ListQuery, Listing};
 
@@ -39,82 +33,30 @@ use crate::domain::actions::{
     LIST_USER_GROUPS, LIST_USERS, UPDATE_ACCOUNT, UPDATE_USER, UPDATE_USER_GROUP,
 };
 use crate::domain::api_keys::{DESCRIPTION_MAX_CHARS, KeyUpdate, key_name};
-use crate::domain::model::{AccountState, AccountType, ApiKeyStatus, UserState, UserType};
-use crate::domain::names::{self, AccountName, Email, GroupName, Username};
+use crate::domain::input::Field;
+use crate::domain::model::{AccountState, AccountType, ApiKeyStatus, UserState};
+use crate::domain::names::{self, AccountName, Email, GroupName};
 use crate::domain::secret::Secret;
 use crate::domain::users::{NewUser, check_password};
 use crate::error::{Error, Result};
-use crate::grpc::input;
+use crate::http::Table;
 
-pub fn routes() -> Router<App> {
-    Router::new()
-        .route("/", get(|| async { Redirect::to("/keys") }))
-        .route("/static/console.css", get(stylesheet))
-        .route("/static/console.js", get(script))
-        .route("/sign-in", get(sign_in_page).post(sign_in))
-        .route("/sign-out", axum::routing::post(sign_out))
-        .route("/context", axum::routing::post(switch_context))
-        .route("/accounts", get(accounts_page).post(create_account))
-        .route("/accounts/{account}", get(account_page))
-        .route("/accounts/{account}/roles", get(roles::roles_page))
-        .route("/accounts/{account}/roles/{role}", get(roles::role_page))
-        .route(
-            "/accounts/{account}/email",
-            axum::routing::post(update_email),
-        )
-        .route(
-            "/accounts/{account}/state",
-            axum::routing::post(account_state),
-        )
-        .route(
-            "/accounts/{account}/delete",
-            get(delete_account_page).post(delete_account),
-        )
-        .route(
-            "/accounts/{account}/users",
-            axum::routing::post(create_user),
-        )
-        .route("/accounts/{account}/users/{user}", get(user_page))
-        .route(
-            "/accounts/{account}/users/{user}/roles/add",
-            axum::routing::post(add_role),
-        )
-        .route(
-            "/accounts/{account}/users/{user}/roles/remove",
-            axum::routing::post(remove_role),
-        )
-        .route(
-            "/accounts/{account}/users/{user}/password",
-            axum::routing::post(set_password),
-        )
-        .route(
-            "/accounts/{account}/users/{user}/state",
-            axum::routing::post(user_state),
-        )
-        .route(
-            "/accounts/{account}/users/{user}/delete",
-            get(delete_user_page).post(delete_user),
-        )
-        .route("/keys", get(keys_page).post(create_key))
-        .route("/keys/reveal", get(reveal_key))
-        .route("/keys/revoke", get(revoke_key_page).post(revoke_key))
-        .route("/keys/rotate", get(rotate_key_page).post(rotate_key))
-        .route("/groups", get(groups_page).post(create_group))
-        .route("/groups/{group}", get(group_page))
-        .route("/groups/{group}/members", axum::routing::post(add_member))
-        .route(
-            "/groups/{group}/members/remove",
-            axum::routing::post(remove_member),
-        )
-        .route("/groups/{group}/grants", axum::routing::post(add_grant))
-        .route(
-            "/groups/{group}/grants/remove",
-            axum::routing::post(remove_grant),
-        )
-        .route(
-            "/groups/{group}/delete",
-            get(delete_group_page).post(delete_group),
-        )
+/// Every page and form of the console, each area adding its own.
+pub fn routes() -> Table<App> {
+    let table = Table::new("console:Page")
+        .get("/", || async { Redirect::to("/keys") })
+        .get("/static/console.css", stylesheet)
+        .get("/static/console.js", script);
+    [
+        sign_in::routes,
+        accounts::routes,
+        roles::routes,
+        users::routes,
+        keys::routes,
+        groups::routes,
+    ]
+    .into_iter()
+    .fold(table, |table, area| area(table))
 }
 
 async fn stylesheet() -> Response {
