@@ -11,12 +11,16 @@ pub mod domain;
 pub mod error;
 pub mod grpc;
 pub mod http;
+pub mod model;
 pub mod pb;
 pub mod server;
 pub mod startup;
 pub mod store;
 pub mod tasks;
 pub mod telemetry;
+
+#[cfg(test)]
+mod layers;
 
 pub use server::{Listeners, check_tls, serve, serve_listeners, serve_with_reloads};
 pub use startup::{migrate, prepare};

@@ -26,8 +26,8 @@ use moka::sync::Cache as Moka;
 use uuid::Uuid;
 
 pub use self::follow::{Follower, LISTENER_NAME, run_follower};
-use crate::domain::Clock;
-use crate::domain::model::{Account, Grant, User};
+use crate::model::Account;
+use crate::model::Clock;
 
 /// What a change record says changed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -63,22 +63,7 @@ impl Change {
     }
 }
 
-/// A key as the cache holds it.
-#[derive(Debug)]
-pub struct KeyEntry {
-    pub id: Uuid,
-    pub key_id: String,
-    pub user_id: Uuid,
-    pub owner_username: String,
-    pub name: String,
-    /// The stored digest; `None` if the stored hash is not one (never matches).
-    pub digest: Option<[u8; 32]>,
-    pub expires_at: DateTime<Utc>,
-    pub revoked_at: Option<DateTime<Utc>>,
-    pub owner_deleted_at: Option<DateTime<Utc>>,
-    /// A rotated key's previous secret, valid until the instant given.
-    pub previous: Option<([u8; 32], DateTime<Utc>)>,
-}
+pub use crate::model::{KeyEntry, UserEntry};
 
 /// A token family's revocation state.
 #[derive(Debug)]
@@ -87,14 +72,6 @@ pub struct FamilyEntry {
     pub revoked: bool,
     /// Access tokens of the family revoked one by one (`jti`).
     pub revoked_tokens: Vec<String>,
-}
-
-/// A user as the cache holds them: no password hash.
-#[derive(Debug)]
-pub struct UserEntry {
-    pub user: User,
-    pub grants: Vec<Grant>,
-    pub groups: Vec<Uuid>,
 }
 
 #[derive(Debug, Clone, Copy)]

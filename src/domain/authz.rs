@@ -133,7 +133,7 @@ impl Core {
             .queries()
             .user_by_name(self.db(), &user.username)
             .await?
-            .map(|loaded| loaded.grants)
+            .map(|loaded| loaded.entry.grants)
             .unwrap_or_default();
         let mut foreign: Vec<&str> = grants
             .iter()

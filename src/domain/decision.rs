@@ -151,11 +151,11 @@ pub fn decide(
         .grants
         .iter()
         .filter(|g| g.account == name && catalog.role_grants(&g.role, action))
-        .min_by_key(|g| g.group.is_some());
+        .min_by_key(|g| !g.via.is_direct());
     match granting {
         Some(grant) => Decision {
             role: Some(grant.role.clone()),
-            group: grant.group.clone(),
+            group: grant.via.group().map(str::to_owned),
             ..verdict(true, Reason::Role)
         },
         None => verdict(false, Reason::NoGrant),
@@ -273,7 +273,9 @@ mod tests {
         Grant {
             role: role.into(),
             account: account.into(),
-            group: group.map(Into::into),
+            via: group.map_or(crate::model::Via::Direct, |g| {
+                crate::model::Via::Group(g.into())
+            }),
         }
     }
 

@@ -2,31 +2,28 @@
 //! `crate::store` functions, and the transport adapts to and from these types.
 
 pub mod accounts;
-pub mod actions;
 pub mod api_keys;
 pub mod audit;
 pub mod authn;
 pub mod authz;
 pub mod bootstrap;
 pub mod caller;
-pub mod catalog;
 pub mod decision;
 pub mod gate;
 pub mod groups;
 pub mod input;
-pub mod model;
-pub mod names;
-pub mod page;
 pub mod roles;
-pub mod secret;
 pub mod tokens;
 pub mod users;
 
+// The model lives below the domain (and below store and cache); its
+// modules keep their old paths here.
+pub use crate::model::{self as model, Clock, actions, catalog, names, page, secret};
+
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, Ordering};
 
-use chrono::{DateTime, DurationRound, TimeDelta, Utc};
+use chrono::{DateTime, Utc};
 use migration::MigratorTrait;
 use sea_orm::{DatabaseConnection, DatabaseTransaction, TransactionTrait};
 use tokio::sync::Notify;
@@ -38,29 +35,6 @@ use crate::cache::{Cache, CacheSettings, Follower};
 use crate::error::Result;
 use crate::store;
 use crate::store::principals::Queries;
-
-/// The only reader of the system time. Tests move it forward instead of
-/// sleeping.
-#[derive(Clone, Default)]
-pub struct Clock {
-    offset_ms: Arc<AtomicI64>,
-}
-
-impl Clock {
-    /// Microsecond precision: what every database stores, so a value
-    /// returned at creation equals the one read back later.
-    #[allow(clippy::disallowed_methods)]
-    pub fn now(&self) -> DateTime<Utc> {
-        let now = Utc::now() + TimeDelta::milliseconds(self.offset_ms.load(Ordering::Relaxed));
-        now.duration_trunc(TimeDelta::microseconds(1))
-            .unwrap_or(now)
-    }
-
-    pub fn advance(&self, by: TimeDelta) {
-        self.offset_ms
-            .fetch_add(by.num_milliseconds(), Ordering::Relaxed);
-    }
-}
 
 /// Settings the rules depend on.
 #[derive(Debug, Clone)]

@@ -206,8 +206,8 @@ impl Core {
             .await?
             .ok_or_else(|| not_found(&user.account, &user.username))?;
         Ok(UserWithGrants {
-            user: loaded.user,
-            grants: loaded.grants,
+            user: loaded.entry.user,
+            grants: loaded.entry.grants,
             lock: None,
         })
     }
@@ -228,8 +228,8 @@ impl Core {
             .await?
             .into_iter()
             .map(|loaded| UserWithGrants {
-                user: loaded.user,
-                grants: loaded.grants,
+                user: loaded.entry.user,
+                grants: loaded.entry.grants,
                 lock: None,
             })
             .collect();

@@ -122,7 +122,7 @@ impl From<Grant> for pb::RoleGrant {
         pb::RoleGrant {
             role: g.role,
             account: g.account,
-            group: g.group.unwrap_or_default(),
+            group: g.via.group().unwrap_or_default().to_owned(),
         }
     }
 }

@@ -7,9 +7,9 @@ use sea_orm::{
 
 use super::entity::accounts;
 use super::{DbResultExt, StoreResult, classify_conflict, listing};
-use crate::domain::model::{Account, AccountState, AccountType};
-use crate::domain::page::{Page, PageRequest};
 use crate::error::quoted;
+use crate::model::page::{Page, PageRequest};
+use crate::model::{Account, AccountState, AccountType};
 
 impl TryFrom<accounts::Model> for Account {
     type Error = crate::error::Error;

@@ -8,9 +8,9 @@ use uuid::Uuid;
 
 use super::entity::api_keys;
 use super::{DbResultExt, StoreResult, classify_conflict, listing};
-use crate::domain::model::ApiKey;
-use crate::domain::page::{Page, PageRequest};
 use crate::error::{Error, quoted};
+use crate::model::ApiKey;
+use crate::model::page::{Page, PageRequest};
 
 impl From<api_keys::Model> for ApiKey {
     fn from(m: api_keys::Model) -> Self {

@@ -5,8 +5,8 @@
 use sea_orm::{ConnectionTrait, DatabaseTransaction, DbBackend, QueryResult, Value};
 
 use super::{DbResultExt, StoreResult, sql};
-use crate::domain::audit::{Filter, Record, Stored, hash};
 use crate::error::Error;
+use crate::model::audit::{Filter, Record, Stored, hash};
 
 fn text(row: &QueryResult, column: &str) -> StoreResult<String> {
     row.try_get::<String>("", column).db()

@@ -10,9 +10,9 @@ use uuid::Uuid;
 
 use super::entity::{group_grants, group_members, user_groups, users};
 use super::{DbResultExt, StoreResult, classify_conflict, classify_missing_parent, listing};
-use crate::domain::model::Group;
-use crate::domain::page::{Page, PageRequest};
 use crate::error::quoted;
+use crate::model::Group;
+use crate::model::page::{Page, PageRequest};
 
 fn group(m: user_groups::Model) -> Group {
     Group {

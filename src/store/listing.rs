@@ -4,7 +4,7 @@
 use sea_orm::sea_query::{Expr, ExprTrait, Func, IntoColumnRef, SimpleExpr};
 use sea_orm::{Condition, Order};
 
-use crate::domain::page::PageRequest;
+use crate::model::page::PageRequest;
 
 /// Rows whose `column` starts with `prefix`, case-sensitively on both
 /// backends (SQLite's `LIKE` folds case, and `LIKE` would need `%` and `_`

@@ -209,7 +209,7 @@ pub async fn forget_before(db: &impl ConnectionTrait, before_ms: i64) -> StoreRe
 pub async fn state(
     db: &impl ConnectionTrait,
     user_id: Uuid,
-) -> StoreResult<Option<crate::domain::model::LockState>> {
+) -> StoreResult<Option<crate::model::LockState>> {
     let statement = sql(
         db,
         "SELECT failures, locked_until_ms, permanent FROM login_ladders \
@@ -226,7 +226,7 @@ pub async fn state(
         .db()?;
     let until: Option<i64> = row.try_get("", "locked_until_ms").db()?;
     let permanent: bool = row.try_get("", "permanent").db()?;
-    Ok(Some(crate::domain::model::LockState {
+    Ok(Some(crate::model::LockState {
         failures,
         locked_until: until.and_then(chrono::DateTime::from_timestamp_millis),
         permanent,

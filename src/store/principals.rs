@@ -9,35 +9,25 @@ use sea_orm::{ConnectionTrait, DbBackend, QueryResult, Statement, Value};
 use uuid::Uuid;
 
 use super::{DbResultExt, StoreResult};
-use crate::domain::model::{Account, AccountState, AccountType, Grant, User, UserState, UserType};
 use crate::error::Error;
+use crate::model::secret::stored_digest;
+use crate::model::{
+    Account, AccountState, AccountType, Grant, KeyEntry, User, UserEntry, UserState, UserType, Via,
+};
 
-/// A user as a check sees them: with their account and effective grants,
-/// the groups they are in (a group's grants may change), and the password
-/// hash (never cached).
-#[derive(Debug, Clone)]
+/// A user as a check sees them, with their account and the password hash
+/// (which the cache never keeps).
+#[derive(Debug)]
 pub struct LoadedUser {
-    pub user: User,
+    pub entry: UserEntry,
     pub account: Account,
-    pub grants: Vec<Grant>,
-    pub groups: Vec<Uuid>,
     pub password_hash: Option<String>,
 }
 
 /// An API key as a check sees it, with its owner if the owner still exists.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct LoadedKey {
-    pub id: Uuid,
-    pub key_id: String,
-    pub user_id: Uuid,
-    pub owner_username: String,
-    pub name: String,
-    pub secret_hash: String,
-    pub expires_at: DateTime<Utc>,
-    pub revoked_at: Option<DateTime<Utc>>,
-    pub owner_deleted_at: Option<DateTime<Utc>>,
-    pub previous_secret_hash: Option<String>,
-    pub previous_valid_until: Option<DateTime<Utc>>,
+    pub key: KeyEntry,
     pub owner: Option<LoadedUser>,
 }
 
@@ -145,20 +135,24 @@ impl Queries {
             Some(_) => Some(read_user(&row)?),
             None => None,
         };
-        Ok(Some(LoadedKey {
+        let previous_hash: Option<String> = get(&row, "previous_secret_hash")?;
+        let previous_until: Option<DateTime<Utc>> = get(&row, "previous_valid_until")?;
+        let key = KeyEntry {
             id: get(&row, "k_id")?,
             key_id: get(&row, "key_id")?,
             user_id: get(&row, "k_user_id")?,
             owner_username: get(&row, "owner_username")?,
             name: get(&row, "k_name")?,
-            secret_hash: get(&row, "secret_hash")?,
+            digest: stored_digest(&get::<String>(&row, "secret_hash")?),
             expires_at: get(&row, "expires_at")?,
             revoked_at: get(&row, "revoked_at")?,
             owner_deleted_at: get(&row, "owner_deleted_at")?,
-            previous_secret_hash: get(&row, "previous_secret_hash")?,
-            previous_valid_until: get(&row, "previous_valid_until")?,
-            owner,
-        }))
+            previous: previous_hash
+                .as_deref()
+                .and_then(stored_digest)
+                .zip(previous_until),
+        };
+        Ok(Some(LoadedKey { key, owner }))
     }
 }
 
@@ -227,7 +221,7 @@ impl Queries {
         after: Option<&str>,
         limit: u64,
     ) -> StoreResult<Vec<LoadedUser>> {
-        let page = crate::domain::page::PageRequest {
+        let page = crate::model::page::PageRequest {
             limit,
             after: after.map(|a| vec![a.to_owned()]),
             ..Default::default()
@@ -241,7 +235,7 @@ impl Queries {
         &self,
         db: &impl ConnectionTrait,
         account: Option<&str>,
-        page: &crate::domain::page::PageRequest,
+        page: &crate::model::page::PageRequest,
     ) -> StoreResult<Vec<LoadedUser>> {
         let mut values: Vec<Value> = Vec::new();
         if let Some(account) = account {
@@ -307,7 +301,7 @@ fn read_user(row: &QueryResult) -> StoreResult<LoadedUser> {
             grants.push(Grant {
                 role: role.clone(),
                 account: account.clone(),
-                group: None,
+                via: Via::Direct,
             });
         }
     }
@@ -316,7 +310,7 @@ fn read_user(row: &QueryResult) -> StoreResult<LoadedUser> {
             grants.push(Grant {
                 role: role.clone(),
                 account: account.clone(),
-                group: Some(group.clone()),
+                via: Via::Group(group.clone()),
             });
         }
     }
@@ -327,16 +321,20 @@ fn read_user(row: &QueryResult) -> StoreResult<LoadedUser> {
         .collect();
     let account_name: String = get(row, "account_name")?;
     Ok(LoadedUser {
-        user: User {
-            id: get(row, "u_id")?,
-            username: get(row, "username")?,
-            account: account_name.clone(),
-            user_type: UserType::from_stored(&get::<String>(row, "user_type")?)?,
-            idp_name: get(row, "idp_name")?,
-            state: UserState::from_stored(&get::<String>(row, "u_state")?)?,
-            password_updated_at: get(row, "password_updated_at")?,
-            created_at: get(row, "u_created_at")?,
-            updated_at: get(row, "u_updated_at")?,
+        entry: UserEntry {
+            user: User {
+                id: get(row, "u_id")?,
+                username: get(row, "username")?,
+                account: account_name.clone(),
+                user_type: UserType::from_stored(&get::<String>(row, "user_type")?)?,
+                idp_name: get(row, "idp_name")?,
+                state: UserState::from_stored(&get::<String>(row, "u_state")?)?,
+                password_updated_at: get(row, "password_updated_at")?,
+                created_at: get(row, "u_created_at")?,
+                updated_at: get(row, "u_updated_at")?,
+            },
+            grants,
+            groups,
         },
         account: Account {
             name: account_name,
@@ -346,8 +344,6 @@ fn read_user(row: &QueryResult) -> StoreResult<LoadedUser> {
             created_at: get(row, "a_created_at")?,
             updated_at: get(row, "a_updated_at")?,
         },
-        grants,
-        groups,
         password_hash: get(row, "password_hash")?,
     })
 }

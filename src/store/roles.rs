@@ -6,9 +6,9 @@ use sea_orm::{
 
 use super::entity::{actions, role_actions, role_bindings, roles, users};
 use super::{DbResultExt, StoreResult, listing};
-use crate::domain::catalog::{ActionDef, Catalog};
-use crate::domain::model::{ActionScope, RoleMember};
-use crate::domain::page::{Page, PageRequest};
+use crate::model::catalog::{ActionDef, Catalog};
+use crate::model::page::{Page, PageRequest};
+use crate::model::{ActionScope, RoleMember};
 
 pub async fn load_catalog(db: &impl ConnectionTrait) -> StoreResult<Catalog> {
     let actions = actions::Entity::find()

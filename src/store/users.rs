@@ -8,9 +8,9 @@ use uuid::Uuid;
 
 use super::entity::{accounts, group_members, role_bindings, users};
 use super::{DbResultExt, StoreResult, classify_conflict, classify_missing_parent, listing};
-use crate::domain::model::{Account, Grant, User, UserState, UserType};
-use crate::domain::page::PageRequest;
 use crate::error::{Error, quoted};
+use crate::model::page::PageRequest;
+use crate::model::{Account, Grant, User, UserState, UserType};
 
 impl TryFrom<users::Model> for User {
     type Error = Error;
@@ -292,11 +292,11 @@ pub async fn delete_binding(
 /// Direct grants first, then by account, role and group.
 pub fn sort_grants(grants: &mut [Grant]) {
     grants.sort_by(|a, b| {
-        (a.group.is_some(), &a.account, &a.role, &a.group).cmp(&(
-            b.group.is_some(),
+        (!a.via.is_direct(), &a.account, &a.role, &a.via).cmp(&(
+            !b.via.is_direct(),
             &b.account,
             &b.role,
-            &b.group,
+            &b.via,
         ))
     });
 }

@@ -23,6 +23,7 @@ mod fuzz;
 mod gate_parity;
 mod groups;
 pub mod health;
+mod http_face;
 mod limits;
 mod lockout;
 mod ops;

@@ -187,6 +187,9 @@ pub fn test_config(url: &str) -> Config {
 
 pub struct TestApp {
     pub addr: SocketAddr,
+    /// The HTTP face (console, well-known documents), served in-process
+    /// with the gRPC port.
+    pub http: SocketAddr,
     pub channel: Channel,
     pub core: Core,
     pub db: TestDatabase,
@@ -209,11 +212,19 @@ pub async fn spawn_on(db: TestDatabase, adjust: impl FnOnce(&mut Config)) -> Tes
     let (core, _) = authzd::prepare(&config, Clock::default()).await.unwrap();
     let listener = TcpListener::bind(config.server.listen).await.unwrap();
     let addr = listener.local_addr().unwrap();
+    let http_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let http = http_listener.local_addr().unwrap();
     let (tx, rx) = oneshot::channel::<()>();
-    let server = tokio::spawn(authzd::serve(
-        listener,
+    let listeners = authzd::Listeners {
+        grpc: listener,
+        http: Some(http_listener),
+        metrics: None,
+    };
+    let server = tokio::spawn(authzd::serve_listeners(
+        listeners,
         core.clone(),
         Arc::new(config),
+        tokio_stream::pending(),
         async move {
             let _ = rx.await;
         },
@@ -225,6 +236,7 @@ pub async fn spawn_on(db: TestDatabase, adjust: impl FnOnce(&mut Config)) -> Tes
         .unwrap();
     let app = TestApp {
         addr,
+        http,
         channel,
         core,
         db,

@@ -137,23 +137,7 @@ fn hash_secret(key_id: &str, secret: &str) -> String {
     out
 }
 
-/// A stored hash back to its digest; `None` if it is not one.
-pub fn stored_digest(stored_hash: &str) -> Option<[u8; 32]> {
-    let bytes = stored_hash.as_bytes();
-    if bytes.len() != 64 {
-        return None;
-    }
-    let nibble = |c: u8| match c {
-        b'0'..=b'9' => Some(c - b'0'),
-        b'a'..=b'f' => Some(c - b'a' + 10),
-        _ => None,
-    };
-    let mut out = [0u8; 32];
-    for (i, pair) in bytes.chunks_exact(2).enumerate() {
-        out[i] = (nibble(pair[0])? << 4) | nibble(pair[1])?;
-    }
-    Some(out)
-}
+pub use crate::model::secret::stored_digest;
 
 impl ParsedKey<'_> {
     /// Constant-time comparison with the stored digest.

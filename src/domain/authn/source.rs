@@ -5,13 +5,12 @@
 
 use std::sync::Arc;
 
-use super::key_format;
 use crate::cache::{KeyEntry, UserEntry};
 use crate::domain::Core;
 use crate::domain::model::Account;
 use crate::error::Result;
 use crate::store;
-use crate::store::principals::{LoadedKey, LoadedUser};
+use crate::store::principals::LoadedUser;
 
 /// Reads of one item while evictions keep racing them; the last read is
 /// answered after that.
@@ -21,33 +20,10 @@ type Owner = (Arc<UserEntry>, Arc<Account>);
 
 fn split(loaded: LoadedUser) -> (Arc<UserEntry>, Arc<Account>, Option<String>) {
     (
-        Arc::new(UserEntry {
-            user: loaded.user,
-            grants: loaded.grants,
-            groups: loaded.groups,
-        }),
+        Arc::new(loaded.entry),
         Arc::new(loaded.account),
         loaded.password_hash,
     )
-}
-
-fn key_entry(key: &LoadedKey) -> Arc<KeyEntry> {
-    Arc::new(KeyEntry {
-        id: key.id,
-        key_id: key.key_id.clone(),
-        user_id: key.user_id,
-        owner_username: key.owner_username.clone(),
-        name: key.name.clone(),
-        digest: key_format::stored_digest(&key.secret_hash),
-        expires_at: key.expires_at,
-        revoked_at: key.revoked_at,
-        owner_deleted_at: key.owner_deleted_at,
-        previous: key
-            .previous_secret_hash
-            .as_deref()
-            .and_then(key_format::stored_digest)
-            .zip(key.previous_valid_until),
-    })
 }
 
 impl Core {
@@ -74,7 +50,7 @@ impl Core {
             let Some(loaded) = self.queries().key_by_id(self.db(), key_id).await? else {
                 return Ok(None);
             };
-            let key = key_entry(&loaded);
+            let key = Arc::new(loaded.key);
             let owner = loaded.owner.map(|owner| {
                 let (user, account, _) = split(owner);
                 (user, account)

@@ -338,3 +338,67 @@ pub fn enc(segment: &str) -> String {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::AuthFailure;
+
+    /// The console's one error mapping: each error its status, a field
+    /// error its field, and never the text of an internal one.
+    #[test]
+    fn every_error_has_its_status_and_hides_internal_text() {
+        let cases = [
+            (
+                Error::invalid("email", "is not an email"),
+                StatusCode::BAD_REQUEST,
+            ),
+            (Error::not_found("user \"bob\""), StatusCode::NOT_FOUND),
+            (
+                Error::AlreadyExists("account \"acme\"".into()),
+                StatusCode::CONFLICT,
+            ),
+            (
+                Error::precondition("the account is enabled"),
+                StatusCode::CONFLICT,
+            ),
+            (Error::denied("updateUser in acme"), StatusCode::FORBIDDEN),
+            (
+                Error::LimitReached("100 keys".into()),
+                StatusCode::TOO_MANY_REQUESTS,
+            ),
+            (
+                Error::Busy {
+                    why: "too many attempts".into(),
+                    retry_after: std::time::Duration::from_secs(1),
+                },
+                StatusCode::TOO_MANY_REQUESTS,
+            ),
+            (
+                Error::Unauthenticated(AuthFailure::WrongPassword),
+                StatusCode::UNAUTHORIZED,
+            ),
+            (Error::Unavailable, StatusCode::SERVICE_UNAVAILABLE),
+            (
+                Error::internal("SELECT secret FROM users"),
+                StatusCode::INTERNAL_SERVER_ERROR,
+            ),
+        ];
+        for (error, status) in cases {
+            let problem = Problem::from(&error);
+            assert_eq!(problem.status, status, "{error:?}");
+            assert!(!problem.message.contains("SELECT"), "{problem:?}");
+            assert!(!problem.message.contains("updateUser"), "{problem:?}");
+        }
+        let field = Problem::from(&Error::invalid("email", "is not an email"));
+        assert_eq!(field.field.as_deref(), Some("email"));
+        assert_eq!(field.message, "is not an email");
+        let wrong = Problem::from(&Error::Unauthenticated(AuthFailure::WrongPassword));
+        let unknown = Problem::from(&Error::Unauthenticated(AuthFailure::UnknownUser));
+        assert_eq!(wrong.message, unknown.message);
+        assert_eq!(
+            Problem::from(&Error::internal("x")).message,
+            "Internal error."
+        );
+    }
+}

@@ -99,7 +99,7 @@ pub(super) async fn user_view(
     let held: Vec<&str> = found
         .grants
         .iter()
-        .filter(|g| g.group.is_none() && g.account == account)
+        .filter(|g| g.via.is_direct() && g.account == account)
         .map(|g| g.role.as_str())
         .collect();
     let body = html! {
@@ -123,10 +123,10 @@ pub(super) async fn user_view(
                         tr {
                             td data-label="Role" { (g.role) }
                             td data-label="Account" { (g.account) }
-                            td data-label="Through" { (g.group.as_deref().map_or("direct".to_owned(), |grp| format!("group {grp}"))) }
+                            td data-label="Through" { (g.via.group().map_or("direct".to_owned(), |grp| format!("group {grp}"))) }
                             @if can_remove_role {
                                 td {
-                                    @if g.group.is_none() && g.account == account {
+                                    @if g.via.is_direct() && g.account == account {
                                         (button_form(&ctx.csrf, &format!("{base}/roles/remove"), &[("role", &g.role)], &format!("Remove role {}", g.role)))
                                     }
                                 }

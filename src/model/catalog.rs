@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
-use super::model::ActionScope;
+use super::ActionScope;
 use crate::error::{Error, Result, quoted};
 
 #[derive(Debug, Clone)]

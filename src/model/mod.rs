@@ -1,5 +1,19 @@
 //! The identity model: accounts, users, grants, and the principal a
-//! credential resolves to.
+//! credential resolves to; and below them the names, pages, secrets, the
+//! clock, the action catalogue and the audit chain's records. Everything
+//! else (store, cache, domain, the faces) builds on this module, and it
+//! builds on nothing of theirs: it imports only `crate::error` (the
+//! `layers` test holds that line).
+
+pub mod actions;
+pub mod audit;
+pub mod catalog;
+mod clock;
+pub mod names;
+pub mod page;
+pub mod secret;
+
+pub use clock::Clock;
 
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
@@ -61,12 +75,65 @@ pub struct Account {
     pub updated_at: DateTime<Utc>,
 }
 
+/// A user as a check sees them, as the store reads them and the cache
+/// keeps them: with their effective grants and the groups they are in (a
+/// group's grants may change). Never the password hash.
+#[derive(Debug)]
+pub struct UserEntry {
+    pub user: User,
+    pub grants: Vec<Grant>,
+    pub groups: Vec<Uuid>,
+}
+
+/// An API key as a check sees it, as the store reads it and the cache
+/// keeps it: the stored digests decoded once.
+#[derive(Debug)]
+pub struct KeyEntry {
+    pub id: Uuid,
+    pub key_id: String,
+    pub user_id: Uuid,
+    pub owner_username: String,
+    pub name: String,
+    /// The stored digest; `None` if the stored hash is not one (never matches).
+    pub digest: Option<[u8; 32]>,
+    pub expires_at: DateTime<Utc>,
+    pub revoked_at: Option<DateTime<Utc>>,
+    pub owner_deleted_at: Option<DateTime<Utc>>,
+    /// A rotated key's previous secret, valid until the instant given.
+    pub previous: Option<([u8; 32], DateTime<Utc>)>,
+}
+
 /// A role held in an account, directly or through a user group.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Grant {
     pub role: String,
     pub account: String,
-    pub group: Option<String>,
+    pub via: Via,
+}
+
+/// How a grant is held. Direct grants sort first: a reason names the most
+/// specific one. (Memberships an identity provider asserts at sign-in join
+/// as a kind of their own.)
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Via {
+    /// Bound to the user.
+    Direct,
+    /// Through the user group of that name.
+    Group(String),
+}
+
+impl Via {
+    /// The group a grant comes through, if any.
+    pub fn group(&self) -> Option<&str> {
+        match self {
+            Via::Direct => None,
+            Via::Group(name) => Some(name),
+        }
+    }
+
+    pub fn is_direct(&self) -> bool {
+        *self == Via::Direct
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
