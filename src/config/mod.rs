@@ -95,7 +95,7 @@ settings! {
         max_message_bytes: usize = 1_048_576, check = |v| at_least(4096)(v);
         /// Concurrent requests (HTTP/2 streams) per connection.
         max_concurrent_streams: u32 = 100, check = |v| at_least(1)(v);
-        /// Milliseconds a request may take, unless the client's `grpc-timeout` is shorter (then DEADLINE_EXCEEDED).
+        /// Milliseconds a request may take: an RPC, unless the client's `grpc-timeout` is shorter (then DEADLINE_EXCEEDED); a request to the console's listener (then HTTP 503).
         request_timeout_ms: u64 = 10_000, check = |v| at_least(10)(v);
         /// Actions one Authorize may ask about.
         max_authorize_actions: usize = 100, check = |v| if (1..=1000).contains(v) { Ok(()) } else { Err("must be 1 to 1000".into()) };

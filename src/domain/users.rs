@@ -78,12 +78,13 @@ impl NewUser {
         idp_name: &str,
         roles: Vec<String>,
     ) -> Result<Self> {
+        let idp_name = super::names::idp_name("idp_name", idp_name)?;
         Ok(Self {
             account,
             username: Username::parse("username", username)?,
             user_type: UserType::Saml,
             password: None,
-            idp_name: Some(super::names::idp_name("idp_name", idp_name)?),
+            idp_name: Some(idp_name),
             roles,
         })
     }

@@ -104,6 +104,13 @@ async fn around(State(shared): State<Arc<Shared>>, request: Request, next: Next)
     let mut response = if too_large {
         (StatusCode::PAYLOAD_TOO_LARGE, "request body too large\n").into_response()
     } else {
+        // A body sent in chunks meets the same bound as it is read.
+        let request = request.map(|body| {
+            axum::body::Body::new(http_body_util::Limited::new(
+                body,
+                usize::try_from(MAX_BODY_BYTES).unwrap_or(usize::MAX),
+            ))
+        });
         let work = crate::telemetry::in_request(name, request_id.clone(), peer, next.run(request));
         match tokio::time::timeout(shared.request_timeout, work).await {
             Ok(response) => response,

@@ -190,7 +190,11 @@ pub async fn serve_listeners(
         http,
         metrics,
     } = listeners;
-    let live = Live::new(&config).map_err(|e| Error::internal(e.0))?;
+    let mut live = Live::new(&config).map_err(|e| Error::internal(e.0))?;
+    if http.is_none() {
+        // Nothing to reload there (and no log line claiming it).
+        live.http_tls = None;
+    }
     let limits = config.connection_limits(listen::descriptor_limit());
     let reporter = tonic_health::server::HealthReporter::new();
     let health_service = grpc::health::server(&reporter);

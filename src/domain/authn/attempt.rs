@@ -14,41 +14,44 @@ use crate::domain::audit::Refusal;
 use crate::error::{Error, Result};
 
 /// What an attempt claims, as the limiter, the metrics and the audit
-/// trail see it: never the secret.
-#[derive(Debug, Clone)]
-pub struct Attempt {
+/// trail see it: never the secret. Built on every check, so it only
+/// borrows; the claim is read out of the credential when a refusal is
+/// recorded.
+#[derive(Debug, Clone, Copy)]
+pub struct Attempt<'a> {
     /// The credential kind: the metric's `credential` label and the
     /// refusal record's `credential`.
     pub kind: &'static str,
-    /// The username claimed, when the credential names one.
-    pub claimed: Option<String>,
-    /// The key id claimed, when the credential is an API key.
-    pub api_key_id: Option<String>,
     /// A slow check (a password hash) takes its limiter token before it
     /// runs, so the attempts in flight at once cannot all slip through on
     /// the last token; it is refunded on success. A fast one (a key, a
     /// token) is charged after it fails.
     pub reserved: bool,
+    /// Who the attempt claims to be, for the refusal record.
+    pub claim: Claim<'a>,
 }
 
-impl Attempt {
-    pub fn of(credential: &Credential) -> Self {
-        match credential {
-            Credential::Password { username, .. } => Self {
-                kind: "password",
-                claimed: Some(username.clone()),
-                api_key_id: None,
-                reserved: true,
-            },
-            Credential::ApiKey(value) => Self {
-                kind: "api_key",
-                claimed: None,
-                api_key_id: super::key_format::parse(value.expose())
-                    .ok()
-                    .map(|k| k.key_id.to_owned()),
-                reserved: false,
-            },
-            Credential::Token(_) => Self::fast("token"),
+/// Who an attempt claims to be.
+#[derive(Debug, Clone, Copy)]
+pub enum Claim<'a> {
+    /// Read from the credential: a password's username, an API key's id.
+    Credential(&'a Credential),
+    /// A username a protocol asserted.
+    Username(&'a str),
+    Nobody,
+}
+
+impl<'a> Attempt<'a> {
+    pub fn of(credential: &'a Credential) -> Self {
+        let (kind, reserved) = match credential {
+            Credential::Password { .. } => ("password", true),
+            Credential::ApiKey(_) => ("api_key", false),
+            Credential::Token(_) => ("token", false),
+        };
+        Self {
+            kind,
+            reserved,
+            claim: Claim::Credential(credential),
         }
     }
 
@@ -56,17 +59,29 @@ impl Attempt {
     pub fn fast(kind: &'static str) -> Self {
         Self {
             kind,
-            claimed: None,
-            api_key_id: None,
             reserved: false,
+            claim: Claim::Nobody,
         }
     }
 
     fn refusal(&self, reason: &'static str, source: Source) -> Refusal {
-        Refusal {
-            username: self.claimed.clone(),
-            api_key_id: self.api_key_id.clone(),
-            ..Refusal::credential_for(reason, source, self.kind)
+        let base = Refusal::credential_for(reason, source, self.kind);
+        match self.claim {
+            Claim::Credential(Credential::Password { username, .. }) => Refusal {
+                username: Some(username.clone()),
+                ..base
+            },
+            Claim::Credential(Credential::ApiKey(value)) => Refusal {
+                api_key_id: super::key_format::parse(value.expose())
+                    .ok()
+                    .map(|k| k.key_id.to_owned()),
+                ..base
+            },
+            Claim::Username(username) => Refusal {
+                username: Some(username.to_owned()),
+                ..base
+            },
+            Claim::Credential(Credential::Token(_)) | Claim::Nobody => base,
         }
     }
 }
@@ -117,7 +132,7 @@ impl Core {
     /// for the log, the metrics and the record, never for the caller.
     pub(crate) async fn attempt<T>(
         &self,
-        attempt: &Attempt,
+        attempt: Attempt<'_>,
         source: Source,
         max_hold: Duration,
         verify: impl Future<Output = Result<T>>,
@@ -152,5 +167,46 @@ impl Core {
             _ => {}
         }
         result
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::secret::Secret;
+
+    /// A refusal names who the attempt claimed to be, never the secret.
+    #[test]
+    fn a_refusal_names_the_claim_and_not_the_secret() {
+        let password = Credential::Password {
+            username: "bob".into(),
+            password: Secret::new("hunter2"),
+        };
+        let refusal = Attempt::of(&password).refusal("wrong_password", Source::LOCAL);
+        assert_eq!(refusal.username.as_deref(), Some("bob"));
+        assert_eq!(refusal.credential, Some("password"));
+        assert!(!format!("{refusal:?}").contains("hunter2"));
+
+        let key = super::super::key_format::generate("azk");
+        let presented = Credential::ApiKey(key.value.clone());
+        let refusal = Attempt::of(&presented).refusal("wrong_secret", Source::LOCAL);
+        assert_eq!(refusal.api_key_id.as_deref(), Some(key.key_id.as_str()));
+        assert_eq!(refusal.username, None);
+        assert!(!format!("{refusal:?}").contains(key.value.expose()));
+
+        let asserted = Attempt {
+            kind: "saml",
+            reserved: false,
+            claim: Claim::Username("alice"),
+        };
+        let refusal = asserted.refusal("assertion_expired", Source::LOCAL);
+        assert_eq!(refusal.username.as_deref(), Some("alice"));
+        assert_eq!(refusal.credential, Some("saml"));
+        assert_eq!(
+            Attempt::fast("refresh_token")
+                .refusal("x", Source::LOCAL)
+                .username,
+            None
+        );
     }
 }

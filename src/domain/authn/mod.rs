@@ -128,7 +128,7 @@ impl Core {
                 Credential::Token(value) => self.authenticate_token(value).await,
             }
         };
-        self.attempt(&Attempt::of(credential), source, max_hold, verify)
+        self.attempt(Attempt::of(credential), source, max_hold, verify)
             .await
     }
 

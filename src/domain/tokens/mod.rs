@@ -309,7 +309,7 @@ impl Core {
     ) -> Result<Issued> {
         self.tokens_enabled()?;
         self.attempt(
-            &Attempt::fast("refresh_token"),
+            Attempt::fast("refresh_token"),
             source,
             super::authn::sources::MAX_HOLD,
             self.refresh(value),

@@ -67,6 +67,7 @@ impl Form {
 /// The kind of a console form's field, by its name.
 fn form_field(name: &str) -> Field {
     match name {
+        "authorization" | "api_key" | "token" | "refresh_token" => Field::Credential,
         "current_password" => Field::LoginPassword,
         "password" => Field::NewPassword,
         "description" => Field::Description,

@@ -394,17 +394,39 @@ fn has_control_escape(text: &str) -> bool {
 /// refused, no control characters in the address, the cookies a renewal
 /// set, and the headers of pages that show account data.
 async fn posture(request: Request, next: Next) -> Response {
-    if foreign_post(&request) {
+    let mut response = if foreign_post(&request) {
         tracing::warn!("console POST from another origin refused");
-        return views::refused_form();
-    }
-    // Names in the path reach the database: no control characters (NUL
-    // would be a database error on PostgreSQL).
-    if has_control_escape(request.uri().path())
+        views::refused_form()
+    } else if has_control_escape(request.uri().path())
         || has_control_escape(request.uri().query().unwrap_or(""))
     {
-        return views::bad_form("the address holds a control character");
+        // Names in the path reach the database: no control characters
+        // (NUL would be a database error on PostgreSQL).
+        views::bad_form("the address holds a control character")
+    } else {
+        renewed_cookies(request, next).await
+    };
+    let fixed = [
+        (
+            header::CONTENT_SECURITY_POLICY,
+            "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; \
+             form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+        ),
+        (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        (header::X_FRAME_OPTIONS, "DENY"),
+        (header::REFERRER_POLICY, "no-referrer"),
+    ];
+    let headers = response.headers_mut();
+    for (name, value) in fixed {
+        headers.insert(name, HeaderValue::from_static(value));
     }
+    // Pages show account data: none of it is kept by the browser or a
+    // proxy (the shared layer's default; the stylesheet sets its own).
+    response
+}
+
+/// Runs the request, adding the cookies a renewal on the way in set.
+async fn renewed_cookies(request: Request, next: Next) -> Response {
     let cookies = PendingCookies::default();
     let mut request = request;
     request.extensions_mut().insert(cookies.clone());
@@ -428,21 +450,6 @@ async fn posture(request: Request, next: Next) -> Response {
             headers.append(header::SET_COOKIE, cookie);
         }
     }
-    let fixed = [
-        (
-            header::CONTENT_SECURITY_POLICY,
-            "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; \
-             form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
-        ),
-        (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
-        (header::X_FRAME_OPTIONS, "DENY"),
-        (header::REFERRER_POLICY, "no-referrer"),
-    ];
-    for (name, value) in fixed {
-        headers.insert(name, HeaderValue::from_static(value));
-    }
-    // Pages show account data: none of it is kept by the browser or a
-    // proxy (the shared layer's default; the stylesheet sets its own).
     response
 }
 
