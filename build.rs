@@ -16,6 +16,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "proto/authz/v1/api_keys.proto",
         "proto/authz/v1/tokens.proto",
         "proto/authz/v1/audit.proto",
+        "proto/authz/v1/identity_providers.proto",
     ];
     tonic_prost_build::configure()
         // Checks every request's strings before decoding (src/grpc/codec.rs).

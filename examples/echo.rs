@@ -34,6 +34,7 @@ fn principal() -> pb::Principal {
             role: "read-write".into(),
             account: "bench".into(),
             group: String::new(),
+            grant_type: pb::GrantType::Direct.into(),
         }],
         global_admin: false,
         api_key: Some(pb::ApiKeyRef {

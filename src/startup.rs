@@ -68,6 +68,7 @@ pub async fn prepare(config: &Config, clock: Clock) -> Result<(Core, Bootstrap)>
         rate_limit: config.rate_limit_settings(),
         tokens: config.token_settings(),
         audit: config.audit_settings(),
+        sso: config.sso_settings(),
     };
     let core = Core::new(db, hasher, clock, settings).await?;
     let file = config.admin_password_file();

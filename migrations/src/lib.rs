@@ -14,6 +14,7 @@ mod m20261202_000008_audit_action;
 mod m20261206_000009_group_change_ids;
 mod m20261206_000010_login_sources;
 mod m20261207_000012_folded_usernames;
+mod m20261207_000013_identity_providers;
 
 pub struct Migrator;
 
@@ -32,6 +33,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261206_000009_group_change_ids::Migration),
             Box::new(m20261206_000010_login_sources::Migration),
             Box::new(m20261207_000012_folded_usernames::Migration),
+            Box::new(m20261207_000013_identity_providers::Migration),
         ]
     }
 }

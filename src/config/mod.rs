@@ -278,6 +278,8 @@ settings! {
         listen: Option<SocketAddr> = None;
         /// Host names browsers reach the console by (e.g. `authzd.example.com`); requests naming another host are answered 421, so a DNS-rebinding page cannot reach the console. IP addresses, and `localhost` on a loopback or wildcard listener, are always accepted.
         public_hosts: Vec<String> = Vec::new();
+        /// The console's address as browsers and identity providers reach it (`https://authzd.example.com`, no path): the SAML SP entity ids and ACS addresses of providers that name none are derived from it (unset: `http://` or `https://` and `console.listen`).
+        public_url: Option<String> = None, check = |v| match v { Some(u) if !(u.starts_with("https://") || u.starts_with("http://")) || u.ends_with('/') || u.parse::<http::Uri>().map_or(true, |p| p.host().is_none() || p.path().len() > 1) => Err("must be an http(s) address without a path, e.g. https://authzd.example.com".into()), _ => Ok(()) };
     }
 
     /// What an unauthenticated peer can hold open on each listener. At its cap a listener stops accepting (new connections wait in the kernel's backlog, costing no descriptor); unset caps are shares of the descriptors left after the database pool and a reserve of 64, so a flood on one port never takes the others' (docs/security.md#connections).
@@ -606,6 +608,24 @@ impl Config {
             refusal_interval: Duration::from_secs(a.refusal_interval_seconds),
             refusals_per_source: a.refusals_per_source,
         }
+    }
+
+    pub fn sso_settings(&self) -> crate::domain::sso::SsoSettings {
+        let public_url = match &self.console.public_url {
+            Some(url) => url.clone(),
+            None => {
+                let scheme = if matches!(self.tls_files(), Ok(Some(_))) {
+                    "https"
+                } else {
+                    "http"
+                };
+                let addr = self
+                    .console_listen()
+                    .map_or_else(|| "127.0.0.1:8080".to_owned(), |(a, _)| a.to_string());
+                format!("{scheme}://{addr}")
+            }
+        };
+        crate::domain::sso::SsoSettings { public_url }
     }
 
     /// Where the console listens, and whether the address was set (a

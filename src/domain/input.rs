@@ -18,6 +18,9 @@ pub enum Kind {
     Credential,
     /// A password being set: no control characters, otherwise free.
     NewPassword,
+    /// A document pasted whole (an IdP's metadata XML): line breaks and
+    /// tabs are its own, any other control character is refused.
+    Document,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,6 +42,10 @@ pub const PAGE_TOKEN_MAX_CHARS: usize = 512;
 pub const CREDENTIAL_MAX_CHARS: usize = 8192;
 /// A password being checked (longer than any password that can be set).
 pub const LOGIN_PASSWORD_MAX_CHARS: usize = 1024;
+/// An address (an entity id, an ACS or metadata URL).
+pub const URL_MAX_CHARS: usize = 2048;
+/// A pasted document (SAML metadata).
+pub const DOCUMENT_MAX_CHARS: usize = 256 * 1024;
 /// Items in a repeated field (`actions` has a lower setting on top).
 pub const MAX_ITEMS: usize = 1000;
 /// Roles given to a new user.
@@ -73,7 +80,8 @@ pub fn check(field: &str, value: &str, rule: Rule) -> Result<(), Error> {
             rule.max_chars
         )));
     }
-    if value.chars().any(char::is_control) {
+    let layout = |c: char| rule.kind == Kind::Document && matches!(c, '\n' | '\r' | '\t');
+    if value.chars().any(|c| c.is_control() && !layout(c)) {
         return Err(refuse("must not contain control characters"));
     }
     if rule.kind == Kind::FreeText && value.chars().any(deceptive) {
@@ -102,6 +110,10 @@ pub enum Field {
     LoginPassword,
     /// A password being set.
     NewPassword,
+    /// An address: an entity id, an ACS or a metadata URL.
+    Url,
+    /// A pasted document (an IdP's metadata).
+    Document,
 }
 
 impl Field {
@@ -116,6 +128,8 @@ impl Field {
             Field::LoginUsername => rule(Kind::Credential, NAME_MAX_CHARS),
             Field::LoginPassword => rule(Kind::Credential, LOGIN_PASSWORD_MAX_CHARS),
             Field::NewPassword => rule(Kind::NewPassword, crate::domain::users::PASSWORD_MAX_CHARS),
+            Field::Url => rule(Kind::Text, URL_MAX_CHARS),
+            Field::Document => rule(Kind::Document, DOCUMENT_MAX_CHARS),
         }
     }
 

@@ -13,6 +13,7 @@ pub mod gate;
 pub mod groups;
 pub mod input;
 pub mod roles;
+pub mod sso;
 pub mod tokens;
 pub mod users;
 
@@ -54,6 +55,7 @@ pub struct Settings {
     pub rate_limit: Option<authn::sources::RateLimitSettings>,
     pub tokens: tokens::TokenSettings,
     pub audit: audit::AuditSettings,
+    pub sso: sso::SsoSettings,
 }
 
 struct Inner {

@@ -7,7 +7,7 @@ use crate::domain::catalog::Role;
 use crate::domain::decision::{Decision, Reason};
 use crate::domain::model::{
     Account, AccountState, AccountType, ApiKey, ApiKeyStatus, CredentialKind, Grant, Group,
-    Principal, RoleMember, UserState, UserType, UserWithGrants,
+    Principal, RoleMember, UserState, UserType, UserWithGrants, Via,
 };
 use crate::error::{Error, Result};
 use crate::pb;
@@ -120,6 +120,11 @@ impl From<Account> for pb::Account {
 impl From<Grant> for pb::RoleGrant {
     fn from(g: Grant) -> Self {
         pb::RoleGrant {
+            grant_type: match &g.via {
+                Via::Direct => pb::GrantType::Direct,
+                Via::Group(_) => pb::GrantType::GroupMembership,
+            }
+            .into(),
             role: g.role,
             account: g.account,
             group: g.via.group().unwrap_or_default().to_owned(),

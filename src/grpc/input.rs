@@ -39,6 +39,8 @@ fn field_of(message: &str, field: &str) -> Field {
         (_, "email") => Field::Email,
         (m, "name" | "new_name") if m.contains("ApiKey") => Field::ShownName,
         (_, "page_token") => Field::PageToken,
+        (_, "sp_entity_id" | "acs_url" | "idp_metadata_url") => Field::Url,
+        (_, "idp_metadata_xml") => Field::Document,
         _ => Field::Name,
     }
 }
@@ -290,8 +292,9 @@ mod tests {
 
     #[test]
     fn every_request_of_every_service_is_known() {
-        // 41 RPCs; the group members and grants requests serve two each.
-        assert_eq!(requests().len(), 39);
+        // 49 RPCs; the group members, group grants and user-group mappings
+        // requests serve two each.
+        assert_eq!(requests().len(), 46);
         assert!(requests().values().all(|m| schema().contains_key(m)));
     }
 

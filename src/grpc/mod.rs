@@ -11,6 +11,7 @@ pub mod convert;
 pub mod ext_authz;
 pub mod groups;
 pub mod health;
+pub mod identity_providers;
 pub mod input;
 pub mod roles;
 pub mod status;
@@ -30,13 +31,14 @@ use crate::pb::api_key_service_server::ApiKeyServiceServer;
 use crate::pb::audit_service_server::AuditServiceServer;
 use crate::pb::auth_service_server::AuthServiceServer;
 use crate::pb::group_service_server::GroupServiceServer;
+use crate::pb::identity_provider_service_server::IdentityProviderServiceServer;
 use crate::pb::role_service_server::RoleServiceServer;
 use crate::pb::servers::envoy::authorization_server::AuthorizationServer;
 use crate::pb::token_service_server::TokenServiceServer;
 use crate::pb::user_service_server::UserServiceServer;
 
 /// Names reported by the health service, besides the overall "".
-pub const SERVICE_NAMES: [&str; 8] = [
+pub const SERVICE_NAMES: [&str; 9] = [
     <AuthServiceServer<auth::AuthApi> as NamedService>::NAME,
     <AccountServiceServer<accounts::AccountApi> as NamedService>::NAME,
     <UserServiceServer<users::UserApi> as NamedService>::NAME,
@@ -45,6 +47,7 @@ pub const SERVICE_NAMES: [&str; 8] = [
     <ApiKeyServiceServer<api_keys::ApiKeyApi> as NamedService>::NAME,
     <TokenServiceServer<tokens::TokenApi> as NamedService>::NAME,
     <AuditServiceServer<audit::AuditApi> as NamedService>::NAME,
+    <IdentityProviderServiceServer<identity_providers::IdentityProviderApi> as NamedService>::NAME,
 ];
 
 /// The authzd services, each behind the interceptor that builds its
@@ -92,6 +95,13 @@ pub fn routes(
         .add_service(InterceptedService::new(
             AuditServiceServer::new(audit::AuditApi::new(core.clone()))
                 .max_decoding_message_size(max_message_bytes),
+            context::admin,
+        ))
+        .add_service(InterceptedService::new(
+            IdentityProviderServiceServer::new(identity_providers::IdentityProviderApi::new(
+                core.clone(),
+            ))
+            .max_decoding_message_size(max_message_bytes),
             context::admin,
         ))
         .add_service(InterceptedService::new(

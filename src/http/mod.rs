@@ -7,8 +7,11 @@
 //! - **well-known** (`well_known.rs`): public documents (the token signing
 //!   keys), cacheable, no cookies.
 //!
-//! Sign-in protocols (SAML's ACS, OIDC's callback) and SCIM join as groups
-//! of their own, with their own posture, next to these (docs/development.md).
+//! - **sso** (`sso.rs`): what identity providers reach (the SP metadata
+//!   of each SAML provider); public, no cookies.
+//!
+//! The sign-in protocols' callbacks (SAML's ACS, OIDC's) and SCIM join as
+//! groups of their own, with their own posture (docs/development.md).
 //!
 //! Shared by every group (`around`): the request id and the audit scope
 //! (the name comes from the group's route table), metrics by matched
@@ -18,6 +21,7 @@
 pub mod conn;
 pub mod console;
 mod hosts;
+mod sso;
 mod table;
 pub(crate) mod well_known;
 
@@ -55,6 +59,7 @@ pub struct Face {
 /// bound: a loopback or unspecified one also answers `localhost`.
 pub fn router(face: Face, listen: std::net::IpAddr) -> Router {
     let jwks = face.core.tokens().keys().jwks().to_owned();
+    let (sso, sso_names) = sso::router(face.core.clone());
     let (console, console_names) = console::router(
         face.core,
         face.secure,
@@ -62,11 +67,12 @@ pub fn router(face: Face, listen: std::net::IpAddr) -> Router {
     );
     let (well_known, well_known_names) = well_known::router(jwks);
     let shared = Arc::new(Shared {
-        names: console_names.merge(&well_known_names),
+        names: console_names.merge(&well_known_names).merge(&sso_names),
         request_timeout: face.request_timeout,
     });
     console
         .merge(well_known)
+        .merge(sso)
         .layer(middleware::from_fn_with_state(shared, around))
 }
 

@@ -247,6 +247,44 @@ impl ApiKey {
     }
 }
 
+/// A SAML identity provider people sign in through.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdentityProvider {
+    pub id: Uuid,
+    pub name: String,
+    pub enabled: bool,
+    /// As configured; `None` derives them from the console's public URL.
+    pub sp_entity_id: Option<String>,
+    pub acs_url: Option<String>,
+    pub metadata: IdpMetadata,
+    /// Where the metadata was fetched from, when it was.
+    pub metadata_url: Option<String>,
+    /// `None`: the Subject's NameID.
+    pub username_attribute: Option<String>,
+    pub account_attribute: Option<String>,
+    pub role_attribute: Option<String>,
+    pub groups_attribute: Option<String>,
+    pub default_account: Option<String>,
+    pub default_role: Option<String>,
+    pub require_signed_assertions: bool,
+    pub require_signed_response: bool,
+    pub allow_idp_initiated: bool,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// An identity provider's metadata document and what sign-in reads from it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdpMetadata {
+    pub xml: String,
+    /// Responses must name it as their Issuer.
+    pub entity_id: String,
+    /// Where AuthnRequests go (HTTP-Redirect binding).
+    pub sso_url: String,
+    /// DER certificates whose signatures are accepted, and no others.
+    pub certificates: Vec<Vec<u8>>,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Group {
     pub id: Uuid,

@@ -183,6 +183,30 @@ pub fn idp_name(field: &str, value: &str) -> Result<String> {
     Ok(value.to_owned())
 }
 
+/// A new identity provider's name: it is a path segment of the SSO
+/// addresses (`/sso/saml/{idp}/acs`), so letters, digits, `_` and `-` only.
+pub fn new_idp_name(field: &str, value: &str) -> Result<String> {
+    if value.is_empty() {
+        return Err(Error::invalid(field, "is required"));
+    }
+    if value.len() > 128 {
+        return Err(Error::invalid(field, "must be at most 128 characters long"));
+    }
+    if let Some(bad) = value
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || *c == '_' || *c == '-'))
+    {
+        return Err(Error::invalid(
+            field,
+            format!(
+                "may hold letters, digits, _ and - only, not {}",
+                quoted(&bad.to_string())
+            ),
+        ));
+    }
+    Ok(value.to_owned())
+}
+
 /// Bounded free text (descriptions).
 pub fn description(field: &str, value: &str, max_chars: usize) -> Result<String> {
     if value.chars().count() > max_chars {

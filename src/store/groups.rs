@@ -8,7 +8,7 @@ use sea_orm::{
 };
 use uuid::Uuid;
 
-use super::entity::{group_grants, group_members, user_groups, users};
+use super::entity::{group_grants, group_members, idp_group_mappings, user_groups, users};
 use super::{DbResultExt, StoreResult, classify_conflict, classify_missing_parent, listing};
 use crate::error::quoted;
 use crate::model::Group;
@@ -178,6 +178,11 @@ pub async fn touch(db: &impl ConnectionTrait, id: Uuid, now: DateTime<Utc>) -> S
 }
 
 pub async fn delete_group(db: &impl ConnectionTrait, id: Uuid) -> StoreResult<bool> {
+    idp_group_mappings::Entity::delete_many()
+        .filter(idp_group_mappings::Column::GroupId.eq(id))
+        .exec(db)
+        .await
+        .db()?;
     group_members::Entity::delete_many()
         .filter(group_members::Column::GroupId.eq(id))
         .exec(db)

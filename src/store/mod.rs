@@ -8,6 +8,7 @@ pub mod audit;
 pub mod changes;
 pub mod entity;
 pub mod groups;
+pub mod identity_providers;
 pub mod listing;
 pub mod lockout;
 pub mod principals;

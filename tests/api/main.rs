@@ -24,6 +24,7 @@ mod gate_parity;
 mod groups;
 pub mod health;
 mod http_face;
+mod identity_providers;
 mod limits;
 mod lockout;
 mod ops;
