@@ -33,6 +33,12 @@ pub enum AuthFailure {
     /// A refresh token presented a second time: its family is revoked.
     TokenReused,
     UnknownToken,
+    /// A single sign-on refused: which check failed (`saml_audience`,
+    /// `saml_replay`, `sso_native_user`, ...).
+    Sso(&'static str),
+    /// `user_authentication.disallow_native_users`: passwords are for the
+    /// bootstrap administrator only.
+    NativeUsersDisallowed,
 }
 
 impl AuthFailure {
@@ -60,6 +66,8 @@ impl AuthFailure {
             Self::TokenRevoked => "token_revoked",
             Self::TokenReused => "token_reused",
             Self::UnknownToken => "unknown_token",
+            Self::Sso(reason) => reason,
+            Self::NativeUsersDisallowed => "native_users_disallowed",
         }
     }
 }

@@ -70,6 +70,12 @@ pub async fn prepare(config: &Config, clock: Clock) -> Result<(Core, Bootstrap)>
         audit: config.audit_settings(),
         sso: config.sso_settings(),
     };
+    if config.user_authentication.log_saml_assertions {
+        tracing::warn!(
+            "user_authentication.log_saml_assertions is on: every verified SAML assertion's \
+             NameID and attributes are logged at debug level"
+        );
+    }
     let core = Core::new(db, hasher, clock, settings).await?;
     let file = config.admin_password_file();
     let bootstrap = core

@@ -106,6 +106,9 @@ pub async fn run_purger(core: Core, interval: Duration, stop: CancellationToken)
         if let Err(err) = core.purge_tokens().await {
             log_background_error("token purge", err);
         }
+        if let Err(err) = core.purge_sign_in_state().await {
+            log_background_error("SAML request and assertion purge", err);
+        }
         if let Err(err) = core.purge_audit().await {
             log_background_error("audit retention purge", err);
         }

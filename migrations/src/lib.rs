@@ -15,6 +15,7 @@ mod m20261206_000009_group_change_ids;
 mod m20261206_000010_login_sources;
 mod m20261207_000012_folded_usernames;
 mod m20261207_000013_identity_providers;
+mod m20261207_000014_saml_sign_in;
 
 pub struct Migrator;
 
@@ -34,6 +35,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261206_000010_login_sources::Migration),
             Box::new(m20261207_000012_folded_usernames::Migration),
             Box::new(m20261207_000013_identity_providers::Migration),
+            Box::new(m20261207_000014_saml_sign_in::Migration),
         ]
     }
 }

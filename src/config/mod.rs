@@ -216,6 +216,12 @@ settings! {
     user_authentication: UserAuthentication {
         /// Whether SAML users may create and use API keys.
         allow_api_keys_for_saml_users: bool = false;
+        /// Only existing SAML users sign in: a sign-in never creates one (docs/sso.md).
+        sso_require_existing_users: bool = false;
+        /// Refuse password sign-in (Authenticate, the password grant, the console, ext_authz Basic) to every native user except the bootstrap `admin`, the break-glass account (docs/sso.md).
+        disallow_native_users: bool = false;
+        /// Log each verified SAML assertion (NameID, attributes) at debug level; never the signature. Said loudly at start-up when on.
+        log_saml_assertions: bool = false;
         /// The furthest an API key's expiry may be set ahead, in days.
         max_api_key_age_days: u32 = 365, check = |v| at_least(1)(v);
         /// Active API keys a user may hold.
@@ -268,6 +274,14 @@ settings! {
         refusals_per_source: u32 = 20;
         /// Seconds of each such interval, and how often the counted records are written.
         refusal_interval_seconds: u64 = 10, check = |v| if (1..=3600).contains(v) { Ok(()) } else { Err("must be 1 to 3600".into()) };
+    }
+
+    /// Single sign-on through SAML identity providers (docs/sso.md).
+    sso: Sso {
+        /// Seconds an AuthnRequest waits for its answer; past it the answer is refused.
+        request_ttl_seconds: u64 = 300, check = |v| if (10..=3600).contains(v) { Ok(()) } else { Err("must be 10 to 3600".into()) };
+        /// Seconds of clock difference allowed on an assertion's NotBefore and NotOnOrAfter.
+        clock_skew_seconds: u64 = 60, check = |v| if *v <= 600 { Ok(()) } else { Err("must be at most 600".into()) };
     }
 
     /// The web console: accounts, users and API keys in a browser (docs/console.md).
@@ -625,7 +639,14 @@ impl Config {
                 format!("{scheme}://{addr}")
             }
         };
-        crate::domain::sso::SsoSettings { public_url }
+        crate::domain::sso::SsoSettings {
+            public_url,
+            request_ttl: Duration::from_secs(self.sso.request_ttl_seconds),
+            clock_skew: Duration::from_secs(self.sso.clock_skew_seconds),
+            log_assertions: self.user_authentication.log_saml_assertions,
+            require_existing_users: self.user_authentication.sso_require_existing_users,
+            disallow_native_users: self.user_authentication.disallow_native_users,
+        }
     }
 
     /// Where the console listens, and whether the address was set (a

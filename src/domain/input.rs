@@ -21,6 +21,10 @@ pub enum Kind {
     /// A document pasted whole (an IdP's metadata XML): line breaks and
     /// tabs are its own, any other control character is refused.
     Document,
+    /// An encoded credential (a posted SAML response): line breaks are
+    /// the encoding's; whatever else is wrong is the uniform
+    /// `UNAUTHENTICATED`.
+    EncodedCredential,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -70,7 +74,9 @@ fn deceptive(c: char) -> bool {
 /// does (`roles[2]`, `password.username`).
 pub fn check(field: &str, value: &str, rule: Rule) -> Result<(), Error> {
     let refuse = |reason: &str| match rule.kind {
-        Kind::Credential => Error::Unauthenticated(AuthFailure::Malformed),
+        Kind::Credential | Kind::EncodedCredential => {
+            Error::Unauthenticated(AuthFailure::Malformed)
+        }
         _ => Error::invalid(field, reason),
     };
     // Bytes first: a 3 MB value is refused without counting its characters.
@@ -80,7 +86,10 @@ pub fn check(field: &str, value: &str, rule: Rule) -> Result<(), Error> {
             rule.max_chars
         )));
     }
-    let layout = |c: char| rule.kind == Kind::Document && matches!(c, '\n' | '\r' | '\t');
+    let layout = |c: char| {
+        matches!(rule.kind, Kind::Document | Kind::EncodedCredential)
+            && matches!(c, '\n' | '\r' | '\t')
+    };
     if value.chars().any(|c| c.is_control() && !layout(c)) {
         return Err(refuse("must not contain control characters"));
     }
@@ -114,6 +123,8 @@ pub enum Field {
     Url,
     /// A pasted document (an IdP's metadata).
     Document,
+    /// A SAML response being checked.
+    SamlResponse,
 }
 
 impl Field {
@@ -130,6 +141,10 @@ impl Field {
             Field::NewPassword => rule(Kind::NewPassword, crate::domain::users::PASSWORD_MAX_CHARS),
             Field::Url => rule(Kind::Text, URL_MAX_CHARS),
             Field::Document => rule(Kind::Document, DOCUMENT_MAX_CHARS),
+            Field::SamlResponse => rule(
+                Kind::EncodedCredential,
+                crate::domain::sso::saml::MAX_RESPONSE_BASE64,
+            ),
         }
     }
 

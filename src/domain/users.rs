@@ -19,7 +19,7 @@ use crate::store;
 
 pub const PASSWORD_MIN_CHARS: usize = 6;
 /// Names no user may take, in any case.
-const RESERVED_USERNAMES: [&str; 2] = ["admin", "anchore-system"];
+pub(crate) const RESERVED_USERNAMES: [&str; 2] = ["admin", "anchore-system"];
 pub const PASSWORD_MAX_CHARS: usize = 128;
 
 /// A password a native user may have.

@@ -41,6 +41,7 @@ fn field_of(message: &str, field: &str) -> Field {
         (_, "page_token") => Field::PageToken,
         (_, "sp_entity_id" | "acs_url" | "idp_metadata_url") => Field::Url,
         (_, "idp_metadata_xml") => Field::Document,
+        (_, "saml_response") => Field::SamlResponse,
         _ => Field::Name,
     }
 }
@@ -211,7 +212,9 @@ fn walk(
                 match &field.ty {
                     FieldType::String(rule) => {
                         let text = std::str::from_utf8(value).map_err(|_| match rule.kind {
-                            Kind::Credential => Error::Unauthenticated(AuthFailure::Malformed),
+                            Kind::Credential | Kind::EncodedCredential => {
+                                Error::Unauthenticated(AuthFailure::Malformed)
+                            }
                             _ => Error::invalid(&path, "must be UTF-8"),
                         })?;
                         check(&path, text, *rule)?;
@@ -292,9 +295,9 @@ mod tests {
 
     #[test]
     fn every_request_of_every_service_is_known() {
-        // 49 RPCs; the group members, group grants and user-group mappings
+        // 50 RPCs; the group members, group grants and user-group mappings
         // requests serve two each.
-        assert_eq!(requests().len(), 46);
+        assert_eq!(requests().len(), 47);
         assert!(requests().values().all(|m| schema().contains_key(m)));
     }
 

@@ -50,6 +50,13 @@ impl TokenService for TokenApi {
                     .create_token_with_refresh(&Secret::new(value), source)
                     .await?
             }
+            Some(Grant::Saml(grant)) => {
+                let request_id =
+                    (!grant.request_id.is_empty()).then_some(grant.request_id.as_str());
+                self.core
+                    .create_token_with_saml(&grant.idp, &grant.saml_response, request_id, source)
+                    .await?
+            }
             None => return Err(Error::Unauthenticated(AuthFailure::MissingCredentials).into()),
         };
         Ok(Response::new(issued(pair)))
@@ -82,6 +89,19 @@ impl TokenService for TokenApi {
             .await?;
         Ok(Response::new(pb::RevokeUserTokensResponse {
             families_revoked: i32::try_from(revoked).unwrap_or(i32::MAX),
+        }))
+    }
+
+    async fn start_saml_login(
+        &self,
+        request: Request<pb::StartSamlLoginRequest>,
+    ) -> Result<Response<pb::StartSamlLoginResponse>, Status> {
+        let req = request.into_inner();
+        let idp = crate::domain::names::required("idp", &req.idp)?;
+        let started = self.core.start_saml_login(idp, &req.relay_state).await?;
+        Ok(Response::new(pb::StartSamlLoginResponse {
+            redirect_url: started.redirect_url,
+            request_id: started.request_id,
         }))
     }
 

@@ -209,6 +209,7 @@ pub async fn add_members(
             group_id: Set(group_id),
             user_id: Set(*user_id),
             created_at: Set(now),
+            idp_id: Set(None),
         };
         group_members::Entity::insert(model)
             .on_conflict(

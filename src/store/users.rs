@@ -79,6 +79,22 @@ pub async fn find_user_record(
         .transpose()
 }
 
+/// The user whose name folds to the same as `username` (case aside: no
+/// two users differ only by case).
+pub async fn find_user_record_folded(
+    db: &impl ConnectionTrait,
+    username: &str,
+) -> StoreResult<Option<UserRecord>> {
+    users::Entity::find()
+        .filter(users::Column::FoldedUsername.eq(username.to_ascii_lowercase()))
+        .find_also_related(accounts::Entity)
+        .one(db)
+        .await
+        .db()?
+        .map(record)
+        .transpose()
+}
+
 /// The user with that id, without their account.
 pub async fn find_user_by_id(db: &impl ConnectionTrait, id: Uuid) -> StoreResult<Option<User>> {
     users::Entity::find_by_id(id)

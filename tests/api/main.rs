@@ -30,6 +30,7 @@ mod lockout;
 mod ops;
 mod restart;
 mod roles;
+mod saml;
 mod scale;
 mod security;
 mod tokens;

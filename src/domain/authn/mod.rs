@@ -207,6 +207,13 @@ impl Core {
                 .await?;
         }
         check_active(&user, &account)?;
+        // Break glass: the bootstrap administrator keeps the password, so
+        // an IdP outage never locks every administrator out.
+        if self.settings().sso.disallow_native_users
+            && user.user.username != crate::model::ADMIN_USER
+        {
+            return Err(fail(AuthFailure::NativeUsersDisallowed));
+        }
         Ok(principal(&user, &account, CredentialKind::Password))
     }
 

@@ -4,6 +4,8 @@
 //! IdP decides who can become which user.
 
 pub mod metadata;
+pub mod saml;
+pub mod sign_in;
 
 use uuid::Uuid;
 
@@ -23,6 +25,16 @@ pub use store::identity_providers::Deleted;
 pub struct SsoSettings {
     /// The console's public base URL, without a trailing slash.
     pub public_url: String,
+    /// How long an AuthnRequest waits for its answer.
+    pub request_ttl: std::time::Duration,
+    /// Clock skew allowed on an assertion's times.
+    pub clock_skew: std::time::Duration,
+    /// Log verified assertions at debug.
+    pub log_assertions: bool,
+    /// Only existing SAML users sign in (no just-in-time creation).
+    pub require_existing_users: bool,
+    /// Password sign-in is refused to every native user but `admin`.
+    pub disallow_native_users: bool,
 }
 
 /// The groups attribute when a provider names none (Anchore's default).

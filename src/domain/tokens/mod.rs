@@ -193,7 +193,7 @@ impl Core {
         &self.inner.tokens
     }
 
-    fn tokens_enabled(&self) -> Result<()> {
+    pub(crate) fn tokens_enabled(&self) -> Result<()> {
         if self.tokens().settings.enabled {
             Ok(())
         } else {

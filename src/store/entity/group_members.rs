@@ -8,6 +8,9 @@ pub struct Model {
     #[sea_orm(primary_key, auto_increment = false)]
     pub user_id: Uuid,
     pub created_at: DateTimeUtc,
+    /// The identity provider whose assertion made this membership (`None`:
+    /// an administrator made it); a sign-in syncs only its own.
+    pub idp_id: Option<Uuid>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

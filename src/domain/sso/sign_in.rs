@@ -1,0 +1,553 @@
+//! Signing in through a SAML identity provider: the AuthnRequest out, the
+//! Response back, and the just-in-time user it makes or brings up to date
+//! (Anchore's rules, docs/sso.md).
+
+use std::collections::BTreeSet;
+use std::io::Write as _;
+use std::sync::OnceLock;
+
+use base64::Engine;
+use uuid::Uuid;
+
+use super::saml::{self, Expect, Verified};
+use crate::domain::Core;
+use crate::domain::audit::{Actor, Change};
+use crate::domain::authn::attempt::{Attempt, Claim};
+use crate::domain::authn::sources::{self, Source};
+use crate::domain::authn::{check_active, principal};
+use crate::domain::model::{
+    Account, AccountState, AccountType, CredentialKind, IdentityProvider, Principal, User,
+    UserState, UserType,
+};
+use crate::domain::names::{AccountName, Username};
+use crate::domain::tokens::Issued;
+use crate::error::{AuthFailure, Error, Result, quoted};
+use crate::store;
+
+/// XML-DSig verifications at once, off the async workers.
+fn verifications() -> &'static tokio::sync::Semaphore {
+    static SLOTS: OnceLock<tokio::sync::Semaphore> = OnceLock::new();
+    SLOTS.get_or_init(|| tokio::sync::Semaphore::new(4))
+}
+
+fn refused(reason: &'static str) -> Error {
+    Error::Unauthenticated(AuthFailure::Sso(reason))
+}
+
+/// An AuthnRequest on its way out.
+pub struct Started {
+    pub redirect_url: String,
+    pub request_id: String,
+}
+
+/// XML text escaping (attribute values and text).
+fn escape(value: &str) -> String {
+    value
+        .replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+fn percent(value: &str) -> String {
+    value
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+impl Core {
+    /// Forgets expired AuthnRequests and consumed assertions past their
+    /// expiry (a replay of one would be refused as expired anyway).
+    pub async fn purge_sign_in_state(&self) -> Result<u64> {
+        let now_ms = self.now().timestamp_millis();
+        self.write_with(async |db| store::sso::purge_expired(db, now_ms).await)
+            .await
+    }
+
+    async fn enabled_provider(&self, name: &str) -> Result<Option<IdentityProvider>> {
+        Ok(store::identity_providers::find(self.db(), name)
+            .await?
+            .filter(|idp| idp.enabled))
+    }
+
+    /// TokenService/StartSamlLogin: an AuthnRequest for `idp` (HTTP-Redirect
+    /// binding), remembered in the database for `sso.request_ttl_seconds`
+    /// so that any replica can take the answer, once.
+    pub async fn start_saml_login(&self, idp: &str, relay_state: &str) -> Result<Started> {
+        if relay_state.len() > 80 {
+            return Err(Error::invalid(
+                "relay_state",
+                "must be at most 80 bytes (SAML bindings, 3.4.3)",
+            ));
+        }
+        let provider = self
+            .enabled_provider(idp)
+            .await?
+            .ok_or_else(|| Error::not_found(format!("identity provider {}", quoted(idp))))?;
+        let (sp_entity_id, acs_url) = self.sp_endpoints(&provider);
+        // An XML ID must not start with a digit.
+        let request_id = format!("id-{}", Uuid::new_v4().simple());
+        let now = self.now();
+        let request = format!(
+            r#"<samlp:AuthnRequest xmlns:samlp="urn:oasis:names:tc:SAML:2.0:protocol" xmlns:saml="urn:oasis:names:tc:SAML:2.0:assertion" ID="{id}" Version="2.0" IssueInstant="{instant}" Destination="{destination}" AssertionConsumerServiceURL="{acs}" ProtocolBinding="urn:oasis:names:tc:SAML:2.0:bindings:HTTP-POST"><saml:Issuer>{issuer}</saml:Issuer><samlp:NameIDPolicy AllowCreate="true"/></samlp:AuthnRequest>"#,
+            id = request_id,
+            instant = now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            destination = escape(&provider.metadata.sso_url),
+            acs = escape(&acs_url),
+            issuer = escape(&sp_entity_id),
+        );
+        let mut deflater =
+            flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::default());
+        deflater
+            .write_all(request.as_bytes())
+            .and_then(|()| deflater.try_finish())
+            .map_err(|e| Error::internal(format!("deflating an AuthnRequest: {e}")))?;
+        let encoded = base64::engine::general_purpose::STANDARD.encode(deflater.get_ref());
+        let separator = if provider.metadata.sso_url.contains('?') {
+            '&'
+        } else {
+            '?'
+        };
+        let mut redirect_url = format!(
+            "{}{separator}SAMLRequest={}",
+            provider.metadata.sso_url,
+            percent(&encoded)
+        );
+        if !relay_state.is_empty() {
+            redirect_url.push_str("&RelayState=");
+            redirect_url.push_str(&percent(relay_state));
+        }
+        let expires = now + self.settings().sso.request_ttl;
+        self.write_with(async |db| {
+            store::sso::insert_request(db, &request_id, provider.id, expires.timestamp_millis())
+                .await
+        })
+        .await?;
+        Ok(Started {
+            redirect_url,
+            request_id,
+        })
+    }
+
+    /// The `saml` grant: a Response the browser posted, verified, its user
+    /// made or brought up to date, and a token pair for them. Refusals are
+    /// the uniform UNAUTHENTICATED, limited, counted and audited like a
+    /// password grant's.
+    pub async fn create_token_with_saml(
+        &self,
+        idp: &str,
+        saml_response: &str,
+        request_id: Option<&str>,
+        source: Source,
+    ) -> Result<Issued> {
+        self.tokens_enabled()?;
+        let principal = self
+            .saml_sign_in(idp, saml_response, request_id, source)
+            .await?;
+        self.start_session(&principal).await
+    }
+
+    /// Verifies a Response for `idp` and returns the principal it signs in.
+    /// `request_id`: the request this browser's sign-in started, when the
+    /// front end kept it; the response must answer that one.
+    pub async fn saml_sign_in(
+        &self,
+        idp: &str,
+        saml_response: &str,
+        request_id: Option<&str>,
+        source: Source,
+    ) -> Result<Principal> {
+        let attempt = Attempt {
+            kind: "saml",
+            reserved: true,
+            claim: Claim::Nobody,
+        };
+        self.attempt(
+            attempt,
+            source,
+            sources::MAX_HOLD,
+            self.saml_principal(idp, saml_response, request_id),
+        )
+        .await
+    }
+
+    async fn saml_principal(
+        &self,
+        idp: &str,
+        saml_response: &str,
+        request_id: Option<&str>,
+    ) -> Result<Principal> {
+        let provider = self
+            .enabled_provider(idp)
+            .await?
+            .ok_or_else(|| refused("sso_unknown_idp"))?;
+        let verified = self.verify_response(&provider, saml_response).await?;
+        if let Some(expected) = request_id
+            && verified.in_response_to.as_deref() != Some(expected)
+        {
+            return Err(refused("saml_not_this_request"));
+        }
+        if self.settings().sso.log_assertions {
+            tracing::debug!(
+                idp = provider.name,
+                assertion_id = verified.assertion_id,
+                name_id = verified.name_id,
+                attributes = ?verified.attributes,
+                "SAML assertion"
+            );
+        }
+        let now_ms = self.now().timestamp_millis();
+        // Spend the assertion and the request first, in one transaction: an
+        // assertion refused below is spent too (it may not be tried again).
+        // The assertion first, so a replay is named as one.
+        let in_response_to = verified.in_response_to.clone();
+        let fresh = self
+            .write_with(async |db| {
+                let first = store::sso::consume_assertion(
+                    db,
+                    provider.id,
+                    &verified.assertion_id,
+                    verified.not_on_or_after.timestamp_millis(),
+                )
+                .await?;
+                if !first {
+                    return Ok(Err(refused("saml_replay")));
+                }
+                let solicited = match &in_response_to {
+                    Some(id) => {
+                        if !store::sso::take_request(db, id, provider.id, now_ms).await? {
+                            return Ok(Err(refused(saml::Refusal::InResponseTo.as_str())));
+                        }
+                        true
+                    }
+                    None => false,
+                };
+                Ok(if !solicited && !provider.allow_idp_initiated {
+                    Err(refused("saml_unsolicited"))
+                } else {
+                    Ok(())
+                })
+            })
+            .await?;
+        fresh?;
+        let user = self.just_in_time(&provider, &verified).await?;
+        let loaded = self
+            .queries()
+            .user_by_name(self.db(), &user.username)
+            .await?
+            .ok_or_else(|| refused("sso_user_vanished"))?;
+        check_active(&loaded.entry, &loaded.account)?;
+        tracing::info!(
+            idp = provider.name,
+            user = user.username,
+            "signed in through SAML"
+        );
+        Ok(principal(
+            &loaded.entry,
+            &loaded.account,
+            CredentialKind::Password,
+        ))
+    }
+
+    async fn verify_response(
+        &self,
+        provider: &IdentityProvider,
+        saml_response: &str,
+    ) -> Result<Verified> {
+        let (sp_entity_id, acs_url) = self.sp_endpoints(provider);
+        let provider = provider.clone();
+        let now = self.now();
+        let skew = chrono::Duration::from_std(self.settings().sso.clock_skew)
+            .unwrap_or(chrono::Duration::seconds(60));
+        let response = saml_response.to_owned();
+        // Waiting for a slot is bounded: a flood of large responses is
+        // refused, not queued without end.
+        let _slot =
+            tokio::time::timeout(std::time::Duration::from_secs(2), verifications().acquire())
+                .await
+                .map_err(|_| refused("saml_busy"))?
+                .map_err(|_| refused("saml_busy"))?;
+        let result = tokio::task::spawn_blocking(move || {
+            let expect = Expect {
+                idp: &provider,
+                sp_entity_id: &sp_entity_id,
+                acs_url: &acs_url,
+                now,
+                skew,
+            };
+            saml::verify(&expect, &response)
+        })
+        .await
+        .map_err(|e| {
+            tracing::error!(error = %e, "SAML verification did not finish");
+            refused("saml_internal")
+        })?;
+        result.map_err(|reason| refused(reason.as_str()))
+    }
+
+    /// Anchore's just-in-time rules: the user is made on the first sign-in
+    /// (unless `sso_require_existing_users`), and their accounts, roles
+    /// and mapped groups follow what the IdP asserts.
+    async fn just_in_time(&self, idp: &IdentityProvider, verified: &Verified) -> Result<User> {
+        let username = match &idp.username_attribute {
+            Some(attribute) => match verified.values(attribute).as_slice() {
+                [one] => Some((*one).to_owned()),
+                [] => None,
+                _ => return Err(refused("sso_several_usernames")),
+            },
+            None => Some(verified.name_id.clone()),
+        }
+        .filter(|u| !u.is_empty())
+        .ok_or_else(|| refused("sso_no_username"))?;
+        let username = Username::parse("username", &username)
+            .map_err(|_| refused("sso_bad_username"))?
+            .into_string();
+        if crate::domain::users::RESERVED_USERNAMES
+            .iter()
+            .any(|r| r.eq_ignore_ascii_case(&username))
+        {
+            return Err(refused("sso_reserved_username"));
+        }
+        // By the folded name: an IdP that changes a name's case (Entra's
+        // UPNs do) finds the same user, and a native `Carol` is not taken
+        // over by an asserted `carol`.
+        let existing = store::users::find_user_record_folded(self.db(), &username)
+            .await?
+            .map(|record| record.user);
+        if let Some(user) = &existing {
+            if user.user_type != UserType::Saml {
+                return Err(refused("sso_native_user"));
+            }
+            if user.idp_name.as_deref() != Some(idp.name.as_str()) {
+                return Err(refused("sso_other_idp"));
+            }
+        } else if self.settings().sso.require_existing_users {
+            return Err(refused("sso_not_provisioned"));
+        }
+        // Accounts: asserted on every sign-in, or the default.
+        let asserted_accounts: Vec<String> = match &idp.account_attribute {
+            Some(attribute) => {
+                let values: BTreeSet<String> = verified
+                    .values(attribute)
+                    .into_iter()
+                    .map(str::to_owned)
+                    .collect();
+                if values.is_empty() {
+                    return Err(refused("sso_no_account"));
+                }
+                values.into_iter().collect()
+            }
+            None => idp.default_account.iter().cloned().collect(),
+        };
+        let home = match (asserted_accounts.as_slice(), &idp.default_account) {
+            ([], _) => return Err(refused("sso_no_account")),
+            ([one], _) => one.clone(),
+            (_, Some(default)) => default.clone(),
+            (_, None) => return Err(refused("sso_several_accounts")),
+        };
+        let mut accounts: BTreeSet<String> = asserted_accounts.into_iter().collect();
+        accounts.insert(home.clone());
+        // An existing user's own account is judged too: a SAML user made
+        // by hand in the admin account must not become an administrator
+        // through the IdP.
+        let mut judged = accounts.clone();
+        if let Some(user) = &existing {
+            judged.insert(user.account.clone());
+        }
+        for name in &judged {
+            if AccountName::parse_new("account", name).is_err() {
+                return Err(refused("sso_privileged_account"));
+            }
+            if let Some(account) = store::accounts::find_account(self.db(), name).await? {
+                if account.account_type != AccountType::User {
+                    return Err(refused("sso_privileged_account"));
+                }
+                if account.state == AccountState::Deleting {
+                    return Err(refused("sso_account_deleting"));
+                }
+            }
+        }
+        // Roles: asserted on every sign-in (and then the user's direct
+        // roles become exactly those), or the default on the first only.
+        let roles: Option<BTreeSet<String>> = match &idp.role_attribute {
+            Some(attribute) => {
+                let known: BTreeSet<String> = verified
+                    .values(attribute)
+                    .into_iter()
+                    .filter(|r| self.catalog().role(r).is_some())
+                    .map(str::to_owned)
+                    .collect();
+                if known.is_empty() {
+                    return Err(refused("sso_no_roles"));
+                }
+                Some(known)
+            }
+            None => None,
+        };
+        // Groups: the asserted names that are mapped to this provider.
+        let mapped = store::identity_providers::mapped_groups(self.db(), idp.id).await?;
+        let asserted_groups: BTreeSet<&str> = match &idp.groups_attribute {
+            Some(attribute) => verified.values(attribute).into_iter().collect(),
+            None => BTreeSet::new(),
+        };
+        // Every mapped group, by id (for the record's names); those asserted.
+        let mut mapped_groups = Vec::new();
+        for name in &mapped {
+            if let Some(group) = store::groups::find_group(self.db(), name).await? {
+                mapped_groups.push((group.id, group.name));
+            }
+        }
+        let groups: Vec<(Uuid, String)> = mapped_groups
+            .iter()
+            .filter(|(_, name)| asserted_groups.contains(name.as_str()))
+            .cloned()
+            .collect();
+
+        let now = self.now();
+        let actor = Actor::Federation {
+            protocol: "saml",
+            idp: &idp.name,
+        };
+        let mut write = self.write().await?;
+        for name in &accounts {
+            let account = Account {
+                name: name.clone(),
+                email: None,
+                account_type: AccountType::User,
+                state: AccountState::Enabled,
+                created_at: now,
+                updated_at: now,
+            };
+            if store::accounts::create_account_if_absent(write.db(), &account).await? {
+                write.record(
+                    actor,
+                    Change::new("create", "account", name).to("type", "user"),
+                );
+            }
+        }
+        let user = match existing {
+            Some(user) => user,
+            None => {
+                let user = User {
+                    id: Uuid::new_v4(),
+                    username: username.clone(),
+                    account: home.clone(),
+                    user_type: UserType::Saml,
+                    idp_name: Some(idp.name.clone()),
+                    state: UserState::Enabled,
+                    password_updated_at: None,
+                    created_at: now,
+                    updated_at: now,
+                };
+                store::users::create_user(write.db(), &user, None)
+                    .await
+                    .map_err(|e| match e {
+                        // Taken meanwhile, or by a name differing only in case.
+                        Error::AlreadyExists(_) => refused("sso_username_taken"),
+                        other => other,
+                    })?;
+                let mut first_roles = BTreeSet::new();
+                if roles.is_none()
+                    && let Some(role) = &idp.default_role
+                {
+                    for account in &accounts {
+                        store::users::create_binding(write.db(), user.id, role, account, now)
+                            .await?;
+                        first_roles.insert((role.clone(), account.clone()));
+                    }
+                }
+                write.record(
+                    actor,
+                    Change::new("create", "user", &user.username)
+                        .account(&user.account)
+                        .id(user.id)
+                        .to("type", "saml")
+                        .to("idp_name", idp.name.as_str())
+                        .to(
+                            "roles",
+                            first_roles
+                                .iter()
+                                .map(|(r, a)| format!("{r}@{a}"))
+                                .collect::<Vec<_>>(),
+                        ),
+                );
+                user
+            }
+        };
+        if let Some(roles) = &roles {
+            let want: BTreeSet<(String, String)> = accounts
+                .iter()
+                .flat_map(|a| roles.iter().map(move |r| (r.clone(), a.clone())))
+                .collect();
+            let have: BTreeSet<(String, String)> = store::sso::direct_bindings(write.db(), user.id)
+                .await?
+                .into_iter()
+                .collect();
+            let added: Vec<_> = want.difference(&have).cloned().collect();
+            let removed: Vec<_> = have.difference(&want).cloned().collect();
+            for (role, account) in &added {
+                store::users::create_binding(write.db(), user.id, role, account, now).await?;
+            }
+            for (role, account) in &removed {
+                store::users::delete_binding(write.db(), user.id, role, account).await?;
+            }
+            if !added.is_empty() || !removed.is_empty() {
+                let show = |pairs: &[(String, String)]| {
+                    pairs
+                        .iter()
+                        .map(|(r, a)| format!("{r}@{a}"))
+                        .collect::<Vec<_>>()
+                };
+                write.record(
+                    actor,
+                    Change::new("sync_roles", "user", &user.username)
+                        .account(&user.account)
+                        .id(user.id)
+                        .to("added", show(&added))
+                        .to("removed", show(&removed)),
+                );
+            }
+        }
+        let member_of: BTreeSet<Uuid> =
+            store::sso::asserted_memberships(write.db(), user.id, idp.id)
+                .await?
+                .into_iter()
+                .collect();
+        let want: BTreeSet<Uuid> = groups.iter().map(|(id, _)| *id).collect();
+        let name_of = |id: &Uuid| {
+            mapped_groups
+                .iter()
+                .find(|(g, _)| g == id)
+                .map(|(_, n)| n.clone())
+                .unwrap_or_else(|| id.to_string())
+        };
+        let joined: Vec<Uuid> = want.difference(&member_of).copied().collect();
+        let left: Vec<Uuid> = member_of.difference(&want).copied().collect();
+        for group in &joined {
+            store::sso::add_membership(write.db(), user.id, *group, idp.id, now).await?;
+            store::groups::touch(write.db(), *group, now).await?;
+        }
+        for group in &left {
+            store::sso::remove_membership(write.db(), user.id, *group, idp.id).await?;
+            store::groups::touch(write.db(), *group, now).await?;
+        }
+        if !joined.is_empty() || !left.is_empty() {
+            write.record(
+                actor,
+                Change::new("sync_groups", "user", &user.username)
+                    .account(&user.account)
+                    .id(user.id)
+                    .to("joined", joined.iter().map(name_of).collect::<Vec<_>>())
+                    .to("left", left.iter().map(name_of).collect::<Vec<_>>()),
+            );
+        }
+        write.commit().await?;
+        Ok(user)
+    }
+}

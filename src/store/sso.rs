@@ -1,0 +1,167 @@
+//! What sign-ins through an identity provider remember: outstanding
+//! requests, consumed assertions, and the memberships an IdP asserted.
+
+use chrono::{DateTime, Utc};
+use sea_orm::sea_query::OnConflict;
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QuerySelect,
+};
+use uuid::Uuid;
+
+use super::entity::{group_members, role_bindings};
+use super::{DbResultExt, StoreResult, classify_missing_parent, sql};
+
+/// Remembers an AuthnRequest until `expires_at_ms`.
+pub async fn insert_request(
+    db: &impl ConnectionTrait,
+    id: &str,
+    idp_id: Uuid,
+    expires_at_ms: i64,
+) -> StoreResult<()> {
+    db.execute_raw(sql(
+        db,
+        "INSERT INTO saml_requests (id, idp_id, expires_at_ms) VALUES ($1, $2, $3)",
+        vec![id.into(), idp_id.into(), expires_at_ms.into()],
+    ))
+    .await
+    .db()?;
+    Ok(())
+}
+
+/// Spends the request `id` of the provider: true if it was outstanding
+/// (sent by this provider's sign-in, not yet answered, not expired).
+pub async fn take_request(
+    db: &impl ConnectionTrait,
+    id: &str,
+    idp_id: Uuid,
+    now_ms: i64,
+) -> StoreResult<bool> {
+    let taken = db
+        .execute_raw(sql(
+            db,
+            "DELETE FROM saml_requests WHERE id = $1 AND idp_id = $2 AND expires_at_ms > $3",
+            vec![id.into(), idp_id.into(), now_ms.into()],
+        ))
+        .await
+        .db()?
+        .rows_affected();
+    Ok(taken == 1)
+}
+
+/// Records an assertion as consumed until `expires_at_ms`: false if it
+/// already was (a replay, on this replica or another).
+pub async fn consume_assertion(
+    db: &impl ConnectionTrait,
+    idp_id: Uuid,
+    assertion_id: &str,
+    expires_at_ms: i64,
+) -> StoreResult<bool> {
+    let inserted = db
+        .execute_raw(sql(
+            db,
+            "INSERT INTO saml_assertions (idp_id, assertion_id, expires_at_ms) \
+             VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+            vec![idp_id.into(), assertion_id.into(), expires_at_ms.into()],
+        ))
+        .await
+        .db()?
+        .rows_affected();
+    Ok(inserted == 1)
+}
+
+/// Forgets requests and assertions past their expiry; returns how many.
+pub async fn purge_expired(db: &impl ConnectionTrait, now_ms: i64) -> StoreResult<u64> {
+    let mut purged = 0;
+    for table in ["saml_requests", "saml_assertions"] {
+        purged += db
+            .execute_raw(sql(
+                db,
+                &format!("DELETE FROM {table} WHERE expires_at_ms <= $1"),
+                vec![now_ms.into()],
+            ))
+            .await
+            .db()?
+            .rows_affected();
+    }
+    Ok(purged)
+}
+
+/// A user's direct role bindings, as (role, account).
+pub async fn direct_bindings(
+    db: &impl ConnectionTrait,
+    user_id: Uuid,
+) -> StoreResult<Vec<(String, String)>> {
+    role_bindings::Entity::find()
+        .select_only()
+        .column(role_bindings::Column::Role)
+        .column(role_bindings::Column::AccountName)
+        .filter(role_bindings::Column::UserId.eq(user_id))
+        .into_tuple::<(String, String)>()
+        .all(db)
+        .await
+        .db()
+}
+
+/// The groups the provider made the user a member of (memberships an
+/// administrator made are never the IdP's to remove).
+pub async fn asserted_memberships(
+    db: &impl ConnectionTrait,
+    user_id: Uuid,
+    idp_id: Uuid,
+) -> StoreResult<Vec<Uuid>> {
+    group_members::Entity::find()
+        .select_only()
+        .column(group_members::Column::GroupId)
+        .filter(group_members::Column::UserId.eq(user_id))
+        .filter(group_members::Column::IdpId.eq(idp_id))
+        .into_tuple::<Uuid>()
+        .all(db)
+        .await
+        .db()
+}
+
+/// Makes the user a member as the provider asserted; a membership that
+/// already exists (one an administrator made) stays as it is.
+pub async fn add_membership(
+    db: &impl ConnectionTrait,
+    user_id: Uuid,
+    group_id: Uuid,
+    idp_id: Uuid,
+    now: DateTime<Utc>,
+) -> StoreResult<()> {
+    group_members::Entity::insert(group_members::ActiveModel {
+        group_id: Set(group_id),
+        user_id: Set(user_id),
+        created_at: Set(now),
+        idp_id: Set(Some(idp_id)),
+    })
+    .on_conflict(
+        OnConflict::columns([
+            group_members::Column::GroupId,
+            group_members::Column::UserId,
+        ])
+        .do_nothing()
+        .to_owned(),
+    )
+    .exec_without_returning(db)
+    .await
+    .map_err(|e| classify_missing_parent(e, "user group (deleted meanwhile)"))?;
+    Ok(())
+}
+
+/// Ends a membership the provider made.
+pub async fn remove_membership(
+    db: &impl ConnectionTrait,
+    user_id: Uuid,
+    group_id: Uuid,
+    idp_id: Uuid,
+) -> StoreResult<()> {
+    group_members::Entity::delete_many()
+        .filter(group_members::Column::UserId.eq(user_id))
+        .filter(group_members::Column::GroupId.eq(group_id))
+        .filter(group_members::Column::IdpId.eq(idp_id))
+        .exec(db)
+        .await
+        .db()?;
+    Ok(())
+}
