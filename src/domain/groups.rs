@@ -169,7 +169,7 @@ impl Core {
         let user_ids = self.user_ids(usernames).await?;
         let now = self.now();
         let mut txn = self.write().await?;
-        store::groups::add_members(txn.db(), id, &user_ids, now).await?;
+        store::groups::add_members(txn.db(), id, &user_ids, None, now).await?;
         store::groups::touch(txn.db(), id, now).await?;
         txn.record(
             Actor::Caller(caller),

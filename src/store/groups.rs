@@ -197,11 +197,14 @@ pub async fn delete_group(db: &impl ConnectionTrait, id: Uuid) -> StoreResult<bo
     Ok(result.rows_affected > 0)
 }
 
-/// Adds members; ones already present are left as they are.
+/// Adds members; ones already present are left as they are. `idp`: the
+/// identity provider whose assertion makes them members (`None`: an
+/// administrator does).
 pub async fn add_members(
     db: &impl ConnectionTrait,
     group_id: Uuid,
     user_ids: &[Uuid],
+    idp: Option<Uuid>,
     now: DateTime<Utc>,
 ) -> StoreResult<()> {
     for user_id in user_ids {
@@ -209,7 +212,7 @@ pub async fn add_members(
             group_id: Set(group_id),
             user_id: Set(*user_id),
             created_at: Set(now),
-            idp_id: Set(None),
+            idp_id: Set(idp),
         };
         group_members::Entity::insert(model)
             .on_conflict(

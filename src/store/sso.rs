@@ -2,14 +2,11 @@
 //! requests, consumed assertions, and the memberships an IdP asserted.
 
 use chrono::{DateTime, Utc};
-use sea_orm::sea_query::OnConflict;
-use sea_orm::{
-    ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QuerySelect,
-};
+use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QuerySelect};
 use uuid::Uuid;
 
 use super::entity::{group_members, role_bindings};
-use super::{DbResultExt, StoreResult, classify_missing_parent, sql};
+use super::{DbResultExt, StoreResult, sql};
 
 /// Remembers an AuthnRequest until `expires_at_ms`.
 pub async fn insert_request(
@@ -129,24 +126,7 @@ pub async fn add_membership(
     idp_id: Uuid,
     now: DateTime<Utc>,
 ) -> StoreResult<()> {
-    group_members::Entity::insert(group_members::ActiveModel {
-        group_id: Set(group_id),
-        user_id: Set(user_id),
-        created_at: Set(now),
-        idp_id: Set(Some(idp_id)),
-    })
-    .on_conflict(
-        OnConflict::columns([
-            group_members::Column::GroupId,
-            group_members::Column::UserId,
-        ])
-        .do_nothing()
-        .to_owned(),
-    )
-    .exec_without_returning(db)
-    .await
-    .map_err(|e| classify_missing_parent(e, "user group (deleted meanwhile)"))?;
-    Ok(())
+    super::groups::add_members(db, group_id, &[user_id], Some(idp_id), now).await
 }
 
 /// Ends a membership the provider made.

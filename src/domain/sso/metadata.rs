@@ -134,8 +134,8 @@ pub fn sp_metadata(entity_id: &str, acs_url: &str, want_assertions_signed: bool)
     )
 }
 
-/// XML attribute escaping.
-fn escape(value: &str) -> String {
+/// XML escaping, for attribute values and text.
+pub(super) fn escape(value: &str) -> String {
     let mut out = String::with_capacity(value.len());
     for c in value.chars() {
         match c {

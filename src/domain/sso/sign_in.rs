@@ -9,6 +9,7 @@ use std::sync::OnceLock;
 use base64::Engine;
 use uuid::Uuid;
 
+use super::metadata::escape;
 use super::saml::{self, Expect, Verified};
 use crate::domain::Core;
 use crate::domain::audit::{Actor, Change};
@@ -38,27 +39,6 @@ fn refused(reason: &'static str) -> Error {
 pub struct Started {
     pub redirect_url: String,
     pub request_id: String,
-}
-
-/// XML text escaping (attribute values and text).
-fn escape(value: &str) -> String {
-    value
-        .replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-}
-
-fn percent(value: &str) -> String {
-    value
-        .bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 impl Core {
@@ -114,15 +94,13 @@ impl Core {
         } else {
             '?'
         };
-        let mut redirect_url = format!(
-            "{}{separator}SAMLRequest={}",
-            provider.metadata.sso_url,
-            percent(&encoded)
-        );
+        let mut query = vec![("SAMLRequest", encoded.as_str())];
         if !relay_state.is_empty() {
-            redirect_url.push_str("&RelayState=");
-            redirect_url.push_str(&percent(relay_state));
+            query.push(("RelayState", relay_state));
         }
+        let query = serde_urlencoded::to_string(&query)
+            .map_err(|e| Error::internal(format!("encoding an AuthnRequest: {e}")))?;
+        let redirect_url = format!("{}{separator}{query}", provider.metadata.sso_url);
         let expires = now + self.settings().sso.request_ttl;
         self.write_with(async |db| {
             store::sso::insert_request(db, &request_id, provider.id, expires.timestamp_millis())
