@@ -160,3 +160,18 @@ pub async fn run_audit_checkpoints(core: Core, interval: Duration, stop: Cancell
         }
     }
 }
+
+/// Reads identity providers' metadata again from their addresses every
+/// `interval`, after a first wait of one interval (creating or updating a
+/// provider read it just now).
+pub async fn run_metadata_refresher(core: Core, interval: Duration, stop: CancellationToken) {
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(interval) => {}
+        }
+        if let Err(err) = core.refresh_idp_metadata().await {
+            log_background_error("identity provider metadata refresh", err);
+        }
+    }
+}

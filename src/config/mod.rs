@@ -282,6 +282,8 @@ settings! {
         request_ttl_seconds: u64 = 300, check = |v| if (10..=3600).contains(v) { Ok(()) } else { Err("must be 10 to 3600".into()) };
         /// Seconds of clock difference allowed on an assertion's NotBefore and NotOnOrAfter.
         clock_skew_seconds: u64 = 60, check = |v| if *v <= 600 { Ok(()) } else { Err("must be at most 600".into()) };
+        /// Seconds between reads of the metadata of identity providers configured by `idp_metadata_url` (0: only when created or updated).
+        metadata_refresh_seconds: u64 = 3600, check = |v| if *v == 0 || *v >= 60 { Ok(()) } else { Err("must be 0 or at least 60".into()) };
     }
 
     /// The web console: accounts, users and API keys in a browser (docs/console.md).

@@ -123,6 +123,7 @@ impl From<Grant> for pb::RoleGrant {
             grant_type: match &g.via {
                 Via::Direct => pb::GrantType::Direct,
                 Via::Group(_) => pb::GrantType::GroupMembership,
+                Via::SsoGroup(_) => pb::GrantType::SsoGroupMembership,
             }
             .into(),
             role: g.role,

@@ -5,6 +5,7 @@ use tonic::{Request, Response, Status};
 use super::context::{authenticated, source_of};
 use crate::domain::Core;
 use crate::domain::secret::Secret;
+use crate::domain::sso::sign_in::Answering;
 use crate::domain::tokens::Issued;
 use crate::error::{AuthFailure, Error};
 use crate::pb;
@@ -51,10 +52,13 @@ impl TokenService for TokenApi {
                     .await?
             }
             Some(Grant::Saml(grant)) => {
-                let request_id =
-                    (!grant.request_id.is_empty()).then_some(grant.request_id.as_str());
+                let answering = if grant.request_id.is_empty() {
+                    Answering::AnyRequest
+                } else {
+                    Answering::Request(&grant.request_id)
+                };
                 self.core
-                    .create_token_with_saml(&grant.idp, &grant.saml_response, request_id, source)
+                    .create_token_with_saml(&grant.idp, &grant.saml_response, answering, source)
                     .await?
             }
             None => return Err(Error::Unauthenticated(AuthFailure::MissingCredentials).into()),
@@ -96,9 +100,13 @@ impl TokenService for TokenApi {
         &self,
         request: Request<pb::StartSamlLoginRequest>,
     ) -> Result<Response<pb::StartSamlLoginResponse>, Status> {
+        let source = source_of(&request, "")?;
         let req = request.into_inner();
         let idp = crate::domain::names::required("idp", &req.idp)?;
-        let started = self.core.start_saml_login(idp, &req.relay_state).await?;
+        let started = self
+            .core
+            .start_saml_login(idp, &req.relay_state, source)
+            .await?;
         Ok(Response::new(pb::StartSamlLoginResponse {
             redirect_url: started.redirect_url,
             request_id: started.request_id,

@@ -44,6 +44,7 @@ pub use table::{Names, Table};
 /// No request body of any group is larger: forms are a few KiB, a SAML
 /// response or a SCIM document some hundreds.
 const MAX_BODY_BYTES: u64 = 1024 * 1024;
+const MAX_BODY_BYTES_USIZE: usize = 1024 * 1024;
 
 /// What the face is assembled from.
 pub struct Face {
@@ -112,10 +113,7 @@ async fn around(State(shared): State<Arc<Shared>>, request: Request, next: Next)
     } else {
         // A body sent in chunks meets the same bound as it is read.
         let request = request.map(|body| {
-            axum::body::Body::new(http_body_util::Limited::new(
-                body,
-                usize::try_from(MAX_BODY_BYTES).unwrap_or(usize::MAX),
-            ))
+            axum::body::Body::new(http_body_util::Limited::new(body, MAX_BODY_BYTES_USIZE))
         });
         let work = crate::telemetry::in_request(name, request_id.clone(), peer, next.run(request));
         match tokio::time::timeout(shared.request_timeout, work).await {

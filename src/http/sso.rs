@@ -2,10 +2,18 @@
 //! their way back from one reach. Public (an IdP's administrator fetches
 //! the metadata, an IdP's page posts the response), no console cookies,
 //! nothing kept.
+//!
+//! The ACS takes a POST from the IdP's site, so it cannot be refused as
+//! cross-site, and the browser sends it no `SameSite` cookie: it reads
+//! nothing and signs in no one. It answers a page that posts the response
+//! on to the console (`/sso/saml/{idp}/continue`, under the console's
+//! posture), from the console's own origin, where the cookie naming the
+//! sign-in this browser started is sent and checked.
 
 use axum::extract::{Path, State};
-use axum::http::{StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{Html, IntoResponse, Response};
+use maud::{DOCTYPE, html};
 
 use super::{Names, Table};
 use crate::domain::Core;
@@ -15,8 +23,64 @@ use crate::error::Error;
 pub fn router(core: Core) -> (axum::Router, Names) {
     let (router, names) = Table::new("sso:Document")
         .get("/sso/saml/{idp}/metadata", sp_metadata)
+        .post("/sso/saml/{idp}/acs", "sso:SamlResponse", acs)
         .into_parts();
     (router.with_state(core), names)
+}
+
+/// The assertion consumer service (HTTP-POST binding): the response
+/// handed on to the console from its own origin, unread.
+async fn acs(Path(idp): Path<String>, body: axum::body::Body) -> Response {
+    let form = match super::console::Form::read(body, super::MAX_BODY_BYTES_USIZE).await {
+        Ok(form) => form,
+        Err(refused) => return refused,
+    };
+    let valid_name = !idp.is_empty()
+        && idp
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if !valid_name {
+        return (StatusCode::NOT_FOUND, "no such identity provider\n").into_response();
+    }
+    let response = form.get("SAMLResponse");
+    if response.is_empty() {
+        return (
+            StatusCode::BAD_REQUEST,
+            "SAMLResponse is missing: this address takes an identity provider's response\n",
+        )
+            .into_response();
+    }
+    let page = html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                title { "Signing in · authzd" }
+                link rel="stylesheet" href="/static/console.css";
+                script src="/static/console.js" defer {}
+            }
+            body {
+                main {
+                    h1 { "Signing in…" }
+                    form id="sso-continue" method="post" action=(format!("/sso/saml/{idp}/continue")) {
+                        input type="hidden" name="SAMLResponse" value=(response);
+                        p { "If nothing happens, continue to finish signing in." }
+                        button type="submit" { "Continue" }
+                    }
+                }
+            }
+        }
+    };
+    let mut answer = (StatusCode::OK, Html(page.into_string())).into_response();
+    answer.headers_mut().insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'none'; script-src 'self'; style-src 'self'; form-action 'self'; \
+             frame-ancestors 'none'; base-uri 'none'",
+        ),
+    );
+    answer
 }
 
 /// The SP metadata of one identity provider, to paste into the IdP.

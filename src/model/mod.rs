@@ -112,14 +112,17 @@ pub struct Grant {
 }
 
 /// How a grant is held. Direct grants sort first: a reason names the most
-/// specific one. (Memberships an identity provider asserts at sign-in join
-/// as a kind of their own.)
+/// specific one.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Via {
     /// Bound to the user.
     Direct,
-    /// Through the user group of that name.
+    /// Through the user group of that name, a member by an administrator.
     Group(String),
+    /// Through the user group of that name, a member because an identity
+    /// provider asserted it at the last sign-in (Anchore's
+    /// `sso_group_membership`).
+    SsoGroup(String),
 }
 
 impl Via {
@@ -127,7 +130,7 @@ impl Via {
     pub fn group(&self) -> Option<&str> {
         match self {
             Via::Direct => None,
-            Via::Group(name) => Some(name),
+            Via::Group(name) | Via::SsoGroup(name) => Some(name),
         }
     }
 

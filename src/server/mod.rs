@@ -232,6 +232,14 @@ pub async fn serve_listeners(
             stop_tasks.clone(),
         ))
     });
+    // Ends with the other tasks; nothing to wait for.
+    if config.sso.metadata_refresh_seconds > 0 {
+        tokio::spawn(crate::tasks::run_metadata_refresher(
+            core.clone(),
+            Duration::from_secs(config.sso.metadata_refresh_seconds),
+            stop_tasks.clone(),
+        ));
+    }
     let follow_task = {
         let url = config.database.url.expose();
         let listen_url = (url.starts_with("postgres://") || url.starts_with("postgresql://"))
@@ -356,7 +364,16 @@ pub async fn serve_listeners(
         let face = crate::http::Face {
             core: core.clone(),
             secure: live.http_tls.is_some(),
-            public_hosts: config.console.public_hosts.clone(),
+            // The host single sign-on sends browsers back to is the console's too.
+            public_hosts: config
+                .console
+                .public_hosts
+                .iter()
+                .cloned()
+                .chain(config.console.public_url.as_deref().and_then(|url| {
+                    Some(url.parse::<http::Uri>().ok()?.host()?.to_owned())
+                }))
+                .collect(),
             request_timeout: Duration::from_millis(config.server.request_timeout_ms),
         };
         if let Ok(addr) = listener.local_addr() {

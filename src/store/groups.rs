@@ -197,9 +197,10 @@ pub async fn delete_group(db: &impl ConnectionTrait, id: Uuid) -> StoreResult<bo
     Ok(result.rows_affected > 0)
 }
 
-/// Adds members; ones already present are left as they are. `idp`: the
-/// identity provider whose assertion makes them members (`None`: an
-/// administrator does).
+/// Adds members. `idp`: the identity provider whose assertion makes them
+/// members; one already present is left as it is. `None`: an
+/// administrator does, and a membership an IdP made becomes theirs (the
+/// IdP's next sign-in no longer removes it).
 pub async fn add_members(
     db: &impl ConnectionTrait,
     group_id: Uuid,
@@ -214,15 +215,17 @@ pub async fn add_members(
             created_at: Set(now),
             idp_id: Set(idp),
         };
+        let mut conflict = OnConflict::columns([
+            group_members::Column::GroupId,
+            group_members::Column::UserId,
+        ]);
+        if idp.is_none() {
+            conflict.update_column(group_members::Column::IdpId);
+        } else {
+            conflict.do_nothing();
+        }
         group_members::Entity::insert(model)
-            .on_conflict(
-                OnConflict::columns([
-                    group_members::Column::GroupId,
-                    group_members::Column::UserId,
-                ])
-                .do_nothing()
-                .to_owned(),
-            )
+            .on_conflict(conflict)
             .exec_without_returning(db)
             .await
             .map_err(|e| classify_missing_parent(e, "group member"))?;

@@ -110,6 +110,33 @@ pub async fn find_by_entity_id(
         .transpose()
 }
 
+/// The providers whose metadata is read from an address.
+pub async fn with_metadata_url(db: &impl ConnectionTrait) -> StoreResult<Vec<IdentityProvider>> {
+    idps::Entity::find()
+        .filter(idps::Column::MetadataUrl.is_not_null())
+        .order_by_asc(idps::Column::Name)
+        .all(db)
+        .await
+        .db()?
+        .into_iter()
+        .map(provider)
+        .collect()
+}
+
+/// The names of enabled providers, in order, at most `limit`.
+pub async fn enabled_names(db: &impl ConnectionTrait, limit: u64) -> StoreResult<Vec<String>> {
+    idps::Entity::find()
+        .select_only()
+        .column(idps::Column::Name)
+        .filter(idps::Column::Enabled.eq(true))
+        .order_by_asc(idps::Column::Name)
+        .limit(limit)
+        .into_tuple::<String>()
+        .all(db)
+        .await
+        .db()
+}
+
 pub async fn list(
     db: &impl ConnectionTrait,
     page: &PageRequest,

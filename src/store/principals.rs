@@ -43,7 +43,8 @@ fn user_columns(backend: DbBackend) -> String {
          u.password_hash, u.password_updated_at, u.created_at AS u_created_at, u.updated_at AS u_updated_at, \
          a.email, a.account_type, a.state AS a_state, a.created_at AS a_created_at, a.updated_at AS a_updated_at, \
          (SELECT {agg}({arr}(b.role, b.account_name)) FROM role_bindings b WHERE b.user_id = u.id) AS direct, \
-         (SELECT {agg}({arr}(gg.role, gg.account_name, g.name)) FROM group_members m \
+         (SELECT {agg}({arr}(gg.role, gg.account_name, g.name, \
+            CASE WHEN m.idp_id IS NULL THEN '' ELSE 'sso' END)) FROM group_members m \
             JOIN group_grants gg ON gg.group_id = m.group_id JOIN user_groups g ON g.id = m.group_id \
             WHERE m.user_id = u.id) AS via_groups, \
          (SELECT {agg}({id_text}) FROM group_members m WHERE m.user_id = u.id) AS member_of"
@@ -306,11 +307,17 @@ fn read_user(row: &QueryResult) -> StoreResult<LoadedUser> {
         }
     }
     for inherited in json_rows(row, "via_groups")? {
-        if let [role, account, group] = inherited.as_slice() {
+        if let [role, account, group, kind] = inherited.as_slice() {
+            // A membership an identity provider made is its own kind.
+            let via = if kind.is_empty() {
+                Via::Group(group.clone())
+            } else {
+                Via::SsoGroup(group.clone())
+            };
             grants.push(Grant {
                 role: role.clone(),
                 account: account.clone(),
-                via: Via::Group(group.clone()),
+                via,
             });
         }
     }

@@ -25,6 +25,23 @@ pub async fn insert_request(
     Ok(())
 }
 
+/// The provider's requests waiting for an answer.
+pub async fn outstanding(db: &impl ConnectionTrait, idp_id: Uuid, now_ms: i64) -> StoreResult<u64> {
+    let row = db
+        .query_one_raw(sql(
+            db,
+            "SELECT COUNT(*) AS n FROM saml_requests WHERE idp_id = $1 AND expires_at_ms > $2",
+            vec![idp_id.into(), now_ms.into()],
+        ))
+        .await
+        .db()?;
+    let n: i64 = match row {
+        Some(row) => row.try_get("", "n").db()?,
+        None => 0,
+    };
+    Ok(u64::try_from(n).unwrap_or(0))
+}
+
 /// Spends the request `id` of the provider: true if it was outstanding
 /// (sent by this provider's sign-in, not yet answered, not expired).
 pub async fn take_request(

@@ -75,6 +75,12 @@ pub const METRICS: &[Metric] = &[
         "Credentials refused because their source's failed authentications exceeded the rate limit.",
     ),
     metric(
+        "authzd_saml_metadata_refreshes_total",
+        Kind::Counter,
+        None,
+        "Reads of identity providers' metadata from their addresses, by outcome.",
+    ),
+    metric(
         "authzd_password_hash_refused_total",
         Kind::Counter,
         None,

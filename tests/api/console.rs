@@ -1233,6 +1233,170 @@ async fn on_a_phone(w: &Walk, c: &mut Checks) {
 }
 
 /// One HTTP/1.1 exchange over `io`: (status line and headers, body).
+/// The seed's SAML users in a real browser: "Sign in with okta" on the
+/// console, the IdP's login page (on another site: 127.0.0.1 against the
+/// console's localhost), back on the console as a just-in-time user; an
+/// API key made by that user when `allow_api_keys_for_saml_users` is on
+/// and refused when off; a group the IdP stops asserting is gone at the
+/// next sign-in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn single_sign_on_walks_in_chromium() {
+    use crate::support::{as_admin, spawn_app_with_face};
+    use authzd::pb;
+    use authzd::pb::identity_provider_service_client::IdentityProviderServiceClient;
+    let idp = crate::saml::idp();
+    let driver = Driver::start().await;
+    let shots = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("console-screenshots");
+    std::fs::create_dir_all(&shots).unwrap();
+    let client = driver.browser().await;
+    for keys_allowed in [true, false] {
+        let app = spawn_app_with_face(Backend::Sqlite, |c, http| {
+            c.console.public_url = Some(format!("http://localhost:{}", http.port()));
+            c.user_authentication.allow_api_keys_for_saml_users = keys_allowed;
+        })
+        .await;
+        app.create_account("engineering").await;
+        app.groups()
+            .create_group(as_admin(pb::CreateGroupRequest {
+                name: "ops".into(),
+                description: String::new(),
+            }))
+            .await
+            .unwrap();
+        app.groups()
+            .add_group_grants(as_admin(pb::GroupGrantsRequest {
+                name: "ops".into(),
+                grants: vec![pb::GroupGrant {
+                    role: "read-write".into(),
+                    account: "engineering".into(),
+                }],
+            }))
+            .await
+            .unwrap();
+        let mut idps = IdentityProviderServiceClient::new(app.channel.clone());
+        idps.create_identity_provider(as_admin(pb::CreateIdentityProviderRequest {
+            name: "okta".into(),
+            idp_metadata_xml: idp.metadata.clone(),
+            idp_groups_attribute: Some("groups".into()),
+            default_account: "engineering".into(),
+            default_role: "read-only".into(),
+            ..Default::default()
+        }))
+        .await
+        .unwrap();
+        idps.add_user_group_mappings(as_admin(pb::UserGroupMappingsRequest {
+            idp: "okta".into(),
+            user_groups: vec!["ops".into()],
+        }))
+        .await
+        .unwrap();
+        let w = Walk {
+            client: client.clone(),
+            base: format!("http://localhost:{}", app.http.port()),
+            shots: shots.clone(),
+        };
+        let sign_in = async |groups: &str| {
+            w.open("/sign-in").await;
+            if keys_allowed && groups == "ops" {
+                w.shot("sign-in-sso").await;
+            }
+            w.press("Sign in with okta").await;
+            // The IdP's own page, on its own site.
+            let at = w.client.current_url().await.unwrap();
+            assert_eq!(
+                (at.host_str(), at.path()),
+                (Some("127.0.0.1"), "/sso"),
+                "{at}"
+            );
+            w.fill("input[name=username]", "frank@corp.example").await;
+            w.fill("input[name=groups]", groups).await;
+            w.click("#login").await;
+            // Through the IdP's auto-posting page, the ACS and its hop.
+            let deadline = tokio::time::Instant::now() + WAIT;
+            loop {
+                let at = w.client.current_url().await.unwrap();
+                if at.host_str() == Some("localhost") && at.path() == "/keys" {
+                    break;
+                }
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "not back on the console's keys page: {at}\n{}",
+                    w.text().await
+                );
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            w.client
+                .wait()
+                .at_most(WAIT)
+                .for_element(Locator::Css("h1"))
+                .await
+                .unwrap();
+            assert!(w.text().await.contains("frank@corp.example"));
+        };
+        let frank = async || {
+            app.users()
+                .get_user(as_admin(pb::GetUserRequest {
+                    account: "engineering".into(),
+                    username: "frank@corp.example".into(),
+                }))
+                .await
+                .unwrap()
+                .into_inner()
+        };
+        let grants = |user: &pb::User| {
+            let mut held: Vec<_> = user
+                .roles
+                .iter()
+                .map(|g| (g.role.clone(), g.group.clone(), g.grant_type()))
+                .collect();
+            held.sort();
+            held
+        };
+        sign_in("ops").await;
+        let user = frank().await;
+        assert_eq!(user.r#type(), pb::UserType::Saml);
+        assert_eq!(user.idp_name, "okta");
+        assert_eq!(
+            grants(&user),
+            [
+                ("read-only".to_owned(), String::new(), pb::GrantType::Direct),
+                (
+                    "read-write".to_owned(),
+                    "ops".to_owned(),
+                    pb::GrantType::SsoGroupMembership
+                ),
+            ]
+        );
+        // The seed's flow: a SAML user makes their own key, if allowed.
+        w.fill("#key-name", "laptop").await;
+        w.press("Create").await;
+        if keys_allowed {
+            let value = w.key_value().await;
+            let who = app.key_login(&value).await.unwrap();
+            assert_eq!(who.username, "frank@corp.example");
+            w.press("Done").await;
+        } else {
+            assert_ne!(w.path().await, "/keys/reveal");
+            let text = w.text().await;
+            assert!(
+                text.contains("API keys are disabled for SAML users"),
+                "{text}"
+            );
+        }
+        w.sign_out().await;
+        if keys_allowed {
+            // The IdP stops asserting the group: its grant is gone.
+            sign_in("").await;
+            assert_eq!(
+                grants(&frank().await),
+                [("read-only".to_owned(), String::new(), pb::GrantType::Direct)]
+            );
+            w.sign_out().await;
+        }
+    }
+    client.close().await.ok();
+}
+
 pub async fn exchange<IO>(mut io: IO, request: String) -> (String, String)
 where
     IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,

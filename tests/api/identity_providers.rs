@@ -332,9 +332,10 @@ async fn bad_configuration_is_invalid_argument_naming_the_field(backend: Backend
         "idp_metadata_url",
     )
     .await;
+    // Plain http from anywhere but a loopback address: refused unread.
     refused(
         pb::CreateIdentityProviderRequest {
-            idp_metadata_url: "https://idp.example/metadata".into(),
+            idp_metadata_url: "http://idp.example/metadata".into(),
             ..create("p", String::new())
         },
         "idp_metadata_url",
@@ -862,7 +863,146 @@ async fn grants_say_how_they_are_held(backend: Backend) {
     );
 }
 
+/// Documents by path, served over plain HTTP on loopback: `(status,
+/// body)`; a 3xx's body is its Location; status 0 never answers.
+type Documents = std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, (u16, String)>>>;
+
+async fn serve_documents(documents: Documents) -> std::net::SocketAddr {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            let documents = documents.clone();
+            tokio::spawn(async move {
+                let mut head = vec![0u8; 8192];
+                let n = socket.read(&mut head).await.unwrap_or(0);
+                let text = String::from_utf8_lossy(&head[..n]).into_owned();
+                let path = text.split_whitespace().nth(1).unwrap_or("/").to_owned();
+                let found = documents.lock().unwrap().get(&path).cloned();
+                let (status, body) = found.unwrap_or((404, String::new()));
+                if status == 0 {
+                    tokio::time::sleep(std::time::Duration::from_secs(30)).await;
+                    return;
+                }
+                let (location, body) = if (300..400).contains(&status) {
+                    (format!("Location: {body}\r\n"), String::new())
+                } else {
+                    (String::new(), body)
+                };
+                let answer = format!(
+                    "HTTP/1.1 {status} X\r\nContent-Type: application/samlmetadata+xml\r\n{location}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = socket.write_all(answer.as_bytes()).await;
+            });
+        }
+    });
+    addr
+}
+
+/// `idp_metadata_url`: read at create and update, bounded in size, time and
+/// redirects, and read again by the refresher, which keeps the last good
+/// document when the address fails.
+async fn metadata_is_read_from_its_address(backend: Backend) {
+    let app = spawn(backend).await;
+    let der = certificate();
+    let document = metadata("https://idp.example/entity", &der);
+    let documents = Documents::default();
+    let set = |path: &str, status: u16, body: String| {
+        documents
+            .lock()
+            .unwrap()
+            .insert(path.to_owned(), (status, body));
+    };
+    set("/metadata", 200, document.clone());
+    set("/moved", 302, "/metadata".into());
+    set("/loop", 302, "/loop".into());
+    set("/gone", 404, String::new());
+    set("/huge", 200, "x".repeat(2 * 1024 * 1024));
+    set("/not-metadata", 200, "<html>login</html>".into());
+    set("/silent", 0, String::new());
+    let addr = serve_documents(documents.clone()).await;
+    let url = |path: &str| format!("http://{addr}{path}");
+    let by_url = |name: &str, path: &str| pb::CreateIdentityProviderRequest {
+        name: name.into(),
+        idp_metadata_url: url(path),
+        ..Default::default()
+    };
+    let made = idps(&app)
+        .create_identity_provider(as_admin(by_url("okta", "/moved")))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(made.idp_metadata_url, url("/moved"));
+    assert_eq!(made.idp_entity_id, "https://idp.example/entity");
+    assert_eq!(made.idp_sso_url, "https://idp.example/sso/redirect");
+    assert_eq!(made.signing_certificate_sha256, [sha256_hex(&der)]);
+    // Each refusal names the field and says what went wrong.
+    for (path, says) in [
+        ("/gone", "answered HTTP 404"),
+        ("/loop", "redirects more than 3 times"),
+        ("/huge", "larger than 1024 KiB"),
+        ("/not-metadata", ""),
+        ("/silent", "did not answer within 5 s"),
+    ] {
+        let refused = idps(&app)
+            .create_identity_provider(as_admin(by_url("other", path)))
+            .await
+            .unwrap_err();
+        assert_eq!(refused.code(), Code::InvalidArgument, "{path}: {refused:?}");
+        assert!(
+            refused.message().starts_with("idp_metadata_url:") && refused.message().contains(says),
+            "{path}: {}",
+            refused.message()
+        );
+    }
+    // The IdP moves its SSO address: the refresher follows, once.
+    set(
+        "/metadata",
+        200,
+        document.replace("/sso/redirect", "/sso/moved"),
+    );
+    assert_eq!(app.core.refresh_idp_metadata().await.unwrap(), 1);
+    assert_eq!(app.core.refresh_idp_metadata().await.unwrap(), 0);
+    let get = async || {
+        idps(&app)
+            .get_identity_provider(as_admin(pb::GetIdentityProviderRequest {
+                name: "okta".into(),
+            }))
+            .await
+            .unwrap()
+            .into_inner()
+    };
+    assert_eq!(get().await.idp_sso_url, "https://idp.example/sso/moved");
+    // The address fails or serves something else: the last document stays.
+    set("/metadata", 500, String::new());
+    assert_eq!(app.core.refresh_idp_metadata().await.unwrap(), 0);
+    set("/metadata", 200, "<nope/>".into());
+    assert_eq!(app.core.refresh_idp_metadata().await.unwrap(), 0);
+    assert_eq!(get().await.idp_sso_url, "https://idp.example/sso/moved");
+    // Pasting the document instead ends the reading by address.
+    let updated = idps(&app)
+        .update_identity_provider(as_admin(pb::UpdateIdentityProviderRequest {
+            name: "okta".into(),
+            idp_metadata_xml: Some(document.clone()),
+            ..Default::default()
+        }))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(updated.idp_metadata_url, "");
+    assert_eq!(updated.idp_sso_url, "https://idp.example/sso/redirect");
+    set(
+        "/metadata",
+        200,
+        document.replace("/sso/redirect", "/sso/elsewhere"),
+    );
+    assert_eq!(app.core.refresh_idp_metadata().await.unwrap(), 0);
+}
+
 dual!(
+    metadata_is_read_from_its_address,
     identity_providers_are_created_read_listed_updated_and_deleted,
     bad_configuration_is_invalid_argument_naming_the_field,
     only_global_admins_manage_identity_providers,

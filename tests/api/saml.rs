@@ -5,6 +5,7 @@
 
 use std::sync::OnceLock;
 
+use authzd::domain::sso::sign_in::Answering;
 use authzd::error::{AuthFailure, Error};
 use authzd::pb;
 use authzd::pb::identity_provider_service_client::IdentityProviderServiceClient;
@@ -12,7 +13,7 @@ use base64::Engine;
 use serde_json::{Value, json};
 use tonic::Code;
 
-use crate::console::{http, status};
+use crate::console::{header, http, jar, post, set_cookies, status};
 use crate::dual;
 use crate::support::*;
 
@@ -20,8 +21,8 @@ const PUBLIC_URL: &str = "https://authzd.example.com";
 
 /// The IdP, started once per test binary.
 pub struct Idp {
-    host: String,
-    metadata: String,
+    pub host: String,
+    pub metadata: String,
     _child: std::sync::Mutex<std::process::Child>,
 }
 
@@ -194,7 +195,7 @@ async fn refusal(app: &TestApp, response: &str) -> String {
         .saml_sign_in(
             "okta",
             response,
-            None,
+            Answering::AnyRequest,
             authzd::domain::authn::sources::Source::LOCAL,
         )
         .await
@@ -377,7 +378,7 @@ async fn the_attack_corpus_is_refused_for_the_right_reason(backend: Backend) {
         "saml_assertion_count",
     ));
     cases.push((
-        "forged before",
+        "XSW3: forged before",
         xml.replace(&signed, &format!("{forged}{signed}")),
         "saml_assertion_count",
     ));
@@ -387,7 +388,15 @@ async fn the_attack_corpus_is_refused_for_the_right_reason(backend: Backend) {
         "saml_assertion_count",
     ));
     cases.push((
-        "forged in Extensions",
+        "XSW4: the signed one inside a forged one",
+        xml.replace(
+            &signed,
+            &forged.replace("</saml:Assertion>", &format!("{signed}</saml:Assertion>")),
+        ),
+        "saml_assertion_count",
+    ));
+    cases.push((
+        "XSW7: forged in Extensions",
         after_issuer(
             &xml,
             &format!("<samlp:Extensions>{forged}</samlp:Extensions>"),
@@ -395,7 +404,7 @@ async fn the_attack_corpus_is_refused_for_the_right_reason(backend: Backend) {
         "saml_assertion_count",
     ));
     cases.push((
-        "forged in ds:Object",
+        "XSW8 (assertion): forged in the signature's ds:Object",
         xml.replacen(
             "</ds:Signature>",
             &format!("<ds:Object>{forged}</ds:Object></ds:Signature>"),
@@ -430,6 +439,115 @@ async fn the_attack_corpus_is_refused_for_the_right_reason(backend: Backend) {
         xml.replace(
             &signed,
             &format!("{signed}<Assertion ID=\"_x\">mallory</Assertion>"),
+        ),
+        "saml_assertion_count",
+    ));
+    // XSW5, XSW6, XSW8: the signed assertion altered in place (its
+    // signature kept), an unsigned copy of the original at the end of the
+    // message, inside the signature, or in a ds:Object of it.
+    let altered = signed.replacen(
+        "alice@corp.example</saml:NameID>",
+        "mallory@corp.example</saml:NameID>",
+        1,
+    );
+    let unsigned_original = {
+        let mut copy = signed.clone();
+        if let (Some(s), Some(e)) = (copy.find("<ds:Signature"), copy.find("</ds:Signature>")) {
+            copy.replace_range(s..e + "</ds:Signature>".len(), "");
+        }
+        copy
+    };
+    let altered_xml = xml.replace(&signed, &altered);
+    cases.push((
+        "XSW5: altered, the original copied to the end",
+        altered_xml.replace(
+            "</samlp:Response>",
+            &format!("{unsigned_original}</samlp:Response>"),
+        ),
+        "saml_assertion_count",
+    ));
+    cases.push((
+        "XSW6: altered, the original inside its signature",
+        altered_xml.replacen(
+            "</ds:Signature>",
+            &format!("{unsigned_original}</ds:Signature>"),
+            1,
+        ),
+        "saml_assertion_count",
+    ));
+    cases.push((
+        "XSW8: altered, the original in a ds:Object of its signature",
+        altered_xml.replacen(
+            "</ds:Signature>",
+            &format!("<ds:Object>{unsigned_original}</ds:Object></ds:Signature>"),
+            1,
+        ),
+        "saml_assertion_count",
+    ));
+    // XSW1, XSW2: on the Response's signature. A forged Response at the
+    // root keeps the genuine signature, and the genuinely signed Response
+    // (its signature taken out) goes after the signature, inside it, or
+    // before it.
+    let (_, response_signed) = fresh(json!({"sign_assertion": false})).await;
+    let response_id = response_signed
+        .split("ID=\"")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap()
+        .to_owned();
+    let sig_start = response_signed.find("<ds:Signature").unwrap();
+    let sig_end = response_signed.find("</ds:Signature>").unwrap() + "</ds:Signature>".len();
+    let genuine_signature = response_signed[sig_start..sig_end].to_owned();
+    let mut original_unsigned = response_signed.clone();
+    original_unsigned.replace_range(sig_start..sig_end, "");
+    let forged_root = response_signed
+        .replacen(&format!("ID=\"{response_id}\""), "ID=\"_evil\"", 1)
+        .replacen(
+            "alice@corp.example</saml:NameID>",
+            "mallory@corp.example</saml:NameID>",
+            1,
+        );
+    cases.push((
+        "XSW1: forged Response, the signed one inside its signature",
+        forged_root.replacen(
+            &genuine_signature,
+            &genuine_signature.replace(
+                "</ds:Signature>",
+                &format!("{original_unsigned}</ds:Signature>"),
+            ),
+            1,
+        ),
+        "saml_assertion_count",
+    ));
+    cases.push((
+        "XSW2: forged Response, the signed one before its signature",
+        forged_root.replacen(
+            &genuine_signature,
+            &format!("{original_unsigned}{genuine_signature}"),
+            1,
+        ),
+        "saml_assertion_count",
+    ));
+    // The same with the forged Response carrying no assertion of its own:
+    // only the wrapped, genuinely signed one.
+    let forged_bare = {
+        let a = forged_root.find("<saml:Assertion").unwrap();
+        let b = forged_root.find("</saml:Assertion>").unwrap() + "</saml:Assertion>".len();
+        let mut bare = forged_root.clone();
+        bare.replace_range(a..b, "");
+        bare
+    };
+    cases.push((
+        "XSW1 without a forged assertion",
+        forged_bare.replacen(
+            &genuine_signature,
+            &genuine_signature.replace(
+                "</ds:Signature>",
+                &format!("{original_unsigned}</ds:Signature>"),
+            ),
+            1,
         ),
         "saml_assertion_count",
     ));
@@ -470,6 +588,26 @@ async fn the_attack_corpus_is_refused_for_the_right_reason(backend: Backend) {
             1,
         ),
         "saml_namespaced_id",
+    ));
+    // XSW9: the assertion's signature made to point at the Response.
+    cases.push((
+        "XSW9: an assertion signature referring to the Response",
+        {
+            let response_id = xml
+                .split("ID=\"")
+                .nth(1)
+                .unwrap()
+                .split('"')
+                .next()
+                .unwrap()
+                .to_owned();
+            xml.replacen(
+                &format!("URI=\"#{assertion_id}\""),
+                &format!("URI=\"#{response_id}\""),
+                1,
+            )
+        },
+        "saml_signature_reference",
     ));
     // A DTD, an external entity.
     cases.push((
@@ -566,8 +704,16 @@ async fn the_attack_corpus_is_refused_for_the_right_reason(backend: Backend) {
         error,
         "saml_status",
     ));
-    // Requests: unknown, another IdP's, none (unsolicited).
+    // Requests: unknown, another IdP's, none (unsolicited), and an
+    // assertion answering another request than its Response (both ours).
     let (_, unknown) = fresh(json!({"in_response_to": "id-not-ours"})).await;
+    let other_request = start(&app, "okta").await.request_id;
+    let (_, split) = fresh(json!({"assertion_in_response_to": other_request})).await;
+    cases.push((
+        "Response and assertion answering different requests",
+        split,
+        "saml_in_response_to",
+    ));
     cases.push(("unknown InResponseTo", unknown, "saml_in_response_to"));
     let (_, unsolicited) = idp()
         .mint(
@@ -582,6 +728,30 @@ async fn the_attack_corpus_is_refused_for_the_right_reason(backend: Backend) {
             *reason,
             "{name}: {document}"
         );
+    }
+    // The clock skew (60 s): a response just past its NotOnOrAfter, or just
+    // before its NotBefore, is taken within it and refused beyond it.
+    let at = |seconds: i64| {
+        (app.core.clock().now() + chrono::TimeDelta::seconds(seconds))
+            .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+    };
+    for (times, outcome) in [
+        (json!({"not_on_or_after": at(-30)}), None),
+        (
+            json!({"not_before": at(-200), "not_on_or_after": at(-90)}),
+            Some("saml_expired"),
+        ),
+        (json!({"not_before": at(30)}), None),
+        (json!({"not_before": at(90)}), Some("saml_not_yet_valid")),
+    ] {
+        let (response, _) = fresh(times.clone()).await;
+        match outcome {
+            None => {
+                let pair = grant(&app, "okta", &response).await;
+                assert!(pair.is_ok(), "{times}: {pair:?}");
+            }
+            Some(reason) => assert_eq!(refusal(&app, &response).await, reason, "{times}"),
+        }
     }
     // Size: an oversize body; a deflate bomb is never inflated (the POST
     // binding is not deflated), so it is just not XML.
@@ -660,7 +830,7 @@ async fn requests_are_spent_once_and_belong_to_their_provider(backend: Backend) 
         .saml_sign_in(
             "okta",
             &mint(&someone_elses.request_id).await,
-            Some(&mine.request_id),
+            Answering::Request(&mine.request_id),
             authzd::domain::authn::sources::Source::LOCAL,
         )
         .await
@@ -775,6 +945,17 @@ async fn just_in_time_rules(backend: Backend) {
         .map(|g| (g.role.clone(), g.account.clone(), g.group.clone()))
         .collect();
     held.sort();
+    // The IdP's membership is a kind of its own.
+    let kinds: Vec<_> = who
+        .grants
+        .iter()
+        .map(|g| (g.group.as_str(), g.grant_type()))
+        .collect();
+    assert!(
+        kinds.contains(&("ops", pb::GrantType::SsoGroupMembership))
+            && kinds.contains(&("", pb::GrantType::Direct)),
+        "{kinds:?}"
+    );
     // `devs` is not mapped to this IdP: asserting it does nothing.
     assert_eq!(
         held,
@@ -806,7 +987,36 @@ async fn just_in_time_rules(backend: Backend) {
         .collect();
     assert_eq!(held, [("read-write", "")]);
     // An administrator's own membership in a mapped group is not the IdP's
-    // to remove; a name that differs only in case is the same user.
+    // to remove, even one the IdP made first (adding makes it the
+    // administrator's); a name that differs only in case is the same user.
+    let r = sign_in(
+        json!({"email": ["Bob@Corp.example"], "accounts": ["engineering"],
+                           "roles": ["read-write"], "memberOf": ["ops"]}),
+    )
+    .await;
+    let pair = grant(&app, "okta", &r).await.unwrap();
+    let who = app.token_login(&pair.access_token).await.unwrap();
+    assert_eq!(who.username, "bob@corp.example");
+    let ops_kind = |user: &pb::User| {
+        user.roles
+            .iter()
+            .find(|g| g.group == "ops")
+            .map(pb::RoleGrant::grant_type)
+    };
+    let bob = async || {
+        app.users()
+            .get_user(as_admin(pb::GetUserRequest {
+                account: "engineering".into(),
+                username: "bob@corp.example".into(),
+            }))
+            .await
+            .unwrap()
+            .into_inner()
+    };
+    assert_eq!(
+        ops_kind(&bob().await),
+        Some(pb::GrantType::SsoGroupMembership)
+    );
     app.groups()
         .add_group_members(as_admin(pb::GroupMembersRequest {
             name: "ops".into(),
@@ -814,15 +1024,16 @@ async fn just_in_time_rules(backend: Backend) {
         }))
         .await
         .unwrap();
+    assert_eq!(ops_kind(&bob().await), Some(pb::GrantType::GroupMembership));
     let r = sign_in(
-        json!({"email": ["Bob@Corp.example"], "accounts": ["engineering"],
+        json!({"email": ["bob@corp.example"], "accounts": ["engineering"],
                            "roles": ["read-write"]}),
     )
     .await;
     let pair = grant(&app, "okta", &r).await.unwrap();
     let who = app.token_login(&pair.access_token).await.unwrap();
-    assert_eq!(who.username, "bob@corp.example");
     assert!(who.grants.iter().any(|g| g.group == "ops"), "{who:?}");
+    assert_eq!(ops_kind(&bob().await), Some(pb::GrantType::GroupMembership));
     // A SAML user made by hand in the admin account: the IdP must not make
     // them an administrator.
     app.users()
@@ -1005,7 +1216,172 @@ async fn native_passwords_can_be_turned_away_but_not_admins(backend: Backend) {
     app.key_login(&key).await.unwrap();
 }
 
+/// The browser's way in, over HTTP: the sign-in page's link, the
+/// AuthnRequest and the cookie that binds it to this browser, the ACS's
+/// page that hands the response on, and a console session at the end. A
+/// response to a request this browser did not make is refused there.
+async fn the_console_signs_in_through_the_acs(backend: Backend) {
+    let app = spawn(backend).await;
+    let sp = provider(&app, |_| {}).await;
+    let host = app.http.to_string();
+    let (head, page) = http(&host, "GET", "/sign-in", &[], "").await;
+    assert_eq!(status(&head), 200);
+    assert!(
+        page.contains(r#"href="/sso/saml/okta/login""#) && page.contains("Sign in with okta"),
+        "{page}"
+    );
+    // "Sign in with okta": to the IdP, with a cookie naming the request.
+    let login = async || {
+        let (head, _) = http(&host, "GET", "/sso/saml/okta/login", &[], "").await;
+        assert_eq!(status(&head), 303, "{head}");
+        let location = header(&head, "location").unwrap();
+        assert!(
+            location.starts_with(&format!("http://{}/sso?SAMLRequest=", idp().host)),
+            "{location}"
+        );
+        let binding = set_cookies(&head)
+            .into_iter()
+            .find(|c| c.starts_with("authzd-saml="))
+            .unwrap_or_else(|| panic!("no binding cookie: {head}"))
+            .to_owned();
+        for part in ["Path=/sso/saml/", "HttpOnly", "SameSite=Strict"] {
+            assert!(binding.contains(part), "{binding}");
+        }
+        binding
+    };
+    let binding = login().await;
+    let request_id = binding["authzd-saml=".len()..]
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    let mint = async |in_response_to: Option<&str>| {
+        let (response, _) = idp()
+            .mint(json!({
+                "acs": sp.acs, "audience": sp.entity_id, "in_response_to": in_response_to,
+                "name_id": "erin@corp.example", "sign_response": true, "sign_assertion": true,
+            }))
+            .await;
+        serde_urlencoded::to_string([("SAMLResponse", response)]).unwrap()
+    };
+    let form = mint(Some(&request_id)).await;
+    // The ACS takes the IdP page's cross-site POST and answers a page that
+    // posts it on from the console's origin; it sets and spends nothing.
+    let (head, hop) = http(
+        &host,
+        "POST",
+        "/sso/saml/okta/acs",
+        &["Origin: http://idp.test", "Sec-Fetch-Site: cross-site"],
+        &form,
+    )
+    .await;
+    assert_eq!(status(&head), 200, "{head}");
+    assert!(set_cookies(&head).is_empty(), "{head}");
+    assert!(
+        header(&head, "content-security-policy").is_some_and(|csp| csp
+            .contains("form-action 'self'")
+            && csp.contains("script-src 'self'")),
+        "{head}"
+    );
+    let posted: Vec<(String, String)> = serde_urlencoded::from_str(&form).unwrap();
+    assert!(
+        hop.contains(r#"<form id="sso-continue" method="post" action="/sso/saml/okta/continue">"#)
+            && hop.contains(&format!(r#"value="{}""#, posted[0].1)),
+        "{hop}"
+    );
+    // Posted to the console from another site: refused before it is read.
+    let (head, _) = http(
+        &host,
+        "POST",
+        "/sso/saml/okta/continue",
+        &["Sec-Fetch-Site: cross-site", &jar(&[binding.as_str()])],
+        &form,
+    )
+    .await;
+    assert_eq!(status(&head), 403, "{head}");
+    let no_session = |head: &str| {
+        !set_cookies(head)
+            .iter()
+            .any(|c| c.starts_with("authzd-access=") && !c.starts_with("authzd-access=;"))
+    };
+    // From the console's origin but without this sign-in's cookie (someone
+    // else's response posted through a victim's browser), or with the
+    // cookie of another sign-in: refused, with one message.
+    let other = login().await;
+    for cookies in [String::new(), jar(&[other.as_str()])] {
+        let mut headers = vec!["Sec-Fetch-Site: same-origin"];
+        if !cookies.is_empty() {
+            headers.push(&cookies);
+        }
+        let (head, page) = http(&host, "POST", "/sso/saml/okta/continue", &headers, &form).await;
+        assert_eq!(status(&head), 401, "{head}");
+        assert!(
+            page.contains("Signing in with okta did not succeed"),
+            "{page}"
+        );
+        assert!(no_session(&head), "{head}");
+    }
+    // With its own cookie: a console session, and the cookie spent.
+    let (head, _) = post(
+        &host,
+        "/sso/saml/okta/continue",
+        &jar(&[binding.as_str()]),
+        &form,
+    )
+    .await;
+    assert_eq!(status(&head), 303, "{head}");
+    assert_eq!(header(&head, "location"), Some("/keys"));
+    let cookies = set_cookies(&head);
+    assert!(
+        cookies
+            .iter()
+            .any(|c| c.starts_with("authzd-saml=;") && c.contains("Max-Age=0")),
+        "{head}"
+    );
+    let (head, page) = http(&host, "GET", "/keys", &[&jar(&cookies)], "").await;
+    assert_eq!(status(&head), 200, "{head}");
+    assert!(page.contains("erin@corp.example"), "{page}");
+    // Unsolicited: refused until the provider allows it, then no cookie is
+    // needed.
+    let same_origin = ["Sec-Fetch-Site: same-origin"];
+    let (head, _) = http(
+        &host,
+        "POST",
+        "/sso/saml/okta/continue",
+        &same_origin,
+        &mint(None).await,
+    )
+    .await;
+    assert_eq!(status(&head), 401, "{head}");
+    idps(&app)
+        .update_identity_provider(as_admin(pb::UpdateIdentityProviderRequest {
+            name: "okta".into(),
+            allow_idp_initiated: Some(true),
+            ..Default::default()
+        }))
+        .await
+        .unwrap();
+    let (head, _) = http(
+        &host,
+        "POST",
+        "/sso/saml/okta/continue",
+        &same_origin,
+        &mint(None).await,
+    )
+    .await;
+    assert_eq!(status(&head), 303, "{head}");
+    assert!(!no_session(&head), "{head}");
+    // No such provider: the sign-in page says so.
+    let (head, page) = http(&host, "GET", "/sso/saml/nope/login", &[], "").await;
+    assert_eq!(status(&head), 404, "{head}");
+    assert!(
+        page.contains("No identity provider named “nope” is enabled."),
+        "{page}"
+    );
+}
+
 dual!(
+    the_console_signs_in_through_the_acs,
     native_passwords_can_be_turned_away_but_not_admins,
     a_signed_response_signs_in_a_just_in_time_user,
     the_signing_requirements_hold_both_ways,

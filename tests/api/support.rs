@@ -207,13 +207,27 @@ pub async fn spawn_app_with(backend: Backend, adjust: impl FnOnce(&mut Config)) 
 }
 
 pub async fn spawn_on(db: TestDatabase, adjust: impl FnOnce(&mut Config)) -> TestApp {
+    spawn_bound(db, |config, _| adjust(config)).await
+}
+
+/// As `spawn_app_with`, `adjust` knowing the HTTP face's address (for
+/// settings that name it, such as `console.public_url`).
+pub async fn spawn_app_with_face(
+    backend: Backend,
+    adjust: impl FnOnce(&mut Config, SocketAddr),
+) -> TestApp {
+    let db = TestDatabase::new(backend).await;
+    spawn_bound(db, adjust).await
+}
+
+async fn spawn_bound(db: TestDatabase, adjust: impl FnOnce(&mut Config, SocketAddr)) -> TestApp {
+    let http_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let http = http_listener.local_addr().unwrap();
     let mut config = test_config(&db.url);
-    adjust(&mut config);
+    adjust(&mut config, http);
     let (core, _) = authzd::prepare(&config, Clock::default()).await.unwrap();
     let listener = TcpListener::bind(config.server.listen).await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let http_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let http = http_listener.local_addr().unwrap();
     let (tx, rx) = oneshot::channel::<()>();
     let listeners = authzd::Listeners {
         grpc: listener,

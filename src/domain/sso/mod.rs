@@ -3,6 +3,7 @@
 //! administrators, never on an API key's authority: whoever configures an
 //! IdP decides who can become which user.
 
+pub mod fetch;
 pub mod metadata;
 pub mod saml;
 pub mod sign_in;
@@ -111,7 +112,15 @@ impl Core {
 
     /// `fields` over `base`, checked as a whole (a field is judged with
     /// the others it depends on).
-    fn apply(&self, mut idp: IdentityProvider, fields: IdpFields) -> Result<IdentityProvider> {
+    ///
+    /// `fetched`: the document at `fields.metadata_url`, read beforehand
+    /// (`fetch_metadata`).
+    fn apply(
+        &self,
+        mut idp: IdentityProvider,
+        fields: IdpFields,
+        fetched: Option<String>,
+    ) -> Result<IdentityProvider> {
         let IdpFields {
             enabled,
             sp_entity_id,
@@ -136,16 +145,15 @@ impl Core {
                 "give idp_metadata_xml or idp_metadata_url, not both",
             ));
         }
-        if metadata_url.is_some() {
-            return Err(Error::invalid(
-                "idp_metadata_url",
-                "fetching metadata from an address is not supported yet: \
-                 paste the document into idp_metadata_xml",
-            ));
-        }
         if let Some(xml) = metadata_xml {
             idp.metadata = metadata::parse_idp_metadata("idp_metadata_xml", &xml)?;
             idp.metadata_url = None;
+        }
+        if let Some(url) = metadata_url {
+            let xml = fetched
+                .ok_or_else(|| Error::internal("identity provider metadata was not fetched"))?;
+            idp.metadata = metadata::parse_idp_metadata("idp_metadata_url", &xml)?;
+            idp.metadata_url = Some(url);
         }
         if idp.metadata.xml.is_empty() {
             return Err(Error::invalid("idp_metadata_xml", "is required"));
@@ -228,6 +236,81 @@ impl Core {
         Ok(idp)
     }
 
+    /// The document `fields` name by address, fetched (before anything is
+    /// judged, so the rest is checked against what it says).
+    async fn fetch_metadata(fields: &IdpFields) -> Result<Option<String>> {
+        let given = |v: &Option<String>| v.as_deref().is_some_and(|v| !v.trim().is_empty());
+        if given(&fields.metadata_xml) && given(&fields.metadata_url) {
+            return Err(Error::invalid(
+                "idp_metadata_url",
+                "give idp_metadata_xml or idp_metadata_url, not both",
+            ));
+        }
+        match fields.metadata_url.as_deref() {
+            Some(url) if given(&fields.metadata_url) => Ok(Some(fetch::fetch(url).await?)),
+            _ => Ok(None),
+        }
+    }
+
+    /// Reads again the metadata of every provider configured by address,
+    /// and keeps what changed (new signing certificates, a moved SSO
+    /// address). A provider whose document cannot be fetched or read keeps
+    /// what it had, and says so in the log. Returns how many changed.
+    pub async fn refresh_idp_metadata(&self) -> Result<u64> {
+        let mut changed_count = 0;
+        for before in store::identity_providers::with_metadata_url(self.db()).await? {
+            let Some(url) = before.metadata_url.clone() else {
+                continue;
+            };
+            let read = match fetch::fetch(&url).await {
+                Ok(xml) => metadata::parse_idp_metadata("idp_metadata_url", &xml),
+                Err(e) => Err(e),
+            };
+            let fresh = match read {
+                Ok(fresh) => fresh,
+                Err(e) => {
+                    metrics::counter!("authzd_saml_metadata_refreshes_total", "outcome" => "failed")
+                        .increment(1);
+                    tracing::warn!(idp = before.name, url, error = %e, "identity provider metadata not refreshed; the last document stays in use");
+                    continue;
+                }
+            };
+            if fresh.xml == before.metadata.xml {
+                metrics::counter!("authzd_saml_metadata_refreshes_total", "outcome" => "unchanged")
+                    .increment(1);
+                continue;
+            }
+            let mut idp = before.clone();
+            idp.metadata = fresh;
+            idp.updated_at = self.now();
+            if let Err(e) = self.check_against_store(&idp).await {
+                metrics::counter!("authzd_saml_metadata_refreshes_total", "outcome" => "failed")
+                    .increment(1);
+                tracing::warn!(idp = before.name, error = %e, "refreshed identity provider metadata refused; the last document stays in use");
+                continue;
+            }
+            let change = changed(
+                Change::new("update", "identity_provider", &idp.name).id(idp.id),
+                &before,
+                &idp,
+            );
+            self.change(Actor::Local("metadata refresh"), change, async |db| {
+                store::identity_providers::replace(db, &idp)
+                    .await
+                    .map(|_| ())
+            })
+            .await?;
+            metrics::counter!("authzd_saml_metadata_refreshes_total", "outcome" => "changed")
+                .increment(1);
+            tracing::info!(
+                idp = idp.name,
+                "identity provider metadata changed at its address"
+            );
+            changed_count += 1;
+        }
+        Ok(changed_count)
+    }
+
     /// What the database must agree with: the issuer is this provider's
     /// alone, and the default account, if it exists, is a user account.
     async fn check_against_store(&self, idp: &IdentityProvider) -> Result<()> {
@@ -290,7 +373,8 @@ impl Core {
             created_at: now,
             updated_at: now,
         };
-        let idp = self.apply(blank, fields)?;
+        let fetched = Self::fetch_metadata(&fields).await?;
+        let idp = self.apply(blank, fields, fetched)?;
         self.check_against_store(&idp).await?;
         let change = described(Change::new("create", "identity_provider", &idp.name), &idp);
         self.change(Actor::Caller(caller), change, async |db| {
@@ -337,7 +421,8 @@ impl Core {
     ) -> Result<IdentityProvider> {
         self.require_idp_admin(caller, "UpdateIdentityProvider")?;
         let before = self.identity_provider(name).await?;
-        let mut idp = self.apply(before.clone(), fields)?;
+        let fetched = Self::fetch_metadata(&fields).await?;
+        let mut idp = self.apply(before.clone(), fields, fetched)?;
         idp.updated_at = self.now();
         self.check_against_store(&idp).await?;
         let change = changed(
@@ -442,6 +527,13 @@ impl Core {
         })
         .await?;
         store::identity_providers::mapped_groups(self.db(), provider.id).await
+    }
+
+    /// The providers a sign-in page offers (enabled ones; names only, as
+    /// any sign-in page shows them).
+    pub async fn sign_in_choices(&self) -> Result<Vec<String>> {
+        // A page of buttons, not a directory.
+        store::identity_providers::enabled_names(self.db(), 20).await
     }
 
     /// The SP metadata of a provider, for anyone (an IdP's administrator

@@ -31,8 +31,37 @@ fn verifications() -> &'static tokio::sync::Semaphore {
     SLOTS.get_or_init(|| tokio::sync::Semaphore::new(4))
 }
 
+/// AuthnRequests of one provider waiting for their answer, at most: a
+/// flood of starts is refused beyond it, not stored.
+const MAX_OUTSTANDING: u64 = 10_000;
+
 fn refused(reason: &'static str) -> Error {
     Error::Unauthenticated(AuthFailure::Sso(reason))
+}
+
+/// Which request a Response must answer.
+#[derive(Debug, Clone, Copy)]
+pub enum Answering<'a> {
+    /// Any outstanding request of the provider (the `saml` grant without a
+    /// `request_id`), or none when unsolicited responses are allowed.
+    AnyRequest,
+    /// That request (the grant's `request_id`).
+    Request(&'a str),
+    /// What a browser started: the request its binding cookie names, or
+    /// none at all. A response to a request this browser did not make is
+    /// someone else's sign-in posted here (login CSRF), refused even if
+    /// that request is outstanding.
+    Browser(Option<&'a str>),
+}
+
+impl Answering<'_> {
+    fn accepts(self, in_response_to: Option<&str>) -> bool {
+        match (self, in_response_to) {
+            (Answering::AnyRequest, _) | (Answering::Browser(_), None) => true,
+            (Answering::Request(expected), answered) => answered == Some(expected),
+            (Answering::Browser(started), Some(answered)) => started == Some(answered),
+        }
+    }
 }
 
 /// An AuthnRequest on its way out.
@@ -59,12 +88,27 @@ impl Core {
     /// TokenService/StartSamlLogin: an AuthnRequest for `idp` (HTTP-Redirect
     /// binding), remembered in the database for `sso.request_ttl_seconds`
     /// so that any replica can take the answer, once.
-    pub async fn start_saml_login(&self, idp: &str, relay_state: &str) -> Result<Started> {
+    ///
+    /// Anyone may start one, so each costs its source a token of the
+    /// failure limit until a sign-in finishes (`saml_sign_in` gives it
+    /// back), and a provider has at most `MAX_OUTSTANDING` waiting.
+    pub async fn start_saml_login(
+        &self,
+        idp: &str,
+        relay_state: &str,
+        source: Source,
+    ) -> Result<Started> {
         if relay_state.len() > 80 {
             return Err(Error::invalid(
                 "relay_state",
                 "must be at most 80 bytes (SAML bindings, 3.4.3)",
             ));
+        }
+        if let Some(limiter) = self.limiter() {
+            if let Err(refused) = limiter.check(source) {
+                return Err(sources::held(refused, sources::MAX_HOLD).await);
+            }
+            limiter.charge(source);
         }
         let provider = self
             .enabled_provider(idp)
@@ -102,11 +146,33 @@ impl Core {
             .map_err(|e| Error::internal(format!("encoding an AuthnRequest: {e}")))?;
         let redirect_url = format!("{}{separator}{query}", provider.metadata.sso_url);
         let expires = now + self.settings().sso.request_ttl;
-        self.write_with(async |db| {
-            store::sso::insert_request(db, &request_id, provider.id, expires.timestamp_millis())
-                .await
-        })
-        .await?;
+        let room = self
+            .write_with(async |db| {
+                let waiting =
+                    store::sso::outstanding(db, provider.id, now.timestamp_millis()).await?;
+                if waiting >= MAX_OUTSTANDING {
+                    return Ok(false);
+                }
+                store::sso::insert_request(
+                    db,
+                    &request_id,
+                    provider.id,
+                    expires.timestamp_millis(),
+                )
+                .await?;
+                Ok(true)
+            })
+            .await?;
+        if !room {
+            tracing::warn!(
+                idp = provider.name,
+                "SAML sign-in refused: {MAX_OUTSTANDING} requests are already waiting"
+            );
+            return Err(Error::Busy {
+                why: "too many sign-ins are waiting for this identity provider; retry later".into(),
+                retry_after: std::time::Duration::from_secs(10),
+            });
+        }
         Ok(Started {
             redirect_url,
             request_id,
@@ -121,24 +187,24 @@ impl Core {
         &self,
         idp: &str,
         saml_response: &str,
-        request_id: Option<&str>,
+        answering: Answering<'_>,
         source: Source,
     ) -> Result<Issued> {
         self.tokens_enabled()?;
         let principal = self
-            .saml_sign_in(idp, saml_response, request_id, source)
+            .saml_sign_in(idp, saml_response, answering, source)
             .await?;
         self.start_session(&principal).await
     }
 
     /// Verifies a Response for `idp` and returns the principal it signs in.
-    /// `request_id`: the request this browser's sign-in started, when the
-    /// front end kept it; the response must answer that one.
+    /// `answering`: the request the response must answer, as far as the
+    /// front end knows it.
     pub async fn saml_sign_in(
         &self,
         idp: &str,
         saml_response: &str,
-        request_id: Option<&str>,
+        answering: Answering<'_>,
         source: Source,
     ) -> Result<Principal> {
         let attempt = Attempt {
@@ -146,29 +212,33 @@ impl Core {
             reserved: true,
             claim: Claim::Nobody,
         };
-        self.attempt(
-            attempt,
-            source,
-            sources::MAX_HOLD,
-            self.saml_principal(idp, saml_response, request_id),
-        )
-        .await
+        let principal = self
+            .attempt(
+                attempt,
+                source,
+                sources::MAX_HOLD,
+                self.saml_principal(idp, saml_response, answering),
+            )
+            .await?;
+        // The token its start took.
+        if let Some(limiter) = self.limiter() {
+            limiter.refund(source);
+        }
+        Ok(principal)
     }
 
     async fn saml_principal(
         &self,
         idp: &str,
         saml_response: &str,
-        request_id: Option<&str>,
+        answering: Answering<'_>,
     ) -> Result<Principal> {
         let provider = self
             .enabled_provider(idp)
             .await?
             .ok_or_else(|| refused("sso_unknown_idp"))?;
         let verified = self.verify_response(&provider, saml_response).await?;
-        if let Some(expected) = request_id
-            && verified.in_response_to.as_deref() != Some(expected)
-        {
+        if !answering.accepts(verified.in_response_to.as_deref()) {
             return Err(refused("saml_not_this_request"));
         }
         if self.settings().sso.log_assertions {

@@ -81,10 +81,10 @@ impl App {
     /// plain-HTTP page can set it); `__Secure-` for the one cookie scoped
     /// to a narrower path.
     fn cookie_name(&self, base: &'static str) -> String {
-        match (self.secure, base == NEW_KEY) {
+        match (self.secure, path_of(base) == "/") {
             (false, _) => base.to_owned(),
-            (true, false) => format!("__Host-{base}"),
-            (true, true) => format!("__Secure-{base}"),
+            (true, true) => format!("__Host-{base}"),
+            (true, false) => format!("__Secure-{base}"),
         }
     }
 
@@ -93,7 +93,7 @@ impl App {
     /// base64url are).
     fn set_cookie(&self, base: &'static str, value: &str, max_age: i64) -> HeaderValue {
         let secure = if self.secure { "; Secure" } else { "" };
-        let path = if base == NEW_KEY { NEW_KEY_PATH } else { "/" };
+        let path = path_of(base);
         let text = format!(
             "{}={value}; Max-Age={max_age}; Path={path}; HttpOnly; SameSite=Strict{secure}",
             self.cookie_name(base)
@@ -183,6 +183,19 @@ const CONTEXT: &str = "authzd-context";
 const NEW_KEY: &str = "authzd-new-key";
 /// The one page the new-key cookie is sent to.
 const NEW_KEY_PATH: &str = "/keys/reveal";
+/// The SAML sign-in this browser started (the AuthnRequest's ID), sent
+/// only to the single sign-on routes.
+const SAML_STARTED: &str = "authzd-saml";
+const SAML_STARTED_PATH: &str = "/sso/saml/";
+
+/// The path a cookie is scoped to.
+fn path_of(base: &str) -> &'static str {
+    match base {
+        NEW_KEY => NEW_KEY_PATH,
+        SAML_STARTED => SAML_STARTED_PATH,
+        _ => "/",
+    }
+}
 
 /// Cookies a request's handler wants set, besides its own response's:
 /// the pair a refresh issued on the way in.

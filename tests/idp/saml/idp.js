@@ -110,7 +110,7 @@ function idpEntity() {
 
 // ---------- response building ----------
 /**
- * opts: {acs, audience, in_response_to?, name_id, name_id_format?, attributes: {name:[v]},
+ * opts: {acs, audience, in_response_to?, assertion_in_response_to?, name_id, name_id_format?, attributes: {name:[v]},
  *        sign_response, sign_assertion, not_before?, not_on_or_after?, issue_instant?,
  *        issuer?, destination?, recipient?, signature_algorithm?: 'rsa-sha256'|'rsa-sha1',
  *        signing_key?: 'idp'|'rogue', status?}
@@ -127,6 +127,9 @@ function buildResponse(opts) {
   const respId = newId();
   const assertionId = newId();
   const irt = opts.in_response_to ? ` InResponseTo="${xmlEsc(opts.in_response_to)}"` : '';
+  // Test-only: the assertion's SubjectConfirmationData answering another request than the Response.
+  const assertionIrt = opts.assertion_in_response_to
+    ? ` InResponseTo="${xmlEsc(opts.assertion_in_response_to)}"` : irt;
   const nameIdFormat = opts.name_id_format || 'urn:oasis:names:tc:SAML:1.1:nameid-format:unspecified';
   const status = opts.status || 'urn:oasis:names:tc:SAML:2.0:status:Success';
   const attrs = Object.entries(opts.attributes || {}).map(([name, values]) => {
@@ -140,7 +143,7 @@ function buildResponse(opts) {
     `<saml:Issuer>${xmlEsc(issuer)}</saml:Issuer>` +
     `<saml:Subject><saml:NameID Format="${xmlEsc(nameIdFormat)}">${xmlEsc(opts.name_id)}</saml:NameID>` +
     `<saml:SubjectConfirmation Method="urn:oasis:names:tc:SAML:2.0:cm:bearer">` +
-    `<saml:SubjectConfirmationData${irt} NotOnOrAfter="${notOnOrAfter}" Recipient="${xmlEsc(opts.recipient || acs)}"/>` +
+    `<saml:SubjectConfirmationData${assertionIrt} NotOnOrAfter="${notOnOrAfter}" Recipient="${xmlEsc(opts.recipient || acs)}"/>` +
     `</saml:SubjectConfirmation></saml:Subject>` +
     `<saml:Conditions NotBefore="${notBefore}" NotOnOrAfter="${notOnOrAfter}">` +
     `<saml:AudienceRestriction><saml:Audience>${xmlEsc(audience)}</saml:Audience></saml:AudienceRestriction>` +

@@ -2,6 +2,7 @@
 //! works in.
 
 use super::*;
+use crate::domain::sso::sign_in::Answering;
 
 /// Signing in and out, and the account a session acts in.
 pub(super) fn routes(table: Table<App>) -> Table<App> {
@@ -10,9 +11,28 @@ pub(super) fn routes(table: Table<App>) -> Table<App> {
         .post("/sign-in", "console:SignIn", sign_in)
         .post("/sign-out", "console:SignOut", sign_out)
         .post("/context", "console:SwitchAccount", switch_context)
+        .get("/sso/saml/{idp}/login", saml_login)
+        .post(
+            "/sso/saml/{idp}/continue",
+            "console:SamlSignIn",
+            saml_continue,
+        )
 }
 
-pub(super) fn sign_in_form(status: StatusCode, message: Option<&str>, username: &str) -> Response {
+/// The sign-in page: the password form, and a way in through each enabled
+/// identity provider.
+pub(super) async fn sign_in_form(
+    app: &App,
+    status: StatusCode,
+    message: Option<&str>,
+    username: &str,
+) -> Response {
+    // Without the list (the database down), password sign-in is offered
+    // alone; it says itself what is wrong when tried.
+    let providers = app.core.sign_in_choices().await.unwrap_or_else(|e| {
+        tracing::warn!(error = %e, "sign-in page without its identity providers");
+        Vec::new()
+    });
     views::bare(
         status,
         "Sign in",
@@ -30,12 +50,116 @@ pub(super) fn sign_in_form(status: StatusCode, message: Option<&str>, username: 
                 button type="submit" { "Sign in" }
             }
             p class="hint" { "API keys cannot sign in here: sign in with your username and password." }
+            @if !providers.is_empty() {
+                h2 { "Single sign-on" }
+                ul class="sso" {
+                    @for idp in &providers {
+                        li { a class="button" href=(format!("/sso/saml/{}/login", enc(idp))) { "Sign in with " (idp) } }
+                    }
+                }
+            }
         },
     )
 }
 
-pub(super) async fn sign_in_page() -> Response {
-    sign_in_form(StatusCode::OK, None, "")
+pub(super) async fn sign_in_page(State(app): State<App>) -> Response {
+    sign_in_form(&app, StatusCode::OK, None, "").await
+}
+
+/// A session's cookies and the way in, for a token pair just issued.
+fn signed_in(app: &App, issued: &crate::domain::tokens::Issued) -> Response {
+    let mut response = see_other("/keys");
+    let age = issued.refresh_expires_in;
+    let headers = response.headers_mut();
+    headers.append(
+        header::SET_COOKIE,
+        app.set_cookie(ACCESS, issued.access_token.expose(), age),
+    );
+    headers.append(
+        header::SET_COOKIE,
+        app.set_cookie(REFRESH, issued.refresh_token.expose(), age),
+    );
+    headers.append(header::SET_COOKIE, app.set_cookie(CONTEXT, "", 0));
+    response
+}
+
+/// "Sign in with {idp}": an AuthnRequest out to the provider, and a cookie
+/// naming it, so that only a response to this browser's own request signs
+/// this browser in.
+pub(super) async fn saml_login(
+    State(app): State<App>,
+    ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
+    Path(idp): Path<String>,
+) -> Response {
+    let source = crate::domain::authn::sources::Source::from_ip(peer.ip());
+    match app.core.start_saml_login(&idp, "", source).await {
+        Ok(started) => {
+            let mut response = see_other(&started.redirect_url);
+            let age = i64::try_from(app.core.settings().sso.request_ttl.as_secs()).unwrap_or(300);
+            response.headers_mut().append(
+                header::SET_COOKIE,
+                app.set_cookie(SAML_STARTED, &started.request_id, age),
+            );
+            response
+        }
+        Err(Error::NotFound(_)) => {
+            let message = format!("No identity provider named “{idp}” is enabled.");
+            sign_in_form(&app, StatusCode::NOT_FOUND, Some(&message), "").await
+        }
+        Err(e) => {
+            let (status, message) = crate::http::console::sign_in_failure(&e);
+            sign_in_form(&app, status, Some(&message), "").await
+        }
+    }
+}
+
+/// Where the ACS's page posts the provider's response, from the console's
+/// own origin (so the cookie `saml_login` set is sent): the `saml` grant,
+/// and a session when it succeeds.
+pub(super) async fn saml_continue(
+    State(app): State<App>,
+    ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
+    Path(idp): Path<String>,
+    headers: HeaderMap,
+    body: axum::body::Body,
+) -> Response {
+    let form = match Form::read(body, crate::http::MAX_BODY_BYTES_USIZE).await {
+        Ok(f) => f,
+        Err(r) => return r,
+    };
+    let started = app.cookie(&headers, SAML_STARTED);
+    let source = crate::domain::authn::sources::Source::from_ip(peer.ip());
+    let issued = app
+        .core
+        .create_token_with_saml(
+            &idp,
+            form.get("SAMLResponse"),
+            Answering::Browser(started),
+            source,
+        )
+        .await;
+    let mut response = match issued {
+        Ok(issued) => signed_in(&app, &issued),
+        Err(e) => {
+            let (status, message) = match &e {
+                // One message whatever failed: the reason is in the log
+                // and the audit trail, for an administrator.
+                Error::Unauthenticated(_) => (
+                    StatusCode::UNAUTHORIZED,
+                    format!(
+                        "Signing in with {idp} did not succeed. Try again, or ask your administrator."
+                    ),
+                ),
+                other => crate::http::console::sign_in_failure(other),
+            };
+            sign_in_form(&app, status, Some(&message), "").await
+        }
+    };
+    // A sign-in answers its request once, whatever the outcome.
+    response
+        .headers_mut()
+        .append(header::SET_COOKIE, app.set_cookie(SAML_STARTED, "", 0));
+    response
 }
 
 pub(super) async fn sign_in(
@@ -65,24 +189,12 @@ pub(super) async fn sign_in(
     };
     match issued {
         Ok(issued) => {
-            let mut response = see_other("/keys");
-            let age = issued.refresh_expires_in;
-            let headers = response.headers_mut();
-            headers.append(
-                header::SET_COOKIE,
-                app.set_cookie(ACCESS, issued.access_token.expose(), age),
-            );
-            headers.append(
-                header::SET_COOKIE,
-                app.set_cookie(REFRESH, issued.refresh_token.expose(), age),
-            );
-            headers.append(header::SET_COOKIE, app.set_cookie(CONTEXT, "", 0));
             tracing::info!(user = username, "console sign-in");
-            response
+            signed_in(&app, &issued)
         }
         Err(e) => {
             let (status, message) = crate::http::console::sign_in_failure(&e);
-            sign_in_form(status, Some(&message), username)
+            sign_in_form(&app, status, Some(&message), username).await
         }
     }
 }

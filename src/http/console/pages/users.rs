@@ -123,7 +123,7 @@ pub(super) async fn user_view(
                         tr {
                             td data-label="Role" { (g.role) }
                             td data-label="Account" { (g.account) }
-                            td data-label="Through" { (g.via.group().map_or("direct".to_owned(), |grp| format!("group {grp}"))) }
+                            td data-label="Through" { (through(&g.via)) }
                             @if can_remove_role {
                                 td {
                                     @if g.via.is_direct() && g.account == account {
@@ -287,5 +287,14 @@ pub(super) async fn delete_user(
     match ctx.core().delete_user(&ctx.caller, &account, &user).await {
         Ok(()) => done(&account_href(&account), "user-deleted"),
         Err(e) => user_view(&ctx, &account, &user, Some(&Problem::from(e))).await,
+    }
+}
+
+/// How a grant is held, as the user's page says it.
+fn through(via: &crate::model::Via) -> String {
+    match via {
+        crate::model::Via::Direct => "direct".to_owned(),
+        crate::model::Via::Group(group) => format!("group {group}"),
+        crate::model::Via::SsoGroup(group) => format!("group {group} (from the identity provider)"),
     }
 }
