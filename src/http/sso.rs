@@ -35,11 +35,8 @@ async fn acs(Path(idp): Path<String>, body: axum::body::Body) -> Response {
         Ok(form) => form,
         Err(refused) => return refused,
     };
-    let valid_name = !idp.is_empty()
-        && idp
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
-    if !valid_name {
+    // The name goes into the page's form action.
+    if crate::domain::names::new_idp_name("idp", &idp).is_err() {
         return (StatusCode::NOT_FOUND, "no such identity provider\n").into_response();
     }
     let response = form.get("SAMLResponse");

@@ -179,6 +179,34 @@ pub async fn replace(db: &impl ConnectionTrait, p: &IdentityProvider) -> StoreRe
     Ok(result.rows_affected > 0)
 }
 
+/// A refreshed metadata document, written only over the state it was
+/// read from (`before`): an administrator's change in between (another
+/// document, a pasted one, a deletion) wins, and nothing is written.
+pub async fn refresh_metadata(
+    db: &impl ConnectionTrait,
+    before: &IdentityProvider,
+    after: &IdentityProvider,
+) -> StoreResult<bool> {
+    let fresh = active(after);
+    let result = idps::Entity::update_many()
+        .set(idps::ActiveModel {
+            metadata_xml: fresh.metadata_xml,
+            idp_entity_id: fresh.idp_entity_id,
+            idp_sso_url: fresh.idp_sso_url,
+            signing_certificates: fresh.signing_certificates,
+            updated_at: fresh.updated_at,
+            ..Default::default()
+        })
+        .filter(idps::Column::Id.eq(before.id))
+        .filter(idps::Column::UpdatedAt.eq(before.updated_at))
+        .filter(idps::Column::MetadataXml.eq(before.metadata.xml.clone()))
+        .filter(idps::Column::MetadataUrl.eq(before.metadata_url.clone()))
+        .exec(db)
+        .await
+        .map_err(|e| classify_conflict(e, format!("identity provider {}", quoted(&before.name))))?;
+    Ok(result.rows_affected == 1)
+}
+
 /// What deleting a provider took with it.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Deleted {

@@ -1,4 +1,4 @@
-//! What sign-ins through an identity provider remember: outstanding
+//! What sign-ins through an identity provider remember: answered
 //! requests, consumed assertions, and the memberships an IdP asserted.
 
 use chrono::{DateTime, Utc};
@@ -8,58 +8,27 @@ use uuid::Uuid;
 use super::entity::{group_members, role_bindings};
 use super::{DbResultExt, StoreResult, sql};
 
-/// Remembers an AuthnRequest until `expires_at_ms`.
-pub async fn insert_request(
+/// Spends the request `id` of the provider (its ID already checked as
+/// one this service started): true the first time, false when it was
+/// answered before, on this replica or another. Remembered until it
+/// expires; an answer after that is refused by its expiry.
+pub async fn spend_request(
     db: &impl ConnectionTrait,
     id: &str,
     idp_id: Uuid,
     expires_at_ms: i64,
-) -> StoreResult<()> {
-    db.execute_raw(sql(
-        db,
-        "INSERT INTO saml_requests (id, idp_id, expires_at_ms) VALUES ($1, $2, $3)",
-        vec![id.into(), idp_id.into(), expires_at_ms.into()],
-    ))
-    .await
-    .db()?;
-    Ok(())
-}
-
-/// The provider's requests waiting for an answer.
-pub async fn outstanding(db: &impl ConnectionTrait, idp_id: Uuid, now_ms: i64) -> StoreResult<u64> {
-    let row = db
-        .query_one_raw(sql(
-            db,
-            "SELECT COUNT(*) AS n FROM saml_requests WHERE idp_id = $1 AND expires_at_ms > $2",
-            vec![idp_id.into(), now_ms.into()],
-        ))
-        .await
-        .db()?;
-    let n: i64 = match row {
-        Some(row) => row.try_get("", "n").db()?,
-        None => 0,
-    };
-    Ok(u64::try_from(n).unwrap_or(0))
-}
-
-/// Spends the request `id` of the provider: true if it was outstanding
-/// (sent by this provider's sign-in, not yet answered, not expired).
-pub async fn take_request(
-    db: &impl ConnectionTrait,
-    id: &str,
-    idp_id: Uuid,
-    now_ms: i64,
 ) -> StoreResult<bool> {
-    let taken = db
+    let spent = db
         .execute_raw(sql(
             db,
-            "DELETE FROM saml_requests WHERE id = $1 AND idp_id = $2 AND expires_at_ms > $3",
-            vec![id.into(), idp_id.into(), now_ms.into()],
+            "INSERT INTO saml_requests (id, idp_id, expires_at_ms) VALUES ($1, $2, $3) \
+             ON CONFLICT DO NOTHING",
+            vec![id.into(), idp_id.into(), expires_at_ms.into()],
         ))
         .await
         .db()?
         .rows_affected();
-    Ok(taken == 1)
+    Ok(spent == 1)
 }
 
 /// Records an assertion as consumed until `expires_at_ms`: false if it

@@ -1232,7 +1232,6 @@ async fn on_a_phone(w: &Walk, c: &mut Checks) {
     w.shot("roles-phone").await;
 }
 
-/// One HTTP/1.1 exchange over `io`: (status line and headers, body).
 /// The seed's SAML users in a real browser: "Sign in with okta" on the
 /// console, the IdP's login page (on another site: 127.0.0.1 against the
 /// console's localhost), back on the console as a just-in-time user; an
@@ -1397,6 +1396,7 @@ async fn single_sign_on_walks_in_chromium() {
     client.close().await.ok();
 }
 
+/// One HTTP/1.1 exchange over `io`: (status line and headers, body).
 pub async fn exchange<IO>(mut io: IO, request: String) -> (String, String)
 where
     IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,

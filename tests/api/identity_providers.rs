@@ -942,8 +942,8 @@ async fn metadata_is_read_from_its_address(backend: Backend) {
     for (path, says) in [
         ("/gone", "answered HTTP 404"),
         ("/loop", "redirects more than 3 times"),
-        ("/huge", "larger than 1024 KiB"),
-        ("/not-metadata", ""),
+        ("/huge", "larger than 256 KiB"),
+        ("/not-metadata", "must be one SAML 2.0 md:EntityDescriptor"),
         ("/silent", "did not answer within 5 s"),
     ] {
         let refused = idps(&app)

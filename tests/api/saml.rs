@@ -956,6 +956,14 @@ async fn just_in_time_rules(backend: Backend) {
             && kinds.contains(&("", pb::GrantType::Direct)),
         "{kinds:?}"
     );
+    // GetGroup lists the IdP's members like any other.
+    let ops = app
+        .groups()
+        .get_group(as_admin(pb::GetGroupRequest { name: "ops".into() }))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(ops.members, ["bob@corp.example"]);
     // `devs` is not mapped to this IdP: asserting it does nothing.
     assert_eq!(
         held,
@@ -1226,8 +1234,11 @@ async fn the_console_signs_in_through_the_acs(backend: Backend) {
     let host = app.http.to_string();
     let (head, page) = http(&host, "GET", "/sign-in", &[], "").await;
     assert_eq!(status(&head), 200);
+    // The link starts the sign-in at the public address, where the IdP
+    // sends the browser back.
     assert!(
-        page.contains(r#"href="/sso/saml/okta/login""#) && page.contains("Sign in with okta"),
+        page.contains(&format!(r#"href="{PUBLIC_URL}/sso/saml/okta/login""#))
+            && page.contains("Sign in with okta"),
         "{page}"
     );
     // "Sign in with okta": to the IdP, with a cookie naming the request.
@@ -1244,7 +1255,7 @@ async fn the_console_signs_in_through_the_acs(backend: Backend) {
             .find(|c| c.starts_with("authzd-saml="))
             .unwrap_or_else(|| panic!("no binding cookie: {head}"))
             .to_owned();
-        for part in ["Path=/sso/saml/", "HttpOnly", "SameSite=Strict"] {
+        for part in ["Path=/;", "HttpOnly", "SameSite=Strict"] {
             assert!(binding.contains(part), "{binding}");
         }
         binding
@@ -1320,7 +1331,34 @@ async fn the_console_signs_in_through_the_acs(backend: Backend) {
             "{page}"
         );
         assert!(no_session(&head), "{head}");
+        // A failure leaves the cookie: any site can post a bogus response
+        // through the ACS, and must not cancel this browser's sign-in.
+        assert!(set_cookies(&head).is_empty(), "{head}");
     }
+    // Our cookie and a planted one beside it: neither is trusted.
+    let (head, _) = post(
+        &host,
+        "/sso/saml/okta/continue",
+        &format!(
+            "{}; {}",
+            jar(&[binding.as_str()]),
+            &jar(&[other.as_str()])["Cookie: ".len()..]
+        ),
+        &form,
+    )
+    .await;
+    assert_eq!(status(&head), 401, "{head}");
+    // The ACS escapes what it hands on, and takes only a provider's name.
+    let hostile =
+        serde_urlencoded::to_string([("SAMLResponse", "\"><script>alert(1)</script>")]).unwrap();
+    let (head, hop_page) = http(&host, "POST", "/sso/saml/okta/acs", &[], &hostile).await;
+    assert_eq!(status(&head), 200, "{head}");
+    assert!(
+        !hop_page.contains("<script>alert") && hop_page.contains("&quot;&gt;&lt;script&gt;"),
+        "{hop_page}"
+    );
+    let (head, _) = http(&host, "POST", "/sso/saml/ok%22ta/acs", &[], &form).await;
+    assert_eq!(status(&head), 404, "{head}");
     // With its own cookie: a console session, and the cookie spent.
     let (head, _) = post(
         &host,
@@ -1376,6 +1414,12 @@ async fn the_console_signs_in_through_the_acs(backend: Backend) {
     assert_eq!(status(&head), 404, "{head}");
     assert!(
         page.contains("No identity provider named “nope” is enabled."),
+        "{page}"
+    );
+    let (head, page) = http(&host, "GET", "/sso/saml/n%C3%B6pe/login", &[], "").await;
+    assert_eq!(status(&head), 404, "{head}");
+    assert!(
+        page.contains("No such identity provider is enabled."),
         "{page}"
     );
 }

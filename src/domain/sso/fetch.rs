@@ -15,9 +15,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 
 use crate::error::{Error, Result};
 
-/// The largest document taken: one entity's metadata is a few KiB; an
-/// aggregate of a whole federation is not what this field is for.
-pub const MAX_METADATA_BYTES: usize = 1024 * 1024;
+use super::metadata::MAX_METADATA_BYTES;
 /// The whole fetch, redirects included: well inside the RPC's own
 /// deadline (`server.request_timeout_ms`, 10 s by default).
 pub const FETCH_TIMEOUT: Duration = Duration::from_secs(5);
@@ -145,9 +143,11 @@ async fn get(uri: &http::Uri) -> Result<Fetched> {
     let https = uri.scheme_str() == Some("https");
     let port = authority.port_u16().unwrap_or(if https { 443 } else { 80 });
     let unreachable = |e: &dyn std::fmt::Display| invalid(format!("could not be fetched: {e}"));
+    // One answer however the connection failed (refused, no route, no
+    // such name): the field is no probe of which ports answer where.
     let tcp = tokio::net::TcpStream::connect((host.as_str(), port))
         .await
-        .map_err(|e| unreachable(&e))?;
+        .map_err(|_| invalid("could not be reached"))?;
     let path = uri.path_and_query().map_or("/", |p| p.as_str());
     let request = http::Request::get(path)
         .header(header::HOST, authority.as_str())
@@ -207,9 +207,11 @@ where
     let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await
         .map_err(failed)?;
-    // Ends with the response (or when the fetch is given up and dropped).
+    // Ends with the response, or when the fetch is given up; never
+    // outlives the fetch's own bound by more than a second (the fetch's
+    // timer, started first, answers first).
     tokio::spawn(async move {
-        let _ = connection.await;
+        let _ = tokio::time::timeout(FETCH_TIMEOUT + Duration::from_secs(1), connection).await;
     });
     sender.send_request(request).await.map_err(failed)
 }

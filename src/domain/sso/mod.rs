@@ -283,30 +283,43 @@ impl Core {
             let mut idp = before.clone();
             idp.metadata = fresh;
             idp.updated_at = self.now();
-            if let Err(e) = self.check_against_store(&idp).await {
-                metrics::counter!("authzd_saml_metadata_refreshes_total", "outcome" => "failed")
-                    .increment(1);
-                tracing::warn!(idp = before.name, error = %e, "refreshed identity provider metadata refused; the last document stays in use");
-                continue;
-            }
             let change = changed(
                 Change::new("update", "identity_provider", &idp.name).id(idp.id),
                 &before,
                 &idp,
             );
-            self.change(Actor::Local("metadata refresh"), change, async |db| {
-                store::identity_providers::replace(db, &idp)
-                    .await
-                    .map(|_| ())
-            })
-            .await?;
-            metrics::counter!("authzd_saml_metadata_refreshes_total", "outcome" => "changed")
+            // Only the document changes, and only over what was read: an
+            // administrator's change in between, or another replica's
+            // refresh of the same document, wins and nothing is written.
+            let written = async {
+                self.check_entity_id(&idp).await?;
+                let mut txn = self.write().await?;
+                let written =
+                    store::identity_providers::refresh_metadata(txn.db(), &before, &idp).await?;
+                if written {
+                    txn.record(Actor::Local("metadata refresh"), change);
+                    txn.commit().await?;
+                }
+                Ok::<_, Error>(written)
+            }
+            .await;
+            let outcome = match written {
+                Ok(true) => {
+                    tracing::info!(
+                        idp = idp.name,
+                        "identity provider metadata changed at its address"
+                    );
+                    changed_count += 1;
+                    "changed"
+                }
+                Ok(false) => "unchanged",
+                Err(e) => {
+                    tracing::warn!(idp = before.name, error = %e, "refreshed identity provider metadata not written; the last document stays in use");
+                    "failed"
+                }
+            };
+            metrics::counter!("authzd_saml_metadata_refreshes_total", "outcome" => outcome)
                 .increment(1);
-            tracing::info!(
-                idp = idp.name,
-                "identity provider metadata changed at its address"
-            );
-            changed_count += 1;
         }
         Ok(changed_count)
     }
@@ -314,6 +327,21 @@ impl Core {
     /// What the database must agree with: the issuer is this provider's
     /// alone, and the default account, if it exists, is a user account.
     async fn check_against_store(&self, idp: &IdentityProvider) -> Result<()> {
+        self.check_entity_id(idp).await?;
+        if let Some(name) = &idp.default_account
+            && let Some(account) = store::accounts::find_account(self.db(), name).await?
+            && account.account_type != AccountType::User
+        {
+            return Err(Error::invalid(
+                "default_account",
+                format!("{} is not a user account", quoted(name)),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The issuer is this provider's alone.
+    async fn check_entity_id(&self, idp: &IdentityProvider) -> Result<()> {
         if let Some(other) =
             store::identity_providers::find_by_entity_id(self.db(), &idp.metadata.entity_id).await?
             && other.id != idp.id
@@ -325,15 +353,6 @@ impl Core {
                     quoted(&idp.metadata.entity_id),
                     quoted(&other.name)
                 ),
-            ));
-        }
-        if let Some(name) = &idp.default_account
-            && let Some(account) = store::accounts::find_account(self.db(), name).await?
-            && account.account_type != AccountType::User
-        {
-            return Err(Error::invalid(
-                "default_account",
-                format!("{} is not a user account", quoted(name)),
             ));
         }
         Ok(())

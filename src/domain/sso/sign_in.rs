@@ -7,6 +7,7 @@ use std::io::Write as _;
 use std::sync::OnceLock;
 
 use base64::Engine;
+use sha2::Digest as _;
 use uuid::Uuid;
 
 use super::metadata::escape;
@@ -30,10 +31,6 @@ fn verifications() -> &'static tokio::sync::Semaphore {
     static SLOTS: OnceLock<tokio::sync::Semaphore> = OnceLock::new();
     SLOTS.get_or_init(|| tokio::sync::Semaphore::new(4))
 }
-
-/// AuthnRequests of one provider waiting for their answer, at most: a
-/// flood of starts is refused beyond it, not stored.
-const MAX_OUTSTANDING: u64 = 10_000;
 
 fn refused(reason: &'static str) -> Error {
     Error::Unauthenticated(AuthFailure::Sso(reason))
@@ -64,6 +61,12 @@ impl Answering<'_> {
     }
 }
 
+/// 12 random bytes, as 24 hex digits.
+fn random_nonce() -> String {
+    let bytes: [u8; 12] = rand::random();
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 /// An AuthnRequest on its way out.
 pub struct Started {
     pub redirect_url: String,
@@ -89,9 +92,11 @@ impl Core {
     /// binding), remembered in the database for `sso.request_ttl_seconds`
     /// so that any replica can take the answer, once.
     ///
-    /// Anyone may start one, so each costs its source a token of the
-    /// failure limit until a sign-in finishes (`saml_sign_in` gives it
-    /// back), and a provider has at most `MAX_OUTSTANDING` waiting.
+    /// Anyone may start one, so starting stores nothing: the request's ID
+    /// carries its provider and expiry under a MAC (`request_id`), checked
+    /// when the answer comes, and only then remembered, as spent. A flood
+    /// of starts fills no table and keeps no one else out. A source the
+    /// failure limit holds may not start one either.
     pub async fn start_saml_login(
         &self,
         idp: &str,
@@ -104,20 +109,17 @@ impl Core {
                 "must be at most 80 bytes (SAML bindings, 3.4.3)",
             ));
         }
-        if let Some(limiter) = self.limiter() {
-            if let Err(refused) = limiter.check(source) {
-                return Err(sources::held(refused, sources::MAX_HOLD).await);
-            }
-            limiter.charge(source);
+        if let Some(Err(refused)) = self.limiter().map(|l| l.check(source)) {
+            return Err(sources::held(refused, sources::MAX_HOLD).await);
         }
         let provider = self
             .enabled_provider(idp)
             .await?
             .ok_or_else(|| Error::not_found(format!("identity provider {}", quoted(idp))))?;
         let (sp_entity_id, acs_url) = self.sp_endpoints(&provider);
-        // An XML ID must not start with a digit.
-        let request_id = format!("id-{}", Uuid::new_v4().simple());
         let now = self.now();
+        let expires_ms = (now + self.settings().sso.request_ttl).timestamp_millis();
+        let request_id = self.request_id(provider.id, &random_nonce(), expires_ms)?;
         let request = format!(
             r#"<samlp:AuthnRequest xmlns:samlp="urn:oasis:names:tc:SAML:2.0:protocol" xmlns:saml="urn:oasis:names:tc:SAML:2.0:assertion" ID="{id}" Version="2.0" IssueInstant="{instant}" Destination="{destination}" AssertionConsumerServiceURL="{acs}" ProtocolBinding="urn:oasis:names:tc:SAML:2.0:bindings:HTTP-POST"><saml:Issuer>{issuer}</saml:Issuer><samlp:NameIDPolicy AllowCreate="true"/></samlp:AuthnRequest>"#,
             id = request_id,
@@ -145,34 +147,6 @@ impl Core {
         let query = serde_urlencoded::to_string(&query)
             .map_err(|e| Error::internal(format!("encoding an AuthnRequest: {e}")))?;
         let redirect_url = format!("{}{separator}{query}", provider.metadata.sso_url);
-        let expires = now + self.settings().sso.request_ttl;
-        let room = self
-            .write_with(async |db| {
-                let waiting =
-                    store::sso::outstanding(db, provider.id, now.timestamp_millis()).await?;
-                if waiting >= MAX_OUTSTANDING {
-                    return Ok(false);
-                }
-                store::sso::insert_request(
-                    db,
-                    &request_id,
-                    provider.id,
-                    expires.timestamp_millis(),
-                )
-                .await?;
-                Ok(true)
-            })
-            .await?;
-        if !room {
-            tracing::warn!(
-                idp = provider.name,
-                "SAML sign-in refused: {MAX_OUTSTANDING} requests are already waiting"
-            );
-            return Err(Error::Busy {
-                why: "too many sign-ins are waiting for this identity provider; retry later".into(),
-                retry_after: std::time::Duration::from_secs(10),
-            });
-        }
         Ok(Started {
             redirect_url,
             request_id,
@@ -212,19 +186,57 @@ impl Core {
             reserved: true,
             claim: Claim::Nobody,
         };
-        let principal = self
-            .attempt(
-                attempt,
-                source,
-                sources::MAX_HOLD,
-                self.saml_principal(idp, saml_response, answering),
-            )
-            .await?;
-        // The token its start took.
-        if let Some(limiter) = self.limiter() {
-            limiter.refund(source);
+        self.attempt(
+            attempt,
+            source,
+            sources::MAX_HOLD,
+            self.saml_principal(idp, saml_response, answering),
+        )
+        .await
+    }
+
+    /// An AuthnRequest's ID, `id{nonce}{expiry}{mac}` in fixed widths: 24
+    /// hex digits of nonce, the expiry in milliseconds as 12 hex digits,
+    /// and 20 characters of MAC over the provider, nonce and expiry (58 in
+    /// all; an XML ID must not start with a digit). The MAC is the token
+    /// signing key's (deterministic) signature, hashed, so every replica
+    /// computes the same one; a request started just before a key rotation
+    /// is refused and simply started again.
+    fn request_id(&self, idp: Uuid, nonce: &str, expires_ms: i64) -> Result<String> {
+        #[derive(serde::Serialize)]
+        struct Bound<'a> {
+            purpose: &'static str,
+            idp: String,
+            nonce: &'a str,
+            exp: i64,
         }
-        Ok(principal)
+        let signed = self.tokens().keys().sign(&Bound {
+            purpose: "authzd SAML AuthnRequest",
+            idp: idp.to_string(),
+            nonce,
+            exp: expires_ms,
+        })?;
+        let digest = sha2::Sha256::digest(signed.as_bytes());
+        let mac = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&digest[..15]);
+        Ok(format!("id{nonce}{expires_ms:012x}{mac}"))
+    }
+
+    /// When `id`, if it is a request this service started for `idp`, and
+    /// it has not expired at `now_ms`, expires.
+    fn request_expiry(&self, idp: Uuid, id: &str, now_ms: i64) -> Option<i64> {
+        let rest = id.strip_prefix("id")?;
+        let (nonce, rest) = (rest.get(..24)?, rest.get(24..)?);
+        let (expiry, mac) = (rest.get(..12)?, rest.get(12..)?);
+        if !nonce.bytes().all(|b| b.is_ascii_hexdigit()) || mac.len() != 20 {
+            return None;
+        }
+        let expires_ms = i64::from_str_radix(expiry, 16).ok()?;
+        let expected = self.request_id(idp, nonce, expires_ms).ok()?;
+        let genuine = bool::from(subtle::ConstantTimeEq::ct_eq(
+            expected.as_bytes(),
+            id.as_bytes(),
+        ));
+        (genuine && expires_ms > now_ms).then_some(expires_ms)
     }
 
     async fn saml_principal(
@@ -269,7 +281,15 @@ impl Core {
                 }
                 let solicited = match &in_response_to {
                     Some(id) => {
-                        if !store::sso::take_request(db, id, provider.id, now_ms).await? {
+                        // Started here for this provider, unexpired, and
+                        // answered once.
+                        let spent = match self.request_expiry(provider.id, id, now_ms) {
+                            Some(expires_ms) => {
+                                store::sso::spend_request(db, id, provider.id, expires_ms).await?
+                            }
+                            None => false,
+                        };
+                        if !spent {
                             return Ok(Err(refused(saml::Refusal::InResponseTo.as_str())));
                         }
                         true

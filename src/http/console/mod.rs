@@ -163,6 +163,20 @@ impl App {
         ))
     }
 
+    /// How many cookies of that name the browser sent: more than one is
+    /// someone else's planted beside ours.
+    fn cookie_count(&self, headers: &HeaderMap, base: &'static str) -> usize {
+        let name = self.cookie_name(base);
+        headers
+            .get_all(header::COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(';'))
+            .filter_map(|pair| pair.trim().split_once('='))
+            .filter(|(k, _)| *k == name)
+            .count()
+    }
+
     fn cookie<'h>(&self, headers: &'h HeaderMap, base: &'static str) -> Option<&'h str> {
         let name = self.cookie_name(base);
         headers
@@ -183,16 +197,16 @@ const CONTEXT: &str = "authzd-context";
 const NEW_KEY: &str = "authzd-new-key";
 /// The one page the new-key cookie is sent to.
 const NEW_KEY_PATH: &str = "/keys/reveal";
-/// The SAML sign-in this browser started (the AuthnRequest's ID), sent
-/// only to the single sign-on routes.
+/// The SAML sign-in this browser started (the AuthnRequest's ID). At `/`
+/// so that under TLS it is `__Host-`: a sibling host cannot toss in one of
+/// its own (with a longer path, it would be sent first) to plant its
+/// sign-in in this browser.
 const SAML_STARTED: &str = "authzd-saml";
-const SAML_STARTED_PATH: &str = "/sso/saml/";
 
 /// The path a cookie is scoped to.
 fn path_of(base: &str) -> &'static str {
     match base {
         NEW_KEY => NEW_KEY_PATH,
-        SAML_STARTED => SAML_STARTED_PATH,
         _ => "/",
     }
 }

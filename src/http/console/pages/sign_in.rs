@@ -33,6 +33,9 @@ pub(super) async fn sign_in_form(
         tracing::warn!(error = %e, "sign-in page without its identity providers");
         Vec::new()
     });
+    // The sign-in starts where the IdP will send the browser back, so the
+    // cookie naming it is there when the response arrives.
+    let public_url = &app.core.settings().sso.public_url;
     views::bare(
         status,
         "Sign in",
@@ -54,7 +57,7 @@ pub(super) async fn sign_in_form(
                 h2 { "Single sign-on" }
                 ul class="sso" {
                     @for idp in &providers {
-                        li { a class="button" href=(format!("/sso/saml/{}/login", enc(idp))) { "Sign in with " (idp) } }
+                        li { a class="button" href=(format!("{public_url}/sso/saml/{}/login", enc(idp))) { "Sign in with " (idp) } }
                     }
                 }
             }
@@ -92,6 +95,15 @@ pub(super) async fn saml_login(
     Path(idp): Path<String>,
 ) -> Response {
     let source = crate::domain::authn::sources::Source::from_ip(peer.ip());
+    if crate::domain::names::new_idp_name("idp", &idp).is_err() {
+        return sign_in_form(
+            &app,
+            StatusCode::NOT_FOUND,
+            Some("No such identity provider is enabled."),
+            "",
+        )
+        .await;
+    }
     match app.core.start_saml_login(&idp, "", source).await {
         Ok(started) => {
             let mut response = see_other(&started.redirect_url);
@@ -127,19 +139,44 @@ pub(super) async fn saml_continue(
         Ok(f) => f,
         Err(r) => return r,
     };
-    let started = app.cookie(&headers, SAML_STARTED);
+    // Two of them: one was planted beside ours; neither is trusted.
+    let started = match app.cookie_count(&headers, SAML_STARTED) {
+        0 | 1 => Ok(app.cookie(&headers, SAML_STARTED)),
+        _ => Err(Error::Unauthenticated(crate::error::AuthFailure::Sso(
+            "saml_binding_cookie_twice",
+        ))),
+    };
     let source = crate::domain::authn::sources::Source::from_ip(peer.ip());
-    let issued = app
-        .core
-        .create_token_with_saml(
-            &idp,
-            form.get("SAMLResponse"),
-            Answering::Browser(started),
-            source,
-        )
-        .await;
-    let mut response = match issued {
-        Ok(issued) => signed_in(&app, &issued),
+    let issued = match started {
+        Ok(started) => {
+            app.core
+                .create_token_with_saml(
+                    &idp,
+                    form.get("SAMLResponse"),
+                    Answering::Browser(started),
+                    source,
+                )
+                .await
+        }
+        Err(e) => {
+            tracing::warn!(
+                idp,
+                "SAML sign-in refused: the sign-in cookie was sent twice"
+            );
+            Err(e)
+        }
+    };
+    match issued {
+        Ok(issued) => {
+            let mut response = signed_in(&app, &issued);
+            // Answered: the cookie is spent. (Not on a failure: any site can
+            // post a bogus response through the ACS, and must not cancel a
+            // sign-in this browser has under way.)
+            response
+                .headers_mut()
+                .append(header::SET_COOKIE, app.set_cookie(SAML_STARTED, "", 0));
+            response
+        }
         Err(e) => {
             let (status, message) = match &e {
                 // One message whatever failed: the reason is in the log
@@ -154,12 +191,7 @@ pub(super) async fn saml_continue(
             };
             sign_in_form(&app, status, Some(&message), "").await
         }
-    };
-    // A sign-in answers its request once, whatever the outcome.
-    response
-        .headers_mut()
-        .append(header::SET_COOKIE, app.set_cookie(SAML_STARTED, "", 0));
-    response
+    }
 }
 
 pub(super) async fn sign_in(
