@@ -173,5 +173,8 @@ pub async fn run_metadata_refresher(core: Core, interval: Duration, stop: Cancel
         if let Err(err) = core.refresh_idp_metadata().await {
             log_background_error("identity provider metadata refresh", err);
         }
+        if let Err(err) = core.refresh_oidc_providers().await {
+            log_background_error("OpenID provider discovery refresh", err);
+        }
     }
 }

@@ -16,6 +16,7 @@ mod m20261206_000010_login_sources;
 mod m20261207_000012_folded_usernames;
 mod m20261207_000013_identity_providers;
 mod m20261207_000014_saml_sign_in;
+mod m20261208_000015_oidc;
 
 pub struct Migrator;
 
@@ -36,6 +37,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261207_000012_folded_usernames::Migration),
             Box::new(m20261207_000013_identity_providers::Migration),
             Box::new(m20261207_000014_saml_sign_in::Migration),
+            Box::new(m20261208_000015_oidc::Migration),
         ]
     }
 }

@@ -17,7 +17,7 @@ use super::actions::{
 use super::audit::{Actor, Change};
 use super::authn::key_format;
 use super::caller::Caller;
-use super::model::{ApiKey, ApiKeyStatus, User, UserType};
+use super::model::{ApiKey, ApiKeyStatus, User};
 use super::page::{Page, PageRequest};
 use super::secret::Secret;
 use crate::error::{Error, Result, quoted};
@@ -217,7 +217,7 @@ impl Core {
     ) -> Result<(ApiKey, Secret)> {
         let owner = self.key_owner(caller, account, username, CREATE).await?;
         let settings = self.key_settings();
-        if owner.user_type == UserType::Saml && !settings.allow_for_saml_users {
+        if owner.user_type.is_federated() && !settings.allow_for_saml_users {
             return Err(saml_disabled());
         }
         let now = self.now();

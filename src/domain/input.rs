@@ -125,6 +125,9 @@ pub enum Field {
     Document,
     /// A SAML response being checked.
     SamlResponse,
+    /// An opaque value configured or handed back (an OIDC client id or
+    /// secret, a relay state).
+    Setting,
 }
 
 impl Field {
@@ -141,6 +144,7 @@ impl Field {
             Field::NewPassword => rule(Kind::NewPassword, crate::domain::users::PASSWORD_MAX_CHARS),
             Field::Url => rule(Kind::Text, URL_MAX_CHARS),
             Field::Document => rule(Kind::Document, DOCUMENT_MAX_CHARS),
+            Field::Setting => rule(Kind::Text, LOGIN_PASSWORD_MAX_CHARS),
             Field::SamlResponse => rule(
                 Kind::EncodedCredential,
                 crate::domain::sso::saml::MAX_RESPONSE_BASE64,

@@ -78,11 +78,23 @@ impl NewUser {
         idp_name: &str,
         roles: Vec<String>,
     ) -> Result<Self> {
+        Self::federated(UserType::Saml, account, username, idp_name, roles)
+    }
+
+    /// A user of `user_type` (SAML or OIDC) who signs in through the
+    /// identity provider `idp_name`.
+    fn federated(
+        user_type: UserType,
+        account: String,
+        username: &str,
+        idp_name: &str,
+        roles: Vec<String>,
+    ) -> Result<Self> {
         let idp_name = super::names::idp_name("idp_name", idp_name)?;
         Ok(Self {
             account,
             username: Username::parse("username", username)?,
-            user_type: UserType::Saml,
+            user_type,
             password: None,
             idp_name: Some(idp_name),
             roles,
@@ -104,7 +116,10 @@ impl NewUser {
             UserType::Native => {
                 check_password("password", &password)?;
                 if !idp_name.is_empty() {
-                    return Err(Error::invalid("idp_name", "is only for SAML users"));
+                    return Err(Error::invalid(
+                        "idp_name",
+                        "is only for SAML and OIDC users",
+                    ));
                 }
                 Self::native(account, username, password, roles)
             }
@@ -113,6 +128,12 @@ impl NewUser {
                     return Err(Error::invalid("password", "SAML users have no password"));
                 }
                 Self::saml(account, username, idp_name, roles)
+            }
+            UserType::Oidc => {
+                if !password.is_empty() {
+                    return Err(Error::invalid("password", "OIDC users have no password"));
+                }
+                Self::federated(UserType::Oidc, account, username, idp_name, roles)
             }
             UserType::Service => Err(Error::invalid("type", "service users cannot be created")),
         }

@@ -39,6 +39,7 @@ pub fn user_type(t: UserType) -> pb::UserType {
     match t {
         UserType::Native => pb::UserType::Native,
         UserType::Saml => pb::UserType::Saml,
+        UserType::Oidc => pb::UserType::Oidc,
         UserType::Service => pb::UserType::Service,
     }
 }
@@ -89,6 +90,7 @@ pub fn user_type_in(field: &str, value: i32) -> Result<Option<UserType>> {
             pb::UserType::Unspecified => None,
             pb::UserType::Native => Some(UserType::Native),
             pb::UserType::Saml => Some(UserType::Saml),
+            pb::UserType::Oidc => Some(UserType::Oidc),
             pb::UserType::Service => Some(UserType::Service),
         }),
     )

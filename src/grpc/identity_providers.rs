@@ -5,6 +5,8 @@ use super::convert::timestamp;
 use crate::domain::Core;
 use crate::domain::names;
 use crate::domain::page::PageRequest;
+use crate::domain::secret::Secret;
+use crate::domain::sso::oidc::{self, OidcFields};
 use crate::domain::sso::{IdpFields, metadata};
 use crate::error::{Error, Result};
 use crate::model::IdentityProvider;
@@ -26,8 +28,44 @@ impl IdentityProviderApi {
     /// The provider as the wire shows it; `with_document` false leaves the
     /// metadata document out (listings).
     fn wire(&self, idp: IdentityProvider, with_document: bool) -> pb::IdentityProvider {
+        if let Some(oidc) = &idp.oidc {
+            let redirect_uri = self.core.oidc_redirect_uri(&idp);
+            let backchannel_logout_uri =
+                redirect_uri.trim_end_matches("/callback").to_owned() + "/backchannel-logout";
+            return pb::IdentityProvider {
+                name: idp.name.clone(),
+                enabled: idp.enabled,
+                default_account: idp.default_account.clone().unwrap_or_default(),
+                default_role: idp.default_role.clone().unwrap_or_default(),
+                created_at: timestamp(idp.created_at),
+                last_updated: timestamp(idp.updated_at),
+                oidc: Some(pb::OidcSettings {
+                    issuer: oidc.issuer.clone(),
+                    client_id: oidc.client_id.clone(),
+                    client_secret: String::new(),
+                    client_secret_set: !oidc.client_secret.is_empty(),
+                    scopes: oidc.scopes.clone(),
+                    username_claim: Some(
+                        idp.username_attribute
+                            .clone()
+                            .unwrap_or_else(|| oidc::DEFAULT_USERNAME_CLAIM.to_owned()),
+                    ),
+                    account_claim: Some(idp.account_attribute.clone().unwrap_or_default()),
+                    roles_claim: Some(idp.role_attribute.clone().unwrap_or_default()),
+                    groups_claim: Some(idp.groups_attribute.clone().unwrap_or_default()),
+                    authorization_endpoint: oidc.endpoints.authorization_endpoint.clone(),
+                    token_endpoint: oidc.endpoints.token_endpoint.clone(),
+                    jwks_uri: oidc.endpoints.jwks_uri.clone(),
+                    userinfo_endpoint: oidc.endpoints.userinfo_endpoint.clone().unwrap_or_default(),
+                    redirect_uri,
+                    backchannel_logout_uri,
+                }),
+                ..Default::default()
+            };
+        }
         let (sp_entity_id, acs_url) = self.core.sp_endpoints(&idp);
         pb::IdentityProvider {
+            oidc: None,
             sp_entity_id_configured: idp.sp_entity_id.is_some(),
             acs_url_configured: idp.acs_url.is_some(),
             name: idp.name,
@@ -92,6 +130,54 @@ fn given(value: String) -> Option<String> {
     (!value.is_empty()).then_some(value)
 }
 
+/// The OIDC half of a create or update request, and the claims it names
+/// (which fill the mapping fields SAML's attributes fill). A claim given
+/// both here and as a top-level SAML attribute is refused.
+fn oidc_fields(oidc: Option<pb::OidcSettings>, fields: &mut IdpFields) -> Result<()> {
+    let Some(o) = oidc else {
+        return Ok(());
+    };
+    for (field, claim, slot) in [
+        (
+            "oidc.username_claim",
+            o.username_claim,
+            &mut fields.username_attribute,
+        ),
+        (
+            "oidc.account_claim",
+            o.account_claim,
+            &mut fields.account_attribute,
+        ),
+        (
+            "oidc.roles_claim",
+            o.roles_claim,
+            &mut fields.role_attribute,
+        ),
+        (
+            "oidc.groups_claim",
+            o.groups_claim,
+            &mut fields.groups_attribute,
+        ),
+    ] {
+        if let Some(claim) = claim {
+            if slot.as_deref().is_some_and(|v| !v.is_empty()) {
+                return Err(Error::invalid(
+                    field,
+                    "give the claim here only, not as an idp_*_attribute too",
+                ));
+            }
+            *slot = Some(claim);
+        }
+    }
+    fields.oidc = Some(OidcFields {
+        issuer: given(o.issuer),
+        client_id: given(o.client_id),
+        client_secret: given(o.client_secret).map(Secret::new),
+        scopes: (!o.scopes.is_empty()).then_some(o.scopes),
+    });
+    Ok(())
+}
+
 #[tonic::async_trait]
 impl IdentityProviderService for IdentityProviderApi {
     async fn create_identity_provider(
@@ -115,7 +201,10 @@ impl IdentityProviderService for IdentityProviderApi {
             require_signed_assertions: req.require_signed_assertions,
             require_signed_response: req.require_signed_response,
             allow_idp_initiated: req.allow_idp_initiated,
+            oidc: None,
         };
+        let mut fields = fields;
+        oidc_fields(req.oidc, &mut fields)?;
         let idp = self
             .core
             .create_identity_provider(&caller, &req.name, fields)
@@ -171,7 +260,10 @@ impl IdentityProviderService for IdentityProviderApi {
             require_signed_assertions: req.require_signed_assertions,
             require_signed_response: req.require_signed_response,
             allow_idp_initiated: req.allow_idp_initiated,
+            oidc: None,
         };
+        let mut fields = fields;
+        oidc_fields(req.oidc, &mut fields)?;
         let idp = self
             .core
             .update_identity_provider(&caller, name, fields)

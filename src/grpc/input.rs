@@ -39,7 +39,10 @@ fn field_of(message: &str, field: &str) -> Field {
         (_, "email") => Field::Email,
         (m, "name" | "new_name") if m.contains("ApiKey") => Field::ShownName,
         (_, "page_token") => Field::PageToken,
-        (_, "sp_entity_id" | "acs_url" | "idp_metadata_url") => Field::Url,
+        (_, "sp_entity_id" | "acs_url" | "idp_metadata_url" | "issuer") => Field::Url,
+        ("authz.v1.OidcSettings", "client_id" | "client_secret") => Field::Setting,
+        ("authz.v1.OidcGrant", "code" | "state") => Field::Credential,
+        (_, "relay_state") => Field::Setting,
         (_, "idp_metadata_xml") => Field::Document,
         (_, "saml_response") => Field::SamlResponse,
         _ => Field::Name,
@@ -295,9 +298,9 @@ mod tests {
 
     #[test]
     fn every_request_of_every_service_is_known() {
-        // 50 RPCs; the group members, group grants and user-group mappings
+        // 51 RPCs; the group members, group grants and user-group mappings
         // requests serve two each.
-        assert_eq!(requests().len(), 47);
+        assert_eq!(requests().len(), 48);
         assert!(requests().values().all(|m| schema().contains_key(m)));
     }
 

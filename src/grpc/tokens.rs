@@ -24,6 +24,7 @@ impl TokenApi {
 
 fn issued(issued: Issued) -> pb::CreateTokenResponse {
     pb::CreateTokenResponse {
+        relay_state: String::new(),
         access_token: issued.access_token.expose().to_owned(),
         token_type: "Bearer".to_owned(),
         expires_in: issued.expires_in,
@@ -60,6 +61,16 @@ impl TokenService for TokenApi {
                 self.core
                     .create_token_with_saml(&grant.idp, &grant.saml_response, answering, source)
                     .await?
+            }
+            Some(Grant::Oidc(grant)) => {
+                let signed_in = self
+                    .core
+                    .create_token_with_oidc(&grant.idp, &grant.code, &grant.state, source)
+                    .await?;
+                return Ok(Response::new(pb::CreateTokenResponse {
+                    relay_state: signed_in.relay_state,
+                    ..issued(signed_in.issued)
+                }));
             }
             None => return Err(Error::Unauthenticated(AuthFailure::MissingCredentials).into()),
         };
@@ -110,6 +121,23 @@ impl TokenService for TokenApi {
         Ok(Response::new(pb::StartSamlLoginResponse {
             redirect_url: started.redirect_url,
             request_id: started.request_id,
+        }))
+    }
+
+    async fn start_oidc_login(
+        &self,
+        request: Request<pb::StartOidcLoginRequest>,
+    ) -> Result<Response<pb::StartOidcLoginResponse>, Status> {
+        let source = source_of(&request, "")?;
+        let req = request.into_inner();
+        let idp = crate::domain::names::required("idp", &req.idp)?;
+        let started = self
+            .core
+            .start_oidc_login(idp, &req.relay_state, source)
+            .await?;
+        Ok(Response::new(pb::StartOidcLoginResponse {
+            redirect_url: started.redirect_url,
+            state: started.state,
         }))
     }
 

@@ -11,7 +11,41 @@ use super::entity::{identity_providers as idps, idp_group_mappings as mappings, 
 use super::{DbResultExt, StoreResult, classify_conflict, classify_missing_parent, listing, sql};
 use crate::error::{Error, quoted};
 use crate::model::page::{Page, PageRequest};
-use crate::model::{IdentityProvider, IdpMetadata};
+use crate::model::secret::Secret;
+use crate::model::{IdentityProvider, IdpMetadata, OidcEndpoints, OidcProvider};
+
+/// What `identity_providers.oidc_config` holds.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct OidcConfig {
+    issuer: String,
+    client_id: String,
+    scopes: Vec<String>,
+    endpoints: OidcEndpoints,
+}
+
+fn oidc_of(m: &idps::Model) -> StoreResult<Option<OidcProvider>> {
+    let Some(config) = &m.oidc_config else {
+        return Ok(None);
+    };
+    let config: OidcConfig = serde_json::from_str(config).map_err(|_| {
+        Error::internal(format!(
+            "identity provider {}: its stored OIDC settings are unreadable",
+            m.name
+        ))
+    })?;
+    Ok(Some(OidcProvider {
+        issuer: config.issuer,
+        client_id: config.client_id,
+        client_secret: Secret::new(m.oidc_client_secret.clone().unwrap_or_default()),
+        scopes: config.scopes,
+        endpoints: config.endpoints,
+        jwks: m.oidc_jwks.clone().unwrap_or_default(),
+        jwks_read_at: m
+            .oidc_jwks_read_at_ms
+            .and_then(DateTime::<Utc>::from_timestamp_millis)
+            .unwrap_or(m.updated_at),
+    }))
+}
 
 const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
 
@@ -27,7 +61,9 @@ fn provider(m: idps::Model) -> StoreResult<IdentityProvider> {
                 m.name
             ))
         })?;
+    let oidc = oidc_of(&m)?;
     Ok(IdentityProvider {
+        oidc,
         id: m.id,
         name: m.name,
         enabled: m.enabled,
@@ -61,7 +97,20 @@ fn active(p: &IdentityProvider) -> idps::ActiveModel {
         .iter()
         .map(|der| B64.encode(der))
         .collect();
+    let oidc_config = p.oidc.as_ref().map(|o| {
+        serde_json::json!({
+            "issuer": o.issuer,
+            "client_id": o.client_id,
+            "scopes": o.scopes,
+            "endpoints": o.endpoints,
+        })
+        .to_string()
+    });
     idps::ActiveModel {
+        oidc_config: Set(oidc_config),
+        oidc_client_secret: Set(p.oidc.as_ref().map(|o| o.client_secret.expose().to_owned())),
+        oidc_jwks: Set(p.oidc.as_ref().map(|o| o.jwks.clone())),
+        oidc_jwks_read_at_ms: Set(p.oidc.as_ref().map(|o| o.jwks_read_at.timestamp_millis())),
         id: Set(p.id),
         name: Set(p.name.clone()),
         enabled: Set(p.enabled),
@@ -110,6 +159,19 @@ pub async fn find_by_entity_id(
         .transpose()
 }
 
+/// The OpenID Connect providers.
+pub async fn oidc_providers(db: &impl ConnectionTrait) -> StoreResult<Vec<IdentityProvider>> {
+    idps::Entity::find()
+        .filter(idps::Column::OidcConfig.is_not_null())
+        .order_by_asc(idps::Column::Name)
+        .all(db)
+        .await
+        .db()?
+        .into_iter()
+        .map(provider)
+        .collect()
+}
+
 /// The providers whose metadata is read from an address.
 pub async fn with_metadata_url(db: &impl ConnectionTrait) -> StoreResult<Vec<IdentityProvider>> {
     idps::Entity::find()
@@ -123,18 +185,27 @@ pub async fn with_metadata_url(db: &impl ConnectionTrait) -> StoreResult<Vec<Ide
         .collect()
 }
 
-/// The names of enabled providers, in order, at most `limit`.
-pub async fn enabled_names(db: &impl ConnectionTrait, limit: u64) -> StoreResult<Vec<String>> {
-    idps::Entity::find()
+/// The names of enabled providers, in order, at most `limit`, each with
+/// its protocol (`saml` or `oidc`).
+pub async fn enabled_names(
+    db: &impl ConnectionTrait,
+    limit: u64,
+) -> StoreResult<Vec<(String, &'static str)>> {
+    let rows = idps::Entity::find()
         .select_only()
         .column(idps::Column::Name)
+        .column(idps::Column::OidcConfig)
         .filter(idps::Column::Enabled.eq(true))
         .order_by_asc(idps::Column::Name)
         .limit(limit)
-        .into_tuple::<String>()
+        .into_tuple::<(String, Option<String>)>()
         .all(db)
         .await
-        .db()
+        .db()?;
+    Ok(rows
+        .into_iter()
+        .map(|(name, oidc)| (name, if oidc.is_some() { "oidc" } else { "saml" }))
+        .collect())
 }
 
 pub async fn list(
@@ -207,6 +278,35 @@ pub async fn refresh_metadata(
     Ok(result.rows_affected == 1)
 }
 
+/// An OIDC provider's discovery document and JWKS read again, written
+/// only over the state they were read from (as `refresh_metadata`).
+pub async fn refresh_oidc(
+    db: &impl ConnectionTrait,
+    before: &IdentityProvider,
+    after: &IdentityProvider,
+) -> StoreResult<bool> {
+    let fresh = active(after);
+    let result = idps::Entity::update_many()
+        .set(idps::ActiveModel {
+            oidc_config: fresh.oidc_config,
+            oidc_jwks: fresh.oidc_jwks,
+            oidc_jwks_read_at_ms: fresh.oidc_jwks_read_at_ms,
+            ..Default::default()
+        })
+        .filter(idps::Column::Id.eq(before.id))
+        .filter(idps::Column::UpdatedAt.eq(before.updated_at))
+        .filter(
+            idps::Column::OidcJwksReadAtMs.eq(before
+                .oidc
+                .as_ref()
+                .map(|o| o.jwks_read_at.timestamp_millis())),
+        )
+        .exec(db)
+        .await
+        .db()?;
+    Ok(result.rows_affected == 1)
+}
+
 /// What deleting a provider took with it.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Deleted {
@@ -218,7 +318,7 @@ pub struct Deleted {
 /// The users a provider signed in, with the provider's name as the last
 /// placeholder (`$n`): SQLite binds placeholders in the order they appear.
 fn users_of(n: u8) -> String {
-    format!("SELECT id FROM users WHERE user_type = 'saml' AND idp_name = ${n}")
+    format!("SELECT id FROM users WHERE user_type IN ('saml', 'oidc') AND idp_name = ${n}")
 }
 
 /// Deletes the provider, its mappings and its users with their grants and
@@ -266,7 +366,7 @@ pub async fn delete_with_users(
         .await?;
     }
     let users = run(
-        "DELETE FROM users WHERE user_type = 'saml' AND idp_name = $1".to_owned(),
+        "DELETE FROM users WHERE user_type IN ('saml', 'oidc') AND idp_name = $1".to_owned(),
         vec![name()],
     )
     .await?;

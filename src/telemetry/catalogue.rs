@@ -81,6 +81,12 @@ pub const METRICS: &[Metric] = &[
         "Reads of identity providers' metadata from their addresses, by outcome.",
     ),
     metric(
+        "authzd_oidc_refreshes_total",
+        Kind::Counter,
+        None,
+        "Reads of OpenID providers' discovery documents and JWKS, by outcome.",
+    ),
+    metric(
         "authzd_password_hash_refused_total",
         Kind::Counter,
         None,

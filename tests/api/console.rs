@@ -2032,3 +2032,177 @@ async fn lists_on(backend: Backend) {
     );
     drop(server);
 }
+
+/// OpenID Connect in a real browser: "Sign in with keycloak" on the
+/// console (localhost), the certified provider's own login form (on
+/// 127.0.0.1), back on the console as a just-in-time OIDC user with the
+/// mapped group; the provider drops the group and the next sign-in drops
+/// its grant; the provider's back-channel logout ends the console session.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn openid_connect_walks_in_chromium() {
+    use crate::support::{as_admin, spawn_app_with_face};
+    use authzd::pb;
+    use authzd::pb::identity_provider_service_client::IdentityProviderServiceClient;
+    let op = crate::oidc::op();
+    let driver = Driver::start().await;
+    let shots = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("console-screenshots");
+    std::fs::create_dir_all(&shots).unwrap();
+    let client = driver.browser().await;
+    let app = spawn_app_with_face(Backend::Sqlite, |c, http| {
+        c.console.public_url = Some(format!("http://localhost:{}", http.port()));
+    })
+    .await;
+    let base = format!("http://localhost:{}", app.http.port());
+    app.create_account("engineering").await;
+    app.groups()
+        .create_group(as_admin(pb::CreateGroupRequest {
+            name: "ops".into(),
+            description: String::new(),
+        }))
+        .await
+        .unwrap();
+    app.groups()
+        .add_group_grants(as_admin(pb::GroupGrantsRequest {
+            name: "ops".into(),
+            grants: vec![pb::GroupGrant {
+                role: "read-write".into(),
+                account: "engineering".into(),
+            }],
+        }))
+        .await
+        .unwrap();
+    let registered = crate::oidc::register_at(&base, "keycloak").await;
+    let mut idps = IdentityProviderServiceClient::new(app.channel.clone());
+    idps.create_identity_provider(as_admin(pb::CreateIdentityProviderRequest {
+        name: "keycloak".into(),
+        default_account: "engineering".into(),
+        default_role: "read-only".into(),
+        oidc: Some(pb::OidcSettings {
+            issuer: op.issuer.clone(),
+            client_id: registered.0.clone(),
+            client_secret: registered.1.clone(),
+            scopes: vec!["openid".into(), "profile".into(), "groups".into()],
+            ..Default::default()
+        }),
+        ..Default::default()
+    }))
+    .await
+    .unwrap();
+    idps.add_user_group_mappings(as_admin(pb::UserGroupMappingsRequest {
+        idp: "keycloak".into(),
+        user_groups: vec!["ops".into()],
+    }))
+    .await
+    .unwrap();
+    let w = Walk {
+        client: client.clone(),
+        base: base.clone(),
+        shots,
+    };
+    let sign_in = async |expect_form: bool| {
+        w.open("/sign-in").await;
+        w.press("Sign in with keycloak").await;
+        if expect_form {
+            // The provider's own page, on its own site.
+            w.client
+                .wait()
+                .at_most(WAIT)
+                .for_element(Locator::Css("#login"))
+                .await
+                .unwrap();
+            let at = w.client.current_url().await.unwrap();
+            assert_eq!(at.host_str(), Some("127.0.0.1"), "{at}");
+            w.fill("#login", "grace").await;
+            w.fill("#password", "anything").await;
+            w.click("#submit").await;
+        }
+        // Through the callback and its hop, back on the console.
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let at = w.client.current_url().await.unwrap();
+            if at.host_str() == Some("localhost") && at.path() == "/keys" {
+                break;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "not back on the console's keys page: {at}\n{}",
+                w.text().await
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        w.client
+            .wait()
+            .at_most(WAIT)
+            .for_element(Locator::Css("h1"))
+            .await
+            .unwrap();
+        assert!(w.text().await.contains("grace"));
+    };
+    let grace = async || {
+        app.users()
+            .get_user(as_admin(pb::GetUserRequest {
+                account: "engineering".into(),
+                username: "grace".into(),
+            }))
+            .await
+            .unwrap()
+            .into_inner()
+    };
+    let grants = |user: &pb::User| {
+        let mut held: Vec<_> = user
+            .roles
+            .iter()
+            .map(|g| (g.role.clone(), g.group.clone(), g.grant_type()))
+            .collect();
+        held.sort();
+        held
+    };
+    crate::oidc::account_at_op(
+        "grace",
+        "sub-grace",
+        serde_json::json!({"preferred_username": "grace", "groups": ["ops"]}),
+    )
+    .await;
+    sign_in(true).await;
+    let user = grace().await;
+    assert_eq!(user.r#type(), pb::UserType::Oidc);
+    assert_eq!(user.idp_name, "keycloak");
+    assert_eq!(
+        grants(&user),
+        [
+            ("read-only".to_owned(), String::new(), pb::GrantType::Direct),
+            (
+                "read-write".to_owned(),
+                "ops".to_owned(),
+                pb::GrantType::SsoGroupMembership
+            ),
+        ]
+    );
+    w.sign_out().await;
+    // The provider drops the group; its session signs the browser in again
+    // without its form.
+    crate::oidc::account_at_op(
+        "grace",
+        "sub-grace",
+        serde_json::json!({"preferred_username": "grace", "groups": []}),
+    )
+    .await;
+    sign_in(false).await;
+    assert_eq!(
+        grants(&grace().await),
+        [("read-only".to_owned(), String::new(), pb::GrantType::Direct)]
+    );
+    // The provider ends grace's sessions: the console's ends with them.
+    crate::oidc::backchannel_logout(&registered.0, "sub-grace").await;
+    w.open("/keys").await;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while w.path().await != "/sign-in" {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the console session outlived its back-channel logout"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        w.open("/keys").await;
+    }
+    client.close().await.ok();
+}

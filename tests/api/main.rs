@@ -27,6 +27,7 @@ mod http_face;
 mod identity_providers;
 mod limits;
 mod lockout;
+mod oidc;
 mod ops;
 mod restart;
 mod roles;

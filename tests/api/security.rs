@@ -397,6 +397,8 @@ async fn every_string_field_of_every_request_is_validated(backend: Backend) {
         "password.username",
         "password.password",
         "saml.saml_response",
+        "oidc.code",
+        "oidc.state",
     ];
     let mut checked = 0;
     for method in api.methods() {

@@ -332,7 +332,7 @@ impl Core {
         if now >= key.expires_at {
             return Err(fail(AuthFailure::KeyExpired));
         }
-        if user.user.user_type == UserType::Saml && !self.settings().api_keys.allow_for_saml_users {
+        if user.user.user_type.is_federated() && !self.settings().api_keys.allow_for_saml_users {
             return Err(fail(AuthFailure::SamlKeysDisallowed));
         }
         check_active(&user, &account)?;

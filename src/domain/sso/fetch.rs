@@ -1,14 +1,15 @@
-//! An IdP's metadata fetched from its address (`idp_metadata_url`):
-//! bounded in size, time and redirects, over HTTPS checked against the
-//! web's public roots. The document carries the certificates every
-//! response is verified with, so plain HTTP is taken only from a loopback
+//! authzd's one HTTP client, for what it reads from identity providers
+//! (SAML metadata, OIDC discovery documents and JWKS, the token and
+//! userinfo endpoints): bounded in size, time and redirects, over HTTPS
+//! checked against the web's public roots. What it reads decides whose
+//! signatures are accepted, so plain HTTP is taken only from a loopback
 //! address, where nobody can sit in the middle.
 
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use http::header;
-use http_body_util::{BodyExt, Empty, Limited};
+use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Bytes;
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -22,12 +23,43 @@ pub const FETCH_TIMEOUT: Duration = Duration::from_secs(5);
 const MAX_REDIRECTS: usize = 3;
 const FIELD: &str = "idp_metadata_url";
 
-fn invalid(reason: impl Into<String>) -> Error {
-    Error::invalid(FIELD, reason)
+/// One request: where, what it sends, and which field an error names.
+pub struct Call<'a> {
+    /// The request field whose address this is, for errors.
+    pub field: &'static str,
+    pub url: &'a str,
+    pub accept: &'static str,
+    /// `application/x-www-form-urlencoded`, POSTed; `None`: a GET.
+    pub form: Option<String>,
+    pub authorization: Option<String>,
+    pub max_bytes: usize,
+}
+
+/// The document at `url` (SAML metadata), as text.
+pub async fn fetch(url: &str) -> Result<String> {
+    let call = Call {
+        field: FIELD,
+        url,
+        accept: "application/samlmetadata+xml, application/xml, text/xml",
+        form: None,
+        authorization: None,
+        max_bytes: MAX_METADATA_BYTES,
+    };
+    let (status, text) = send_call(&call).await?;
+    if !(200..300).contains(&status) {
+        return Err(Error::invalid(FIELD, format!("answered HTTP {status}")));
+    }
+    Ok(text)
 }
 
 /// The address, if it is one authzd fetches from.
 pub fn check_address(url: &str) -> Result<http::Uri> {
+    check_address_for(FIELD, url)
+}
+
+/// The address, if it is one authzd fetches from; errors name `field`.
+pub fn check_address_for(field: &'static str, url: &str) -> Result<http::Uri> {
+    let invalid = |reason: &str| Error::invalid(field, reason);
     let uri: http::Uri = url
         .parse()
         .map_err(|_| invalid("is not an absolute http(s) address"))?;
@@ -41,8 +73,8 @@ pub fn check_address(url: &str) -> Result<http::Uri> {
         Some("https") => Ok(uri),
         Some("http") if is_loopback(authority.host()) => Ok(uri),
         Some("http") => Err(invalid(
-            "must be https (plain http only to a loopback address): the document \
-             names the certificates responses are verified with",
+            "must be https (plain http only to a loopback address): what is read \
+             there decides whose signatures are accepted",
         )),
         _ => Err(invalid("is not an absolute http(s) address")),
     }
@@ -59,18 +91,24 @@ fn is_loopback(host: &str) -> bool {
             .is_ok_and(|ip| ip.is_loopback())
 }
 
-/// The document at `url`, as text.
-pub async fn fetch(url: &str) -> Result<String> {
-    let first = check_address(url)?;
+/// The status and body `call` was answered with. A GET follows up to
+/// three redirects (never from https to http); a POST follows none.
+pub async fn send_call(call: &Call<'_>) -> Result<(u16, String)> {
+    let field = call.field;
+    let invalid = |reason: String| Error::invalid(field, reason);
+    let first = check_address_for(field, call.url)?;
     let walk = async {
         let mut uri = first;
         for _ in 0..=MAX_REDIRECTS {
-            match get(&uri).await? {
-                Fetched::Document(text) => return Ok(text),
+            match exchange(call, &uri).await? {
+                Fetched::Document(status, text) => return Ok((status, text)),
+                Fetched::Redirect(_) if call.form.is_some() => {
+                    return Err(invalid("answered a POST with a redirect".to_owned()));
+                }
                 Fetched::Redirect(location) => {
-                    let next = redirected(&uri, &location)?;
+                    let next = redirected(field, &uri, &location)?;
                     if uri.scheme_str() == Some("https") && next.scheme_str() != Some("https") {
-                        return Err(invalid("redirects from https to plain http"));
+                        return Err(invalid("redirects from https to plain http".to_owned()));
                     }
                     uri = next;
                 }
@@ -91,20 +129,20 @@ pub async fn fetch(url: &str) -> Result<String> {
 }
 
 enum Fetched {
-    Document(String),
+    Document(u16, String),
     Redirect(String),
 }
 
 /// Where a redirect leads: an absolute address, or a path on the same
 /// origin.
-fn redirected(from: &http::Uri, location: &str) -> Result<http::Uri> {
+fn redirected(field: &'static str, from: &http::Uri, location: &str) -> Result<http::Uri> {
     if location.starts_with('/') && !location.starts_with("//") {
         let (Some(scheme), Some(authority)) = (from.scheme_str(), from.authority()) else {
-            return Err(invalid("redirects somewhere unreadable"));
+            return Err(Error::invalid(field, "redirects somewhere unreadable"));
         };
-        return check_address(&format!("{scheme}://{authority}{location}"));
+        return check_address_for(field, &format!("{scheme}://{authority}{location}"));
     }
-    check_address(location)
+    check_address_for(field, location)
 }
 
 fn tls() -> tokio_rustls::TlsConnector {
@@ -135,10 +173,12 @@ fn tls() -> tokio_rustls::TlsConnector {
     }
 }
 
-async fn get(uri: &http::Uri) -> Result<Fetched> {
+async fn exchange(call: &Call<'_>, uri: &http::Uri) -> Result<Fetched> {
+    let field = call.field;
+    let invalid = |reason: String| Error::invalid(field, reason);
     let authority = uri
         .authority()
-        .ok_or_else(|| invalid("is not an absolute http(s) address"))?;
+        .ok_or_else(|| invalid("is not an absolute http(s) address".to_owned()))?;
     let host = bare_host(authority.host()).to_owned();
     let https = uri.scheme_str() == Some("https");
     let port = authority.port_u16().unwrap_or(if https { 443 } else { 80 });
@@ -147,27 +187,39 @@ async fn get(uri: &http::Uri) -> Result<Fetched> {
     // such name): the field is no probe of which ports answer where.
     let tcp = tokio::net::TcpStream::connect((host.as_str(), port))
         .await
-        .map_err(|_| invalid("could not be reached"))?;
+        .map_err(|_| invalid("could not be reached".to_owned()))?;
     let path = uri.path_and_query().map_or("/", |p| p.as_str());
-    let request = http::Request::get(path)
+    let mut request = http::Request::builder()
+        .method(if call.form.is_some() {
+            http::Method::POST
+        } else {
+            http::Method::GET
+        })
+        .uri(path)
         .header(header::HOST, authority.as_str())
         .header(header::USER_AGENT, "authzd")
-        .header(
-            header::ACCEPT,
-            "application/samlmetadata+xml, application/xml, text/xml",
-        )
-        .body(Empty::<Bytes>::new())
+        .header(header::ACCEPT, call.accept);
+    if call.form.is_some() {
+        request = request.header(header::CONTENT_TYPE, "application/x-www-form-urlencoded");
+    }
+    if let Some(authorization) = &call.authorization {
+        request = request.header(header::AUTHORIZATION, authorization.as_str());
+    }
+    let request = request
+        .body(Full::new(Bytes::from(
+            call.form.clone().unwrap_or_default(),
+        )))
         .map_err(|e| unreachable(&e))?;
     let response = if https {
         let name = rustls::pki_types::ServerName::try_from(host)
-            .map_err(|_| invalid("names a host TLS cannot verify"))?;
+            .map_err(|_| invalid("names a host TLS cannot verify".to_owned()))?;
         let stream = tls()
             .connect(name, tcp)
             .await
             .map_err(|e| unreachable(&e))?;
-        send(stream, request).await?
+        send(field, stream, request).await?
     } else {
-        send(tcp, request).await?
+        send(field, tcp, request).await?
     };
     let status = response.status();
     if status.is_redirection() {
@@ -178,32 +230,30 @@ async fn get(uri: &http::Uri) -> Result<Fetched> {
             .ok_or_else(|| invalid(format!("answered HTTP {status} without a Location")))?;
         return Ok(Fetched::Redirect(location.to_owned()));
     }
-    if !status.is_success() {
-        return Err(invalid(format!("answered HTTP {}", status.as_u16())));
-    }
-    let body = Limited::new(response.into_body(), MAX_METADATA_BYTES)
+    let body = Limited::new(response.into_body(), call.max_bytes)
         .collect()
         .await
         .map_err(|_| {
             invalid(format!(
                 "is larger than {} KiB, or broke off",
-                MAX_METADATA_BYTES / 1024
+                call.max_bytes / 1024
             ))
         })?
         .to_bytes();
     String::from_utf8(body.to_vec())
-        .map(Fetched::Document)
-        .map_err(|_| invalid("answered a document that is not UTF-8"))
+        .map(|text| Fetched::Document(status.as_u16(), text))
+        .map_err(|_| invalid("answered a document that is not UTF-8".to_owned()))
 }
 
 async fn send<S>(
+    field: &'static str,
     stream: S,
-    request: http::Request<Empty<Bytes>>,
+    request: http::Request<Full<Bytes>>,
 ) -> Result<hyper::Response<hyper::body::Incoming>>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let failed = |e: hyper::Error| invalid(format!("could not be fetched: {e}"));
+    let failed = |e: hyper::Error| Error::invalid(field, format!("could not be fetched: {e}"));
     let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await
         .map_err(failed)?;
@@ -249,17 +299,17 @@ mod tests {
     fn redirects_resolve_on_the_same_origin_or_absolutely() {
         let from: http::Uri = "https://idp.example.com/a/b".parse().unwrap();
         assert_eq!(
-            redirected(&from, "/c").unwrap().to_string(),
+            redirected(FIELD, &from, "/c").unwrap().to_string(),
             "https://idp.example.com/c"
         );
         assert_eq!(
-            redirected(&from, "https://other.example.com/d")
+            redirected(FIELD, &from, "https://other.example.com/d")
                 .unwrap()
                 .to_string(),
             "https://other.example.com/d"
         );
         // Protocol-relative and plain-http redirects are not followed.
-        assert!(redirected(&from, "//evil.example.com/x").is_err());
-        assert!(redirected(&from, "http://idp.example.com/c").is_err());
+        assert!(redirected(FIELD, &from, "//evil.example.com/x").is_err());
+        assert!(redirected(FIELD, &from, "http://idp.example.com/c").is_err());
     }
 }

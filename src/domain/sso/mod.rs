@@ -4,7 +4,9 @@
 //! IdP decides who can become which user.
 
 pub mod fetch;
+mod jit;
 pub mod metadata;
+pub mod oidc;
 pub mod saml;
 pub mod sign_in;
 
@@ -59,6 +61,17 @@ pub struct IdpFields {
     pub require_signed_assertions: Option<bool>,
     pub require_signed_response: Option<bool>,
     pub allow_idp_initiated: Option<bool>,
+    /// Makes (on create) or keeps an OpenID Connect provider.
+    pub oidc: Option<oidc::OidcFields>,
+}
+
+/// What a provider's configuration names by address, read beforehand.
+#[derive(Default)]
+struct Remote {
+    /// The SAML metadata document at `idp_metadata_url`.
+    metadata: Option<String>,
+    /// The OIDC issuer's discovery document and JWKS.
+    discovered: Option<oidc::Discovered>,
 }
 
 fn not_found(name: &str) -> Error {
@@ -119,8 +132,9 @@ impl Core {
         &self,
         mut idp: IdentityProvider,
         fields: IdpFields,
-        fetched: Option<String>,
+        remote: Remote,
     ) -> Result<IdentityProvider> {
+        let is_oidc = idp.oidc.is_some();
         let IdpFields {
             enabled,
             sp_entity_id,
@@ -136,7 +150,46 @@ impl Core {
             require_signed_assertions,
             require_signed_response,
             allow_idp_initiated,
+            oidc: oidc_fields,
         } = fields;
+        if is_oidc {
+            // The SAML half of the model has no meaning here: refused, not
+            // silently kept.
+            for (field, given) in [
+                (
+                    "sp_entity_id",
+                    sp_entity_id.as_deref().is_some_and(|v| !v.is_empty()),
+                ),
+                ("acs_url", acs_url.as_deref().is_some_and(|v| !v.is_empty())),
+                (
+                    "idp_metadata_xml",
+                    metadata_xml.as_deref().is_some_and(|v| !v.is_empty()),
+                ),
+                (
+                    "idp_metadata_url",
+                    metadata_url.as_deref().is_some_and(|v| !v.is_empty()),
+                ),
+                (
+                    "require_signed_assertions",
+                    require_signed_assertions.is_some(),
+                ),
+                ("require_signed_response", require_signed_response.is_some()),
+                ("allow_idp_initiated", allow_idp_initiated.is_some()),
+            ] {
+                if given {
+                    return Err(Error::invalid(
+                        field,
+                        "is for SAML providers; this one is OpenID Connect",
+                    ));
+                }
+            }
+            self.apply_oidc(&mut idp, oidc_fields.unwrap_or_default(), remote.discovered)?;
+        } else if oidc_fields.is_some() {
+            return Err(Error::invalid(
+                "oidc",
+                "a SAML provider cannot become an OpenID Connect one: create another provider",
+            ));
+        }
         let metadata_xml = metadata_xml.and_then(non_empty);
         let metadata_url = metadata_url.and_then(non_empty);
         if metadata_xml.is_some() && metadata_url.is_some() {
@@ -150,12 +203,13 @@ impl Core {
             idp.metadata_url = None;
         }
         if let Some(url) = metadata_url {
-            let xml = fetched
+            let xml = remote
+                .metadata
                 .ok_or_else(|| Error::internal("identity provider metadata was not fetched"))?;
             idp.metadata = metadata::parse_idp_metadata("idp_metadata_url", &xml)?;
             idp.metadata_url = Some(url);
         }
-        if idp.metadata.xml.is_empty() {
+        if idp.metadata.xml.is_empty() && !is_oidc {
             return Err(Error::invalid("idp_metadata_xml", "is required"));
         }
         if let Some(v) = enabled {
@@ -170,24 +224,25 @@ impl Core {
         if let Some(url) = &idp.acs_url {
             check_url("acs_url", url)?;
         }
+        let pick = |saml: &'static str, oidc: &'static str| if is_oidc { oidc } else { saml };
         for (field, value, slot) in [
             (
-                "idp_username_attribute",
+                pick("idp_username_attribute", "oidc.username_claim"),
                 username_attribute,
                 &mut idp.username_attribute,
             ),
             (
-                "idp_account_attribute",
+                pick("idp_account_attribute", "oidc.account_claim"),
                 account_attribute,
                 &mut idp.account_attribute,
             ),
             (
-                "idp_role_attribute",
+                pick("idp_role_attribute", "oidc.roles_claim"),
                 role_attribute,
                 &mut idp.role_attribute,
             ),
             (
-                "idp_groups_attribute",
+                pick("idp_groups_attribute", "oidc.groups_claim"),
                 groups_attribute,
                 &mut idp.groups_attribute,
             ),
@@ -236,9 +291,84 @@ impl Core {
         Ok(idp)
     }
 
-    /// The document `fields` name by address, fetched (before anything is
-    /// judged, so the rest is checked against what it says).
-    async fn fetch_metadata(fields: &IdpFields) -> Result<Option<String>> {
+    /// The OIDC half of a provider: `fields` over what it has, checked.
+    /// `discovered`: what the issuer in `fields` published, read beforehand.
+    fn apply_oidc(
+        &self,
+        idp: &mut IdentityProvider,
+        fields: oidc::OidcFields,
+        discovered: Option<oidc::Discovered>,
+    ) -> Result<()> {
+        let now = self.now();
+        let Some(current) = idp.oidc.as_mut() else {
+            return Err(Error::internal("not an OpenID Connect provider"));
+        };
+        if let Some(issuer) = fields.issuer.and_then(non_empty) {
+            let found =
+                discovered.ok_or_else(|| Error::internal("the OIDC issuer was not read"))?;
+            current.issuer = issuer;
+            current.endpoints = found.endpoints;
+            current.jwks = found.jwks;
+            current.jwks_read_at = now;
+        }
+        if current.issuer.is_empty() {
+            return Err(Error::invalid("oidc.issuer", "is required"));
+        }
+        if let Some(client_id) = fields.client_id.and_then(non_empty) {
+            if client_id.len() > 255 || client_id.chars().any(char::is_control) {
+                return Err(Error::invalid(
+                    "oidc.client_id",
+                    "must be at most 255 bytes, without control characters",
+                ));
+            }
+            current.client_id = client_id;
+        }
+        if current.client_id.is_empty() {
+            return Err(Error::invalid("oidc.client_id", "is required"));
+        }
+        if let Some(secret) = fields.client_secret.filter(|s| !s.is_empty()) {
+            if secret.expose().len() > 1024 || secret.expose().chars().any(char::is_control) {
+                return Err(Error::invalid(
+                    "oidc.client_secret",
+                    "must be at most 1024 bytes, without control characters",
+                ));
+            }
+            current.client_secret = secret;
+        }
+        if current.client_secret.is_empty() {
+            return Err(Error::invalid("oidc.client_secret", "is required"));
+        }
+        if let Some(scopes) = fields.scopes.filter(|s| !s.is_empty()) {
+            // RFC 6749 3.3: scope tokens are printable ASCII but '"' and '\\'.
+            if let Some(bad) = scopes.iter().find(|s| {
+                s.is_empty()
+                    || s.len() > 128
+                    || !s
+                        .bytes()
+                        .all(|b| (0x21..=0x7e).contains(&b) && b != b'"' && b != b'\\')
+            }) {
+                return Err(Error::invalid(
+                    "oidc.scopes",
+                    format!("{} is not a scope", quoted(bad)),
+                ));
+            }
+            if !scopes.iter().any(|s| s == "openid") {
+                return Err(Error::invalid("oidc.scopes", "must include openid"));
+            }
+            let mut unique = Vec::new();
+            for scope in scopes {
+                if !unique.contains(&scope) {
+                    unique.push(scope);
+                }
+            }
+            current.scopes = unique;
+        }
+        Ok(())
+    }
+
+    /// What `fields` name by address, read (before anything is judged, so
+    /// the rest is checked against what it says).
+    async fn read_remote(fields: &IdpFields) -> Result<Remote> {
         let given = |v: &Option<String>| v.as_deref().is_some_and(|v| !v.trim().is_empty());
         if given(&fields.metadata_xml) && given(&fields.metadata_url) {
             return Err(Error::invalid(
@@ -246,10 +376,18 @@ impl Core {
                 "give idp_metadata_xml or idp_metadata_url, not both",
             ));
         }
-        match fields.metadata_url.as_deref() {
-            Some(url) if given(&fields.metadata_url) => Ok(Some(fetch::fetch(url).await?)),
-            _ => Ok(None),
+        let mut remote = Remote::default();
+        if let Some(url) = fields.metadata_url.as_deref()
+            && given(&fields.metadata_url)
+        {
+            remote.metadata = Some(fetch::fetch(url).await?);
         }
+        if let Some(issuer) = fields.oidc.as_ref().and_then(|o| o.issuer.as_deref())
+            && !issuer.trim().is_empty()
+        {
+            remote.discovered = Some(oidc::discover(issuer).await?);
+        }
+        Ok(remote)
     }
 
     /// Reads again the metadata of every provider configured by address,
@@ -389,11 +527,40 @@ impl Core {
             require_signed_assertions: true,
             require_signed_response: true,
             allow_idp_initiated: false,
+            oidc: None,
             created_at: now,
             updated_at: now,
         };
-        let fetched = Self::fetch_metadata(&fields).await?;
-        let idp = self.apply(blank, fields, fetched)?;
+        let blank = if fields.oidc.is_some() {
+            // OIDC: the SAML half stays empty; the entity id, unique per
+            // row, is a placeholder no SAML provider can claim.
+            IdentityProvider {
+                metadata: crate::model::IdpMetadata {
+                    entity_id: format!("oidc:{}", blank.id),
+                    ..blank.metadata.clone()
+                },
+                groups_attribute: Some(oidc::DEFAULT_GROUPS_CLAIM.to_owned()),
+                oidc: Some(crate::model::OidcProvider {
+                    issuer: String::new(),
+                    client_id: String::new(),
+                    client_secret: crate::domain::secret::Secret::default(),
+                    scopes: oidc::DEFAULT_SCOPES.map(str::to_owned).to_vec(),
+                    endpoints: crate::model::OidcEndpoints {
+                        authorization_endpoint: String::new(),
+                        token_endpoint: String::new(),
+                        jwks_uri: String::new(),
+                        userinfo_endpoint: None,
+                    },
+                    jwks: String::new(),
+                    jwks_read_at: now,
+                }),
+                ..blank
+            }
+        } else {
+            blank
+        };
+        let remote = Self::read_remote(&fields).await?;
+        let idp = self.apply(blank, fields, remote)?;
         self.check_against_store(&idp).await?;
         let change = described(Change::new("create", "identity_provider", &idp.name), &idp);
         self.change(Actor::Caller(caller), change, async |db| {
@@ -440,15 +607,19 @@ impl Core {
     ) -> Result<IdentityProvider> {
         self.require_idp_admin(caller, "UpdateIdentityProvider")?;
         let before = self.identity_provider(name).await?;
-        let fetched = Self::fetch_metadata(&fields).await?;
-        let mut idp = self.apply(before.clone(), fields, fetched)?;
+        let remote = Self::read_remote(&fields).await?;
+        let mut idp = self.apply(before.clone(), fields, remote)?;
         idp.updated_at = self.now();
         self.check_against_store(&idp).await?;
-        let change = changed(
+        let mut change = changed(
             Change::new("update", "identity_provider", name).id(idp.id),
             &before,
             &idp,
         );
+        let secret = |p: &IdentityProvider| p.oidc.as_ref().map(|o| o.client_secret.clone());
+        if secret(&before) != secret(&idp) {
+            change = change.to("oidc_client_secret", "replaced");
+        }
         self.change(Actor::Caller(caller), change, async |db| {
             if store::identity_providers::replace(db, &idp).await? {
                 Ok(())
@@ -549,8 +720,8 @@ impl Core {
     }
 
     /// The providers a sign-in page offers (enabled ones; names only, as
-    /// any sign-in page shows them).
-    pub async fn sign_in_choices(&self) -> Result<Vec<String>> {
+    /// any sign-in page shows them), each with its protocol.
+    pub async fn sign_in_choices(&self) -> Result<Vec<(String, &'static str)>> {
         // A page of buttons, not a directory.
         store::identity_providers::enabled_names(self.db(), 20).await
     }
@@ -558,7 +729,10 @@ impl Core {
     /// The SP metadata of a provider, for anyone (an IdP's administrator
     /// pastes it): `None` when there is no such provider.
     pub async fn sp_metadata(&self, idp: &str) -> Result<Option<String>> {
-        let Some(idp) = store::identity_providers::find(self.db(), idp).await? else {
+        let Some(idp) = store::identity_providers::find(self.db(), idp)
+            .await?
+            .filter(|idp| idp.oidc.is_none())
+        else {
             return Ok(None);
         };
         let (entity_id, acs) = self.sp_endpoints(&idp);
@@ -574,6 +748,39 @@ impl Core {
 /// is long and says less than what was read from it.
 fn fields_of(idp: &IdentityProvider) -> Vec<(&'static str, serde_json::Value)> {
     let opt = |v: &Option<String>| serde_json::json!(v);
+    if let Some(o) = &idp.oidc {
+        return vec![
+            ("enabled", idp.enabled.into()),
+            ("oidc_issuer", o.issuer.clone().into()),
+            ("oidc_client_id", o.client_id.clone().into()),
+            // Never the secret, nor anything derived from it.
+            (
+                "oidc_client_secret",
+                if o.client_secret.is_empty() {
+                    "unset"
+                } else {
+                    "set"
+                }
+                .into(),
+            ),
+            ("oidc_scopes", o.scopes.clone().into()),
+            (
+                "oidc_authorization_endpoint",
+                o.endpoints.authorization_endpoint.clone().into(),
+            ),
+            (
+                "oidc_token_endpoint",
+                o.endpoints.token_endpoint.clone().into(),
+            ),
+            ("oidc_jwks_uri", o.endpoints.jwks_uri.clone().into()),
+            ("oidc_username_claim", opt(&idp.username_attribute)),
+            ("oidc_account_claim", opt(&idp.account_attribute)),
+            ("oidc_roles_claim", opt(&idp.role_attribute)),
+            ("oidc_groups_claim", opt(&idp.groups_attribute)),
+            ("default_account", opt(&idp.default_account)),
+            ("default_role", opt(&idp.default_role)),
+        ];
+    }
     vec![
         ("enabled", idp.enabled.into()),
         ("sp_entity_id", opt(&idp.sp_entity_id)),

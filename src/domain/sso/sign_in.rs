@@ -2,7 +2,6 @@
 //! Response back, and the just-in-time user it makes or brings up to date
 //! (Anchore's rules, docs/sso.md).
 
-use std::collections::BTreeSet;
 use std::io::Write as _;
 use std::sync::OnceLock;
 
@@ -13,17 +12,11 @@ use uuid::Uuid;
 use super::metadata::escape;
 use super::saml::{self, Expect, Verified};
 use crate::domain::Core;
-use crate::domain::audit::{Actor, Change};
 use crate::domain::authn::attempt::{Attempt, Claim};
 use crate::domain::authn::sources::{self, Source};
-use crate::domain::authn::{check_active, principal};
-use crate::domain::model::{
-    Account, AccountState, AccountType, CredentialKind, IdentityProvider, Principal, User,
-    UserState, UserType,
-};
-use crate::domain::names::{AccountName, Username};
+use crate::domain::model::{IdentityProvider, Principal};
 use crate::domain::tokens::Issued;
-use crate::error::{AuthFailure, Error, Result, quoted};
+use crate::error::{Error, Result, quoted};
 use crate::store;
 
 /// XML-DSig verifications at once, off the async workers.
@@ -32,9 +25,7 @@ fn verifications() -> &'static tokio::sync::Semaphore {
     SLOTS.get_or_init(|| tokio::sync::Semaphore::new(4))
 }
 
-fn refused(reason: &'static str) -> Error {
-    Error::Unauthenticated(AuthFailure::Sso(reason))
-}
+use super::jit::refused;
 
 /// Which request a Response must answer.
 #[derive(Debug, Clone, Copy)]
@@ -305,22 +296,7 @@ impl Core {
             .await?;
         fresh?;
         let user = self.just_in_time(&provider, &verified).await?;
-        let loaded = self
-            .queries()
-            .user_by_name(self.db(), &user.username)
-            .await?
-            .ok_or_else(|| refused("sso_user_vanished"))?;
-        check_active(&loaded.entry, &loaded.account)?;
-        tracing::info!(
-            idp = provider.name,
-            user = user.username,
-            "signed in through SAML"
-        );
-        Ok(principal(
-            &loaded.entry,
-            &loaded.account,
-            CredentialKind::Password,
-        ))
+        self.federated_principal(&provider, &user).await
     }
 
     async fn verify_response(
@@ -357,265 +333,5 @@ impl Core {
             refused("saml_internal")
         })?;
         result.map_err(|reason| refused(reason.as_str()))
-    }
-
-    /// Anchore's just-in-time rules: the user is made on the first sign-in
-    /// (unless `sso_require_existing_users`), and their accounts, roles
-    /// and mapped groups follow what the IdP asserts.
-    async fn just_in_time(&self, idp: &IdentityProvider, verified: &Verified) -> Result<User> {
-        let username = match &idp.username_attribute {
-            Some(attribute) => match verified.values(attribute).as_slice() {
-                [one] => Some((*one).to_owned()),
-                [] => None,
-                _ => return Err(refused("sso_several_usernames")),
-            },
-            None => Some(verified.name_id.clone()),
-        }
-        .filter(|u| !u.is_empty())
-        .ok_or_else(|| refused("sso_no_username"))?;
-        let username = Username::parse("username", &username)
-            .map_err(|_| refused("sso_bad_username"))?
-            .into_string();
-        if crate::domain::users::RESERVED_USERNAMES
-            .iter()
-            .any(|r| r.eq_ignore_ascii_case(&username))
-        {
-            return Err(refused("sso_reserved_username"));
-        }
-        // By the folded name: an IdP that changes a name's case (Entra's
-        // UPNs do) finds the same user, and a native `Carol` is not taken
-        // over by an asserted `carol`.
-        let existing = store::users::find_user_record_folded(self.db(), &username)
-            .await?
-            .map(|record| record.user);
-        if let Some(user) = &existing {
-            if user.user_type != UserType::Saml {
-                return Err(refused("sso_native_user"));
-            }
-            if user.idp_name.as_deref() != Some(idp.name.as_str()) {
-                return Err(refused("sso_other_idp"));
-            }
-        } else if self.settings().sso.require_existing_users {
-            return Err(refused("sso_not_provisioned"));
-        }
-        // Accounts: asserted on every sign-in, or the default.
-        let asserted_accounts: Vec<String> = match &idp.account_attribute {
-            Some(attribute) => {
-                let values: BTreeSet<String> = verified
-                    .values(attribute)
-                    .into_iter()
-                    .map(str::to_owned)
-                    .collect();
-                if values.is_empty() {
-                    return Err(refused("sso_no_account"));
-                }
-                values.into_iter().collect()
-            }
-            None => idp.default_account.iter().cloned().collect(),
-        };
-        let home = match (asserted_accounts.as_slice(), &idp.default_account) {
-            ([], _) => return Err(refused("sso_no_account")),
-            ([one], _) => one.clone(),
-            (_, Some(default)) => default.clone(),
-            (_, None) => return Err(refused("sso_several_accounts")),
-        };
-        let mut accounts: BTreeSet<String> = asserted_accounts.into_iter().collect();
-        accounts.insert(home.clone());
-        // An existing user's own account is judged too: a SAML user made
-        // by hand in the admin account must not become an administrator
-        // through the IdP.
-        let mut judged = accounts.clone();
-        if let Some(user) = &existing {
-            judged.insert(user.account.clone());
-        }
-        for name in &judged {
-            if AccountName::parse_new("account", name).is_err() {
-                return Err(refused("sso_privileged_account"));
-            }
-            if let Some(account) = store::accounts::find_account(self.db(), name).await? {
-                if account.account_type != AccountType::User {
-                    return Err(refused("sso_privileged_account"));
-                }
-                if account.state == AccountState::Deleting {
-                    return Err(refused("sso_account_deleting"));
-                }
-            }
-        }
-        // Roles: asserted on every sign-in (and then the user's direct
-        // roles become exactly those), or the default on the first only.
-        let roles: Option<BTreeSet<String>> = match &idp.role_attribute {
-            Some(attribute) => {
-                let known: BTreeSet<String> = verified
-                    .values(attribute)
-                    .into_iter()
-                    .filter(|r| self.catalog().role(r).is_some())
-                    .map(str::to_owned)
-                    .collect();
-                if known.is_empty() {
-                    return Err(refused("sso_no_roles"));
-                }
-                Some(known)
-            }
-            None => None,
-        };
-        // Groups: the asserted names that are mapped to this provider.
-        let mapped = store::identity_providers::mapped_groups(self.db(), idp.id).await?;
-        let asserted_groups: BTreeSet<&str> = match &idp.groups_attribute {
-            Some(attribute) => verified.values(attribute).into_iter().collect(),
-            None => BTreeSet::new(),
-        };
-        // Every mapped group, by id (for the record's names); those asserted.
-        let mut mapped_groups = Vec::new();
-        for name in &mapped {
-            if let Some(group) = store::groups::find_group(self.db(), name).await? {
-                mapped_groups.push((group.id, group.name));
-            }
-        }
-        let groups: Vec<(Uuid, String)> = mapped_groups
-            .iter()
-            .filter(|(_, name)| asserted_groups.contains(name.as_str()))
-            .cloned()
-            .collect();
-
-        let now = self.now();
-        let actor = Actor::Federation {
-            protocol: "saml",
-            idp: &idp.name,
-        };
-        let mut write = self.write().await?;
-        for name in &accounts {
-            let account = Account {
-                name: name.clone(),
-                email: None,
-                account_type: AccountType::User,
-                state: AccountState::Enabled,
-                created_at: now,
-                updated_at: now,
-            };
-            if store::accounts::create_account_if_absent(write.db(), &account).await? {
-                write.record(
-                    actor,
-                    Change::new("create", "account", name).to("type", "user"),
-                );
-            }
-        }
-        let user = match existing {
-            Some(user) => user,
-            None => {
-                let user = User {
-                    id: Uuid::new_v4(),
-                    username: username.clone(),
-                    account: home.clone(),
-                    user_type: UserType::Saml,
-                    idp_name: Some(idp.name.clone()),
-                    state: UserState::Enabled,
-                    password_updated_at: None,
-                    created_at: now,
-                    updated_at: now,
-                };
-                store::users::create_user(write.db(), &user, None)
-                    .await
-                    .map_err(|e| match e {
-                        // Taken meanwhile, or by a name differing only in case.
-                        Error::AlreadyExists(_) => refused("sso_username_taken"),
-                        other => other,
-                    })?;
-                let mut first_roles = BTreeSet::new();
-                if roles.is_none()
-                    && let Some(role) = &idp.default_role
-                {
-                    for account in &accounts {
-                        store::users::create_binding(write.db(), user.id, role, account, now)
-                            .await?;
-                        first_roles.insert((role.clone(), account.clone()));
-                    }
-                }
-                write.record(
-                    actor,
-                    Change::new("create", "user", &user.username)
-                        .account(&user.account)
-                        .id(user.id)
-                        .to("type", "saml")
-                        .to("idp_name", idp.name.as_str())
-                        .to(
-                            "roles",
-                            first_roles
-                                .iter()
-                                .map(|(r, a)| format!("{r}@{a}"))
-                                .collect::<Vec<_>>(),
-                        ),
-                );
-                user
-            }
-        };
-        if let Some(roles) = &roles {
-            let want: BTreeSet<(String, String)> = accounts
-                .iter()
-                .flat_map(|a| roles.iter().map(move |r| (r.clone(), a.clone())))
-                .collect();
-            let have: BTreeSet<(String, String)> = store::sso::direct_bindings(write.db(), user.id)
-                .await?
-                .into_iter()
-                .collect();
-            let added: Vec<_> = want.difference(&have).cloned().collect();
-            let removed: Vec<_> = have.difference(&want).cloned().collect();
-            for (role, account) in &added {
-                store::users::create_binding(write.db(), user.id, role, account, now).await?;
-            }
-            for (role, account) in &removed {
-                store::users::delete_binding(write.db(), user.id, role, account).await?;
-            }
-            if !added.is_empty() || !removed.is_empty() {
-                let show = |pairs: &[(String, String)]| {
-                    pairs
-                        .iter()
-                        .map(|(r, a)| format!("{r}@{a}"))
-                        .collect::<Vec<_>>()
-                };
-                write.record(
-                    actor,
-                    Change::new("sync_roles", "user", &user.username)
-                        .account(&user.account)
-                        .id(user.id)
-                        .to("added", show(&added))
-                        .to("removed", show(&removed)),
-                );
-            }
-        }
-        let member_of: BTreeSet<Uuid> =
-            store::sso::asserted_memberships(write.db(), user.id, idp.id)
-                .await?
-                .into_iter()
-                .collect();
-        let want: BTreeSet<Uuid> = groups.iter().map(|(id, _)| *id).collect();
-        let name_of = |id: &Uuid| {
-            mapped_groups
-                .iter()
-                .find(|(g, _)| g == id)
-                .map(|(_, n)| n.clone())
-                .unwrap_or_else(|| id.to_string())
-        };
-        let joined: Vec<Uuid> = want.difference(&member_of).copied().collect();
-        let left: Vec<Uuid> = member_of.difference(&want).copied().collect();
-        for group in &joined {
-            store::sso::add_membership(write.db(), user.id, *group, idp.id, now).await?;
-            store::groups::touch(write.db(), *group, now).await?;
-        }
-        for group in &left {
-            store::sso::remove_membership(write.db(), user.id, *group, idp.id).await?;
-            store::groups::touch(write.db(), *group, now).await?;
-        }
-        if !joined.is_empty() || !left.is_empty() {
-            write.record(
-                actor,
-                Change::new("sync_groups", "user", &user.username)
-                    .account(&user.account)
-                    .id(user.id)
-                    .to("joined", joined.iter().map(name_of).collect::<Vec<_>>())
-                    .to("left", left.iter().map(name_of).collect::<Vec<_>>()),
-            );
-        }
-        write.commit().await?;
-        Ok(user)
     }
 }

@@ -223,6 +223,17 @@ impl Core {
     /// Starts a token family for a principal that a sign-in (of any
     /// protocol) has just verified, and issues its first pair.
     pub(crate) async fn start_session(&self, principal: &Principal) -> Result<Issued> {
+        self.start_session_from(principal, None).await
+    }
+
+    /// `start_session`, the family marked with the identity provider and
+    /// its session (`sid`) that signed the user in, for a back-channel
+    /// logout to find.
+    pub(crate) async fn start_session_from(
+        &self,
+        principal: &Principal,
+        federated: Option<(Uuid, Option<&str>)>,
+    ) -> Result<Issued> {
         self.tokens_enabled()?;
         let family = Uuid::new_v4().to_string();
         let now_ms = self.now().timestamp_millis();
@@ -235,6 +246,9 @@ impl Core {
             now_ms + self.family_lifetime_ms(),
         )
         .await?;
+        if let Some((idp_id, session)) = federated {
+            store::sso::mark_family(write.db(), &family, idp_id, session).await?;
+        }
         let issued = self
             .issue(write.db(), &principal.user, &family, now_ms)
             .await?;

@@ -202,6 +202,8 @@ const NEW_KEY_PATH: &str = "/keys/reveal";
 /// its own (with a longer path, it would be sent first) to plant its
 /// sign-in in this browser.
 const SAML_STARTED: &str = "authzd-saml";
+/// The state of the OIDC sign-in this browser started.
+const OIDC_STARTED: &str = "authzd-oidc";
 
 /// The path a cookie is scoped to.
 fn path_of(base: &str) -> &'static str {

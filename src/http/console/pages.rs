@@ -26,7 +26,9 @@ use listing::{ListQuery, Listing};
 use super::views::{
     self, Frame, Problem, button_form, csrf, enc, field_error, maybe_time, text_field, time,
 };
-use super::{ACCESS, App, CONTEXT, Ctx, Form, NEW_KEY, Posted, REFRESH, SAML_STARTED};
+use super::{
+    ACCESS, App, CONTEXT, Ctx, Form, NEW_KEY, OIDC_STARTED, Posted, REFRESH, SAML_STARTED,
+};
 use crate::domain::actions::{
     CREATE_ACCOUNT, CREATE_ROLE_MEMBER, CREATE_USER, CREATE_USER_GROUP, DELETE_ACCOUNT,
     DELETE_ROLE_MEMBER, DELETE_USER, DELETE_USER_GROUP, LIST_ACCOUNTS, LIST_ROLES,

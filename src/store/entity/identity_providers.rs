@@ -26,6 +26,11 @@ pub struct Model {
     pub require_signed_assertions: bool,
     pub require_signed_response: bool,
     pub allow_idp_initiated: bool,
+    /// JSON (`OidcConfig` in store::identity_providers); NULL for SAML.
+    pub oidc_config: Option<String>,
+    pub oidc_client_secret: Option<String>,
+    pub oidc_jwks: Option<String>,
+    pub oidc_jwks_read_at_ms: Option<i64>,
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,
 }

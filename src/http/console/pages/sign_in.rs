@@ -17,6 +17,12 @@ pub(super) fn routes(table: Table<App>) -> Table<App> {
             "console:SamlSignIn",
             saml_continue,
         )
+        .get("/sso/oidc/{idp}/login", oidc_login)
+        .post(
+            "/sso/oidc/{idp}/continue",
+            "console:OidcSignIn",
+            oidc_continue,
+        )
 }
 
 /// The sign-in page: the password form, and a way in through each enabled
@@ -56,8 +62,8 @@ pub(super) async fn sign_in_form(
             @if !providers.is_empty() {
                 h2 { "Single sign-on" }
                 ul class="sso" {
-                    @for idp in &providers {
-                        li { a class="button" href=(format!("{public_url}/sso/saml/{}/login", enc(idp))) { "Sign in with " (idp) } }
+                    @for (idp, protocol) in &providers {
+                        li { a class="button" href=(format!("{public_url}/sso/{protocol}/{}/login", enc(idp))) { "Sign in with " (idp) } }
                     }
                 }
             }
@@ -95,34 +101,171 @@ pub(super) async fn saml_login(
     Path(idp): Path<String>,
 ) -> Response {
     let source = crate::domain::authn::sources::Source::from_ip(peer.ip());
-    if crate::domain::names::new_idp_name("idp", &idp).is_err() {
+    let start = async || {
+        app.core
+            .start_saml_login(&idp, "", source)
+            .await
+            .map(|s| (s.redirect_url, s.request_id))
+    };
+    start_sign_in(&app, &idp, SAML_STARTED, start).await
+}
+
+/// "Sign in with {idp}" for an OpenID Connect provider: the authorization
+/// request out, and a cookie holding its state, so that only the answer to
+/// this browser's own request signs this browser in.
+pub(super) async fn oidc_login(
+    State(app): State<App>,
+    ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
+    Path(idp): Path<String>,
+) -> Response {
+    let source = crate::domain::authn::sources::Source::from_ip(peer.ip());
+    let start = async || {
+        app.core
+            .start_oidc_login(&idp, "", source)
+            .await
+            .map(|s| (s.redirect_url, s.state))
+    };
+    start_sign_in(&app, &idp, OIDC_STARTED, start).await
+}
+
+/// A sign-in `start`ed (its redirect and the id the cookie names): the
+/// browser sent to its provider with the cookie, or the sign-in page
+/// saying why not.
+async fn start_sign_in(
+    app: &App,
+    idp: &str,
+    cookie: &'static str,
+    start: impl AsyncFnOnce() -> Result<(String, String), Error>,
+) -> Response {
+    if crate::domain::names::new_idp_name("idp", idp).is_err() {
         return sign_in_form(
-            &app,
+            app,
             StatusCode::NOT_FOUND,
             Some("No such identity provider is enabled."),
             "",
         )
         .await;
     }
-    match app.core.start_saml_login(&idp, "", source).await {
-        Ok(started) => {
-            let mut response = see_other(&started.redirect_url);
+    match start().await {
+        Ok((redirect_url, id)) => {
+            let mut response = see_other(&redirect_url);
             let age = i64::try_from(app.core.settings().sso.request_ttl.as_secs()).unwrap_or(300);
-            response.headers_mut().append(
-                header::SET_COOKIE,
-                app.set_cookie(SAML_STARTED, &started.request_id, age),
-            );
+            response
+                .headers_mut()
+                .append(header::SET_COOKIE, app.set_cookie(cookie, &id, age));
             response
         }
         Err(Error::NotFound(_)) => {
             let message = format!("No identity provider named “{idp}” is enabled.");
-            sign_in_form(&app, StatusCode::NOT_FOUND, Some(&message), "").await
+            sign_in_form(app, StatusCode::NOT_FOUND, Some(&message), "").await
         }
         Err(e) => {
             let (status, message) = crate::http::console::sign_in_failure(&e);
-            sign_in_form(&app, status, Some(&message), "").await
+            sign_in_form(app, status, Some(&message), "").await
         }
     }
+}
+
+/// The one cookie naming the sign-in this browser started: two of them
+/// means one was planted beside ours, and neither is trusted.
+fn started_cookie<'h>(
+    app: &App,
+    headers: &'h HeaderMap,
+    cookie: &'static str,
+) -> Result<Option<&'h str>, Error> {
+    match app.cookie_count(headers, cookie) {
+        0 | 1 => Ok(app.cookie(headers, cookie)),
+        _ => Err(Error::Unauthenticated(crate::error::AuthFailure::Sso(
+            "sso_binding_cookie_twice",
+        ))),
+    }
+}
+
+/// The outcome of a federated sign-in, as the browser sees it: a session
+/// and the spent cookie cleared, or the sign-in page with one message
+/// whatever failed (the reason is in the log and the audit trail).
+async fn finished_sign_in(
+    app: &App,
+    idp: &str,
+    cookie: &'static str,
+    issued: Result<crate::domain::tokens::Issued, Error>,
+) -> Response {
+    match issued {
+        Ok(issued) => {
+            let mut response = signed_in(app, &issued);
+            // Answered: the cookie is spent. (Not on a failure: any site can
+            // send a bogus answer this way, and must not cancel a sign-in
+            // this browser has under way.)
+            response
+                .headers_mut()
+                .append(header::SET_COOKIE, app.set_cookie(cookie, "", 0));
+            response
+        }
+        Err(e) => {
+            let (status, message) = match &e {
+                Error::Unauthenticated(_) => (
+                    StatusCode::UNAUTHORIZED,
+                    format!(
+                        "Signing in with {idp} did not succeed. Try again, or ask your administrator."
+                    ),
+                ),
+                other => crate::http::console::sign_in_failure(other),
+            };
+            sign_in_form(app, status, Some(&message), "").await
+        }
+    }
+}
+
+/// Where the callback's page posts the provider's code and state, from
+/// the console's own origin (so the cookie `oidc_login` set is sent): the
+/// state must be this browser's, then the `oidc` grant.
+pub(super) async fn oidc_continue(
+    State(app): State<App>,
+    ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
+    Path(idp): Path<String>,
+    headers: HeaderMap,
+    body: axum::body::Body,
+) -> Response {
+    let form = match Form::read(body, crate::http::MAX_BODY_BYTES_USIZE).await {
+        Ok(f) => f,
+        Err(r) => return r,
+    };
+    let source = crate::domain::authn::sources::Source::from_ip(peer.ip());
+    let state = form.get("state");
+    let refused = |reason| {
+        Err(Error::Unauthenticated(crate::error::AuthFailure::Sso(
+            reason,
+        )))
+    };
+    let issued = match started_cookie(&app, &headers, OIDC_STARTED) {
+        Err(e) => Err(e),
+        Ok(None) => refused("oidc_no_binding_cookie"),
+        Ok(Some(started))
+            if !bool::from(subtle::ConstantTimeEq::ct_eq(
+                started.as_bytes(),
+                state.as_bytes(),
+            )) =>
+        {
+            refused("oidc_not_this_browser")
+        }
+        Ok(Some(_)) if !form.get("error").is_empty() => {
+            tracing::info!(
+                idp,
+                error = form.get("error").chars().take(64).collect::<String>(),
+                "the OpenID provider answered an error"
+            );
+            refused("oidc_provider_error")
+        }
+        Ok(Some(_)) => app
+            .core
+            .create_token_with_oidc(&idp, form.get("code"), state, source)
+            .await
+            .map(|signed_in| signed_in.issued),
+    };
+    if let Err(Error::Unauthenticated(reason)) = &issued {
+        tracing::warn!(idp, reason = reason.as_str(), "OIDC sign-in refused");
+    }
+    finished_sign_in(&app, &idp, OIDC_STARTED, issued).await
 }
 
 /// Where the ACS's page posts the provider's response, from the console's
@@ -139,15 +282,8 @@ pub(super) async fn saml_continue(
         Ok(f) => f,
         Err(r) => return r,
     };
-    // Two of them: one was planted beside ours; neither is trusted.
-    let started = match app.cookie_count(&headers, SAML_STARTED) {
-        0 | 1 => Ok(app.cookie(&headers, SAML_STARTED)),
-        _ => Err(Error::Unauthenticated(crate::error::AuthFailure::Sso(
-            "saml_binding_cookie_twice",
-        ))),
-    };
     let source = crate::domain::authn::sources::Source::from_ip(peer.ip());
-    let issued = match started {
+    let issued = match started_cookie(&app, &headers, SAML_STARTED) {
         Ok(started) => {
             app.core
                 .create_token_with_saml(
@@ -166,32 +302,7 @@ pub(super) async fn saml_continue(
             Err(e)
         }
     };
-    match issued {
-        Ok(issued) => {
-            let mut response = signed_in(&app, &issued);
-            // Answered: the cookie is spent. (Not on a failure: any site can
-            // post a bogus response through the ACS, and must not cancel a
-            // sign-in this browser has under way.)
-            response
-                .headers_mut()
-                .append(header::SET_COOKIE, app.set_cookie(SAML_STARTED, "", 0));
-            response
-        }
-        Err(e) => {
-            let (status, message) = match &e {
-                // One message whatever failed: the reason is in the log
-                // and the audit trail, for an administrator.
-                Error::Unauthenticated(_) => (
-                    StatusCode::UNAUTHORIZED,
-                    format!(
-                        "Signing in with {idp} did not succeed. Try again, or ask your administrator."
-                    ),
-                ),
-                other => crate::http::console::sign_in_failure(other),
-            };
-            sign_in_form(&app, status, Some(&message), "").await
-        }
-    }
+    finished_sign_in(&app, &idp, SAML_STARTED, issued).await
 }
 
 pub(super) async fn sign_in(
