@@ -602,7 +602,7 @@ async fn forged_id_tokens_are_refused_for_their_reason(backend: Backend) {
     let stats = async || control(hostile, "GET", "/test/stats", Value::Null).await;
     control(hostile, "POST", "/test/reset-stats", json!({})).await;
     // Good ones: every allowed algorithm; the verifier went with the code.
-    for key in ["rsa", "ec", "ed"] {
+    for key in ["rsa", "ec", "ed", "ps"] {
         assert_eq!(
             attempt(json!({"key": key})).await,
             Ok("mallory".into()),
@@ -798,6 +798,25 @@ async fn providers_are_checked_when_configured(backend: Backend) {
     provider(&app, "corp", &hostile, client, |_| {})
         .await
         .unwrap();
+    // It has no SAML half: no SAML sign-in goes through it, and it has no
+    // SP metadata.
+    let saml = tokens(&app)
+        .start_saml_login(pb::StartSamlLoginRequest {
+            idp: "corp".into(),
+            relay_state: String::new(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(saml.code(), Code::NotFound, "{saml:?}");
+    let (head, _) = http(
+        &app.http.to_string(),
+        "GET",
+        "/sso/saml/corp/metadata",
+        &[],
+        "",
+    )
+    .await;
+    assert_eq!(status(&head), 404, "{head}");
     // A new secret: the audit trail says it was replaced, never what it is.
     let updated = idps(&app)
         .update_identity_provider(as_admin(pb::UpdateIdentityProviderRequest {

@@ -73,10 +73,11 @@ impl Core {
             .await
     }
 
+    /// An enabled SAML provider (an OIDC one has no SAML half to use).
     async fn enabled_provider(&self, name: &str) -> Result<Option<IdentityProvider>> {
         Ok(store::identity_providers::find(self.db(), name)
             .await?
-            .filter(|idp| idp.enabled))
+            .filter(|idp| idp.enabled && idp.oidc.is_none()))
     }
 
     /// TokenService/StartSamlLogin: an AuthnRequest for `idp` (HTTP-Redirect

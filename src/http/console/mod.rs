@@ -163,30 +163,32 @@ impl App {
         ))
     }
 
+    /// The values of the cookies of that name the browser sent, in order.
+    fn cookies_named<'h>(
+        &self,
+        headers: &'h HeaderMap,
+        base: &'static str,
+    ) -> impl Iterator<Item = &'h str> {
+        let name = self.cookie_name(base);
+        headers
+            .get_all(header::COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(';'))
+            .filter_map(|pair| pair.trim().split_once('='))
+            .filter(move |(k, _)| *k == name)
+            .map(|(_, v)| v)
+    }
+
     /// How many cookies of that name the browser sent: more than one is
     /// someone else's planted beside ours.
     fn cookie_count(&self, headers: &HeaderMap, base: &'static str) -> usize {
-        let name = self.cookie_name(base);
-        headers
-            .get_all(header::COOKIE)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(';'))
-            .filter_map(|pair| pair.trim().split_once('='))
-            .filter(|(k, _)| *k == name)
-            .count()
+        self.cookies_named(headers, base).count()
     }
 
     fn cookie<'h>(&self, headers: &'h HeaderMap, base: &'static str) -> Option<&'h str> {
-        let name = self.cookie_name(base);
-        headers
-            .get_all(header::COOKIE)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(';'))
-            .filter_map(|pair| pair.trim().split_once('='))
-            .find(|(k, _)| *k == name)
-            .map(|(_, v)| v)
+        self.cookies_named(headers, base)
+            .next()
             .filter(|v| !v.is_empty())
     }
 }
@@ -202,7 +204,8 @@ const NEW_KEY_PATH: &str = "/keys/reveal";
 /// its own (with a longer path, it would be sent first) to plant its
 /// sign-in in this browser.
 const SAML_STARTED: &str = "authzd-saml";
-/// The state of the OIDC sign-in this browser started.
+/// The state of the OIDC sign-in this browser started (at `/` for the
+/// same reason).
 const OIDC_STARTED: &str = "authzd-oidc";
 
 /// The path a cookie is scoped to.

@@ -50,7 +50,8 @@
 //
 // 2. The hostile provider at `hostile_issuer`: plain node:http and jose, for forged ID tokens.
 //        GET  /.well-known/openid-configuration (issuer: the hostile issuer or the override)
-//        GET  /jwks            RSA "rsa-1" (RS256), P-256 "ec-1" (ES256), Ed25519 "ed-1" (EdDSA)
+//        GET  /jwks            RSA "rsa-1" (RS256), P-256 "ec-1" (ES256), Ed25519 "ed-1" (EdDSA),
+//                              RSA "ps-1" (PS256)
 //        GET  /authorize       records nonce/state/PKCE/redirect_uri/client_id under a new code,
 //                              302 to redirect_uri?code=..&state=..
 //        POST /token           client auth by Basic or body; a code is good once; mints an ID
@@ -436,6 +437,7 @@ async function startHostileOp(server, port) {
     rsa: await newKey('RS256', 'rsa-1', { modulusLength: 2048 }),
     ec: await newKey('ES256', 'ec-1'),
     ed: await newKey('EdDSA', 'ed-1', { crv: 'Ed25519' }),
+    ps: await newKey('PS256', 'ps-1', { modulusLength: 2048 }),
     rogue: await newKey('RS256', 'rogue', { modulusLength: 2048 }),
   };
   const st = {
@@ -446,7 +448,7 @@ async function startHostileOp(server, port) {
     stats: { jwks_fetches: 0, userinfo_fetches: 0, token_requests: [] },
   };
 
-  const KEYS = new Set(['rsa', 'ec', 'ed', 'rogue', 'hmac', 'none']);
+  const KEYS = new Set(['rsa', 'ec', 'ed', 'ps', 'rogue', 'hmac', 'none']);
   function checkSpec(spec) {
     if (spec.key !== undefined && !KEYS.has(spec.key)) throw new Error(`key must be one of ${[...KEYS].join(', ')}`);
     if (spec.claims !== undefined && (spec.claims === null || typeof spec.claims !== 'object' || Array.isArray(spec.claims))) throw new Error('claims must be an object');
@@ -464,6 +466,7 @@ async function startHostileOp(server, port) {
       case 'rsa': case 'rogue': return 'RS256';
       case 'ec': return 'ES256';
       case 'ed': return 'EdDSA';
+      case 'ps': return 'PS256';
       case 'hmac': return 'HS256';
       default: return 'none';
     }
@@ -483,6 +486,7 @@ async function startHostileOp(server, port) {
       case 'rogue': key = keys.rogue.privateKey; kid = keys.rsa.kid; break;
       case 'ec': key = keys.ec.privateKey; kid = keys.ec.kid; break;
       case 'ed': key = keys.ed.privateKey; kid = keys.ed.kid; break;
+      case 'ps': key = keys.ps.privateKey; kid = keys.ps.kid; break;
       case 'hmac': key = Buffer.from(spec.hmac_secret ?? 'hostile-hmac-secret', 'utf8'); break;
       default: break;
     }
@@ -523,7 +527,7 @@ async function startHostileOp(server, port) {
     }
     if (p === '/jwks' && req.method === 'GET') {
       st.stats.jwks_fetches += 1;
-      return sendJson(res, 200, { keys: [keys.rsa.jwk, keys.ec.jwk, keys.ed.jwk] });
+      return sendJson(res, 200, { keys: [keys.rsa.jwk, keys.ec.jwk, keys.ed.jwk, keys.ps.jwk] });
     }
     if (p === '/authorize' && req.method === 'GET') {
       const q = url.searchParams;
