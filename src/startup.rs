@@ -69,6 +69,10 @@ pub async fn prepare(config: &Config, clock: Clock) -> Result<(Core, Bootstrap)>
         tokens: config.token_settings(),
         audit: config.audit_settings(),
         sso: config.sso_settings(),
+        scim: crate::domain::scim::ScimSettings {
+            max_page_size: config.scim.max_page_size as usize,
+            max_filter_chars: config.scim.max_filter_chars as usize,
+        },
     };
     if config.user_authentication.log_saml_assertions {
         tracing::warn!(

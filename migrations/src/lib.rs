@@ -17,6 +17,7 @@ mod m20261207_000012_folded_usernames;
 mod m20261207_000013_identity_providers;
 mod m20261207_000014_saml_sign_in;
 mod m20261208_000015_oidc;
+mod m20261209_000016_scim;
 
 pub struct Migrator;
 
@@ -38,6 +39,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261207_000013_identity_providers::Migration),
             Box::new(m20261207_000014_saml_sign_in::Migration),
             Box::new(m20261208_000015_oidc::Migration),
+            Box::new(m20261209_000016_scim::Migration),
         ]
     }
 }

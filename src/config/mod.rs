@@ -286,6 +286,14 @@ settings! {
         metadata_refresh_seconds: u64 = 3600, check = |v| if *v == 0 || *v >= 60 { Ok(()) } else { Err("must be 0 or at least 60".into()) };
     }
 
+    /// SCIM 2.0 provisioning by identity providers at `/scim/v2/{idp}/` on the console's listener (docs/scim.md).
+    scim: Scim {
+        /// Resources in one page of a listing, at most (a larger `count` is cut to it; also the ServiceProviderConfig's `filter.maxResults`).
+        max_page_size: u32 = 100, check = |v| if (1..=1000).contains(v) { Ok(()) } else { Err("must be 1 to 1000".into()) };
+        /// Characters in a `filter`, at most; a longer one is `invalidFilter` (nesting is bounded too: 8 levels).
+        max_filter_chars: u32 = 1000, check = |v| if (16..=10_000).contains(v) { Ok(()) } else { Err("must be 16 to 10000".into()) };
+    }
+
     /// The web console: accounts, users and API keys in a browser (docs/console.md).
     console: Console {
         /// Serve the console.

@@ -13,6 +13,7 @@ pub mod gate;
 pub mod groups;
 pub mod input;
 pub mod roles;
+pub mod scim;
 pub mod sso;
 pub mod tokens;
 pub mod users;
@@ -56,6 +57,7 @@ pub struct Settings {
     pub tokens: tokens::TokenSettings,
     pub audit: audit::AuditSettings,
     pub sso: sso::SsoSettings,
+    pub scim: scim::ScimSettings,
 }
 
 struct Inner {

@@ -332,4 +332,49 @@ impl IdentityProviderService for IdentityProviderApi {
             user_groups,
         }))
     }
+
+    async fn create_scim_token(
+        &self,
+        request: Request<pb::CreateScimTokenRequest>,
+    ) -> Result<Response<pb::CreateScimTokenResponse>, Status> {
+        let (caller, req) = authenticated(&self.core, request).await?;
+        let idp = names::required("idp", &req.idp)?;
+        let (token, value) = self.core.create_scim_token(&caller, idp).await?;
+        Ok(Response::new(pb::CreateScimTokenResponse {
+            token: Some(scim_token(token)),
+            value: value.expose().to_owned(),
+        }))
+    }
+
+    async fn list_scim_tokens(
+        &self,
+        request: Request<pb::ListScimTokensRequest>,
+    ) -> Result<Response<pb::ListScimTokensResponse>, Status> {
+        let (caller, req) = authenticated(&self.core, request).await?;
+        let idp = names::required("idp", &req.idp)?;
+        let tokens = self.core.list_scim_tokens(&caller, idp).await?;
+        Ok(Response::new(pb::ListScimTokensResponse {
+            tokens: tokens.into_iter().map(scim_token).collect(),
+        }))
+    }
+
+    async fn revoke_scim_token(
+        &self,
+        request: Request<pb::RevokeScimTokenRequest>,
+    ) -> Result<Response<pb::RevokeScimTokenResponse>, Status> {
+        let (caller, req) = authenticated(&self.core, request).await?;
+        let idp = names::required("idp", &req.idp)?;
+        let id = names::required("id", &req.id)?;
+        self.core.revoke_scim_token(&caller, idp, id).await?;
+        Ok(Response::new(pb::RevokeScimTokenResponse {}))
+    }
+}
+
+fn scim_token(token: crate::domain::scim::ScimTokenInfo) -> pb::ScimToken {
+    pb::ScimToken {
+        id: token.id,
+        idp: token.idp,
+        created_at: timestamp(token.created_at),
+        last_used_at: token.last_used_at.and_then(timestamp),
+    }
 }

@@ -10,8 +10,8 @@
 //! - **sso** (`sso.rs`): what identity providers reach (the SP metadata
 //!   of each SAML provider); public, no cookies.
 //!
-//! The sign-in protocols' callbacks (SAML's ACS, OIDC's) and SCIM join as
-//! groups of their own, with their own posture (docs/development.md).
+//! - **scim** (`scim.rs`): identity providers' provisioning clients;
+//!   bearer tokens of one provider each, no cookies, SCIM JSON.
 //!
 //! Shared by every group (`around`): the request id and the audit scope
 //! (the name comes from the group's route table), metrics by matched
@@ -21,6 +21,7 @@
 pub mod conn;
 pub mod console;
 mod hosts;
+mod scim;
 mod sso;
 mod table;
 pub(crate) mod well_known;
@@ -61,6 +62,7 @@ pub struct Face {
 pub fn router(face: Face, listen: std::net::IpAddr) -> Router {
     let jwks = face.core.tokens().keys().jwks().to_owned();
     let (sso, sso_names) = sso::router(face.core.clone());
+    let (scim, scim_names) = scim::router(face.core.clone());
     let (console, console_names) = console::router(
         face.core,
         face.secure,
@@ -68,12 +70,16 @@ pub fn router(face: Face, listen: std::net::IpAddr) -> Router {
     );
     let (well_known, well_known_names) = well_known::router(jwks);
     let shared = Arc::new(Shared {
-        names: console_names.merge(&well_known_names).merge(&sso_names),
+        names: console_names
+            .merge(&well_known_names)
+            .merge(&sso_names)
+            .merge(&scim_names),
         request_timeout: face.request_timeout,
     });
     console
         .merge(well_known)
         .merge(sso)
+        .merge(scim)
         .layer(middleware::from_fn_with_state(shared, around))
 }
 

@@ -78,6 +78,18 @@ impl<S: Clone + Send + Sync + 'static> Table<S> {
         self.add(Method::POST, path, name, post(handler))
     }
 
+    /// A route for any other method (PUT, PATCH, DELETE), audited under
+    /// `name`.
+    pub fn route(
+        self,
+        method: Method,
+        path: &'static str,
+        name: &'static str,
+        route: MethodRouter<S, Infallible>,
+    ) -> Self {
+        self.add(method, path, name, route)
+    }
+
     fn add(
         mut self,
         method: Method,

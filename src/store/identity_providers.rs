@@ -375,6 +375,7 @@ pub async fn delete_with_users(
         .exec(db)
         .await
         .db()?;
+    super::scim::delete_tokens_of(db, p.id).await?;
     idps::Entity::delete_by_id(p.id).exec(db).await.db()?;
     Ok(Deleted {
         users,

@@ -13,6 +13,7 @@ pub mod listing;
 pub mod lockout;
 pub mod principals;
 pub mod roles;
+pub mod scim;
 pub mod sso;
 pub mod tokens;
 pub mod users;

@@ -273,6 +273,12 @@ impl Actor<'_> {
     fn username(&self) -> Option<String> {
         match self {
             Actor::Caller(caller) => Some(caller.username().to_owned()),
+            // Provisioning acts as the provider's client, named so the
+            // trail can be searched for everything it did.
+            Actor::Federation {
+                protocol: "scim",
+                idp,
+            } => Some(format!("scim:{idp}")),
             Actor::Local(_) | Actor::Federation { .. } => None,
         }
     }

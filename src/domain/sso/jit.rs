@@ -48,7 +48,54 @@ impl Asserted for Verified {
     }
 }
 
+/// Makes the accounts a federated user is in that do not exist yet (user
+/// accounts, recorded as made by `actor`).
+pub(crate) async fn create_federated_accounts(
+    write: &mut crate::domain::Write,
+    actor: Actor<'_>,
+    accounts: &BTreeSet<String>,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<()> {
+    for name in accounts {
+        let account = Account {
+            name: name.clone(),
+            email: None,
+            account_type: AccountType::User,
+            state: AccountState::Enabled,
+            created_at: now,
+            updated_at: now,
+        };
+        if store::accounts::create_account_if_absent(write.db(), &account).await? {
+            write.record(
+                actor,
+                Change::new("create", "account", name).to("type", "user"),
+            );
+        }
+    }
+    Ok(())
+}
+
 impl Core {
+    /// Refuses to put a federated user in an account that is not an
+    /// ordinary user account (admin, service, reserved) or is going away:
+    /// an identity provider never makes an administrator.
+    pub(crate) async fn judge_federated_accounts(&self, judged: &BTreeSet<String>) -> Result<()> {
+        for name in judged {
+            if AccountName::parse_new("account", name).is_err() {
+                return Err(refused("sso_privileged_account"));
+            }
+            if let Some(account) = store::accounts::find_account(self.db(), name).await? {
+                if account.account_type != AccountType::User {
+                    return Err(refused("sso_privileged_account"));
+                }
+                if account.state == AccountState::Deleting {
+                    return Err(refused("sso_account_deleting"));
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// The principal a federated sign-in of `user` makes, if they may
     /// sign in at all.
     pub(super) async fn federated_principal(
@@ -162,19 +209,7 @@ impl Core {
         if let Some(user) = &existing {
             judged.insert(user.account.clone());
         }
-        for name in &judged {
-            if AccountName::parse_new("account", name).is_err() {
-                return Err(refused("sso_privileged_account"));
-            }
-            if let Some(account) = store::accounts::find_account(self.db(), name).await? {
-                if account.account_type != AccountType::User {
-                    return Err(refused("sso_privileged_account"));
-                }
-                if account.state == AccountState::Deleting {
-                    return Err(refused("sso_account_deleting"));
-                }
-            }
-        }
+        self.judge_federated_accounts(&judged).await?;
         // Roles: asserted on every sign-in (and then the user's direct
         // roles become exactly those), or the default on the first only.
         let roles: Option<BTreeSet<String>> = match &idp.role_attribute {
@@ -217,22 +252,7 @@ impl Core {
             idp: &idp.name,
         };
         let mut write = self.write().await?;
-        for name in &accounts {
-            let account = Account {
-                name: name.clone(),
-                email: None,
-                account_type: AccountType::User,
-                state: AccountState::Enabled,
-                created_at: now,
-                updated_at: now,
-            };
-            if store::accounts::create_account_if_absent(write.db(), &account).await? {
-                write.record(
-                    actor,
-                    Change::new("create", "account", name).to("type", "user"),
-                );
-            }
-        }
+        create_federated_accounts(&mut write, actor, &accounts, now).await?;
         let user = match existing {
             Some(user) => user,
             None => {
@@ -334,7 +354,13 @@ impl Core {
                 .unwrap_or_else(|| id.to_string())
         };
         let joined: Vec<Uuid> = want.difference(&member_of).copied().collect();
-        let left: Vec<Uuid> = member_of.difference(&want).copied().collect();
+        // A provider that asserts no groups leaves memberships alone: SCIM
+        // may be managing them.
+        let left: Vec<Uuid> = if idp.groups_attribute.is_some() {
+            member_of.difference(&want).copied().collect()
+        } else {
+            Vec::new()
+        };
         for group in &joined {
             store::sso::add_membership(write.db(), user.id, *group, idp.id, now).await?;
             store::groups::touch(write.db(), *group, now).await?;

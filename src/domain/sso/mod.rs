@@ -4,7 +4,7 @@
 //! IdP decides who can become which user.
 
 pub mod fetch;
-mod jit;
+pub(crate) mod jit;
 pub mod metadata;
 pub mod oidc;
 pub mod saml;
@@ -96,7 +96,7 @@ fn check_url(field: &str, value: &str) -> Result<()> {
 
 impl Core {
     /// Global administrators only, and never on an API key's authority.
-    fn require_idp_admin(&self, caller: &Caller, operation: &str) -> Result<()> {
+    pub(crate) fn require_idp_admin(&self, caller: &Caller, operation: &str) -> Result<()> {
         let why = if !caller.is_global_admin() {
             "is for global administrators only"
         } else if caller.credential == CredentialKind::ApiKey {
@@ -575,7 +575,7 @@ impl Core {
         Ok(idp)
     }
 
-    async fn identity_provider(&self, name: &str) -> Result<IdentityProvider> {
+    pub(crate) async fn identity_provider(&self, name: &str) -> Result<IdentityProvider> {
         store::identity_providers::find(self.db(), name)
             .await?
             .ok_or_else(|| not_found(name))
