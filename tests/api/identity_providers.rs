@@ -18,7 +18,7 @@ fn idps(app: &TestApp) -> IdentityProviderServiceClient<Channel> {
 }
 
 /// A self-signed certificate (DER) as an IdP signs with.
-fn certificate() -> Vec<u8> {
+pub fn certificate() -> Vec<u8> {
     let key = rcgen::KeyPair::generate().unwrap();
     let params = rcgen::CertificateParams::new(vec!["idp.example".to_owned()]).unwrap();
     params.self_signed(&key).unwrap().der().to_vec()
@@ -38,7 +38,7 @@ fn sha256_hex(der: &[u8]) -> String {
 
 /// IdP metadata as Okta or Keycloak publish it, the certificate's base64
 /// wrapped over lines as they do.
-fn metadata(entity_id: &str, der: &[u8]) -> String {
+pub fn metadata(entity_id: &str, der: &[u8]) -> String {
     let cert = b64(der)
         .as_bytes()
         .chunks(64)

@@ -1433,4 +1433,80 @@ dual!(
     requests_are_spent_once_and_belong_to_their_provider,
     just_in_time_rules,
     existing_users_only_when_asked,
+    a_scim_user_signs_in_and_deactivation_ends_their_tokens,
 );
+
+/// A user SCIM provisioned signs in through the IdP as the user it made;
+/// deactivating them ends their tokens (access and refresh) at once, and
+/// re-activating does not bring those back: they sign in again.
+async fn a_scim_user_signs_in_and_deactivation_ends_their_tokens(backend: Backend) {
+    let app = spawn_app_with(backend, |c| {
+        c.console.public_url = Some(PUBLIC_URL.to_owned());
+        c.user_authentication.sso_require_existing_users = true;
+    })
+    .await;
+    let sp = provider(&app, |_| {}).await;
+    let token = idps(&app)
+        .create_scim_token(as_admin(pb::CreateScimTokenRequest { idp: "okta".into() }))
+        .await
+        .unwrap()
+        .into_inner()
+        .value;
+    // Not provisioned yet: refused (sso_require_existing_users).
+    let (r, _) = answer(&app, &sp, "sam@corp.example", json!({})).await;
+    assert_eq!(refusal(&app, &r).await, "sso_not_provisioned");
+    let (code, _, made) = crate::scim::call(
+        &app,
+        "POST",
+        "/scim/v2/okta/Users",
+        &token,
+        Some(&json!({"userName": "sam@corp.example", "externalId": "00u-sam"})),
+        &[],
+    )
+    .await;
+    assert_eq!(code, 201, "{made}");
+    let path = format!("/scim/v2/okta/Users/{}", made["id"].as_str().unwrap());
+    let (r, _) = answer(&app, &sp, "sam@corp.example", json!({})).await;
+    let pair = grant(&app, "okta", &r).await.unwrap();
+    let principal = app.token_login(&pair.access_token).await.unwrap();
+    assert_eq!(principal.username, "sam@corp.example");
+    let pair = app.refresh(&pair.refresh_token).await.unwrap();
+
+    let patch = |active: bool| {
+        json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+               "Operations": [{"op": "replace", "value": {"active": active}}]})
+    };
+    let (code, _, _) =
+        crate::scim::call(&app, "PATCH", &path, &token, Some(&patch(false)), &[]).await;
+    assert_eq!(code, 200);
+    assert_eq!(
+        app.token_login(&pair.access_token)
+            .await
+            .unwrap_err()
+            .code(),
+        Code::Unauthenticated
+    );
+    assert_eq!(
+        app.refresh(&pair.refresh_token).await.unwrap_err().code(),
+        Code::Unauthenticated
+    );
+    let (r, _) = answer(&app, &sp, "sam@corp.example", json!({})).await;
+    assert_eq!(
+        grant(&app, "okta", &r).await.unwrap_err().code(),
+        Code::Unauthenticated
+    );
+
+    let (code, _, _) =
+        crate::scim::call(&app, "PATCH", &path, &token, Some(&patch(true)), &[]).await;
+    assert_eq!(code, 200);
+    assert_eq!(
+        app.token_login(&pair.access_token)
+            .await
+            .unwrap_err()
+            .code(),
+        Code::Unauthenticated
+    );
+    let (r, _) = answer(&app, &sp, "sam@corp.example", json!({})).await;
+    let again = grant(&app, "okta", &r).await.unwrap();
+    app.token_login(&again.access_token).await.unwrap();
+}

@@ -73,7 +73,7 @@ pub fn required_eq<'f>(filter: &'f Filter, attribute: &str) -> Option<&'f str> {
 pub fn matches(filter: &Filter, resource: &Value) -> bool {
     match filter {
         Filter::Attr(exp) => attr_matches(exp, resource),
-        Filter::ValuePath(path) => values_of(resource, &path.attr)
+        Filter::ValuePath(path) => elements_of(resource, &path.attr)
             .iter()
             .any(|element| val_matches(&path.filter, element)),
         Filter::Not(inner) => !matches(inner, resource),
@@ -153,6 +153,21 @@ pub fn values_of<'v>(resource: &'v Value, path: &AttrPath) -> Vec<&'v Value> {
                 other => other,
             })
             .collect(),
+    }
+}
+
+/// The elements of the multi-valued attribute `path` names, as they are
+/// (a value filter reads their sub-attributes).
+fn elements_of<'v>(resource: &'v Value, path: &AttrPath) -> Vec<&'v Value> {
+    if let Some(uri) = &path.uri
+        && !super::resources::is_core_schema(uri)
+    {
+        return Vec::new();
+    }
+    match get_ci(resource, &path.name) {
+        Some(Value::Array(items)) => items.iter().collect(),
+        Some(one) => vec![one],
+        None => Vec::new(),
     }
 }
 

@@ -355,24 +355,20 @@ impl Core {
         only: Option<Uuid>,
     ) -> Result<Vec<(Group, Value)>> {
         let groups = store::scim::idp_groups(db, client.idp.id, only).await?;
-        let users: HashMap<Uuid, String> = self
+        let users: std::collections::HashSet<Uuid> = self
             .idp_users(db, client, None)
             .await?
             .into_iter()
-            .map(|(u, _)| (u.id, u.username))
+            .map(|(u, _)| u.id)
             .collect();
         let base = self.scim_base(&client.idp.name);
         Ok(groups
             .into_iter()
             .map(|(group, member_ids, p)| {
-                let members: Vec<Member<'_>> = member_ids
+                let members: Vec<Member> = member_ids
                     .iter()
-                    .filter_map(|id| {
-                        users.get(id).map(|name| Member {
-                            id: *id,
-                            username: name,
-                        })
-                    })
+                    .filter(|id| users.contains(id))
+                    .map(|id| Member { id: *id })
                     .collect();
                 let value = resources::group(
                     &group,
@@ -537,6 +533,12 @@ impl Core {
         check_version(&current, if_match)?;
         let mut object = current.as_object().cloned().unwrap_or_default();
         patch::apply(&ops, &mut object)?;
+        // The representation lists members when there are any: after a
+        // PATCH their absence means none are left (a PUT that leaves
+        // `members` out leaves them as they are).
+        if kind == Kind::Groups && !object.keys().any(|k| k.eq_ignore_ascii_case("members")) {
+            object.insert("members".into(), Value::Array(Vec::new()));
+        }
         self.scim_write(client, kind, &current, &Value::Object(object))
             .await?;
         self.scim_get(client, kind, id).await
@@ -614,7 +616,7 @@ impl Core {
             account: home.clone(),
             user_type: idp.user_type(),
             idp_name: Some(idp.name.clone()),
-            state: if doc.active {
+            state: if doc.active.unwrap_or(true) {
                 UserState::Enabled
             } else {
                 UserState::Disabled
@@ -686,6 +688,7 @@ impl Core {
         }
         let account = current_account(self, id).await?;
         let was_active = current["active"].as_bool().unwrap_or(false);
+        let active = doc.active.unwrap_or(was_active);
         let now = self.now();
         let provisioned = Provisioned {
             external_id: doc.external_id.clone(),
@@ -696,8 +699,8 @@ impl Core {
         let mut change = Change::new("update", "user", username)
             .account(&account)
             .id(id);
-        if was_active != doc.active {
-            let state = if doc.active {
+        if was_active != active {
+            let state = if active {
                 UserState::Enabled
             } else {
                 UserState::Disabled
@@ -705,7 +708,7 @@ impl Core {
             store::users::set_user_state(write.db(), id, state, now).await?;
             // Deactivation ends every session at once; re-activation
             // brings keys back, never tokens: they sign in again.
-            if !doc.active {
+            if !active {
                 store::tokens::revoke_user_families(write.db(), id, now.timestamp_millis()).await?;
             }
             let from = if was_active { "enabled" } else { "disabled" };

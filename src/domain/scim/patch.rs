@@ -185,17 +185,17 @@ fn at_path(
             }
             // Entra adds `emails[type eq "work"].value` for a user with no
             // work address: the element is made from the filter's `eq`.
-            if add || vp.sub_attr.is_some() {
-                if let Some(mut element) = element_from(&vp.filter) {
-                    match (&vp.sub_attr, &mut element) {
-                        (Some(sub), Value::Object(object)) => {
-                            object.insert(sub.clone(), value);
-                        }
-                        _ => element = value,
+            if (add || vp.sub_attr.is_some())
+                && let Some(mut element) = element_from(&vp.filter)
+            {
+                match (&vp.sub_attr, &mut element) {
+                    (Some(sub), Value::Object(object)) => {
+                        object.insert(sub.clone(), value);
                     }
-                    set_attr(resource, &vp.attr.name, Value::Array(vec![element]), true);
-                    return Ok(());
+                    _ => element = value,
                 }
+                set_attr(resource, &vp.attr.name, Value::Array(vec![element]), true);
+                return Ok(());
             }
             Err(ScimError::bad(
                 "noTarget",

@@ -86,14 +86,13 @@ pub fn user(user: &User, external_id: Option<&str>, profile: Option<&str>, base:
 }
 
 /// A member as a group shows it.
-pub struct Member<'a> {
+pub struct Member {
     pub id: uuid::Uuid,
-    pub username: &'a str,
 }
 
 pub fn group(
     group: &Group,
-    members: &[Member<'_>],
+    members: &[Member],
     external_id: Option<&str>,
     profile: Option<&str>,
     base: &str,
@@ -112,9 +111,10 @@ pub fn group(
         let listed: Vec<Value> = members
             .iter()
             .map(|m| {
+                // No `display`: RFC 7643's Group schema has none for
+                // members, and strict clients refuse what it lacks.
                 json!({
                     "value": m.id.to_string(),
-                    "display": m.username,
                     "type": "User",
                     "$ref": format!("{base}/Users/{}", m.id),
                 })
@@ -175,7 +175,9 @@ pub fn project(mut resource: Value, attributes: Option<&str>, excluded: Option<&
 pub struct UserDoc {
     pub user_name: String,
     pub external_id: Option<String>,
-    pub active: bool,
+    /// `None`: not asserted (a created user is active; a changed one
+    /// keeps their state: removing `active` never re-enables anyone).
+    pub active: Option<bool>,
     /// Everything else, as sent; `None` when nothing.
     pub profile: Option<String>,
 }
@@ -245,7 +247,7 @@ fn check_profile_types(name: &str, value: &Value) -> Result<(), ScimError> {
 pub fn user_doc(body: &Value) -> Result<UserDoc, ScimError> {
     let mut user_name = None;
     let mut external_id = None;
-    let mut active = true;
+    let mut active = None;
     let mut profile = Map::new();
     for (name, value) in object_of(body)? {
         match name.to_lowercase().as_str() {
@@ -255,7 +257,7 @@ pub fn user_doc(body: &Value) -> Result<UserDoc, ScimError> {
             "externalid" => external_id = string_of(value, "externalId")?,
             "active" => {
                 if !value.is_null() {
-                    active = boolean(value, "active")?;
+                    active = Some(boolean(value, "active")?);
                 }
             }
             _ => {
@@ -361,6 +363,10 @@ pub fn schemas(base: &str) -> Result<Vec<Value>, ScimError> {
             for attribute in attributes.iter_mut() {
                 if attribute["name"] == "userName" {
                     attribute["mutability"] = "immutable".into();
+                }
+                // A group's name is its displayName: authzd needs one.
+                if id == GROUP_SCHEMA && attribute["name"] == "displayName" {
+                    attribute["required"] = true.into();
                 }
             }
         }
