@@ -163,7 +163,7 @@ async fn tokens_are_shown_once_and_open_only_their_providers_endpoint(backend: B
     assert!(listed[0].last_used_at.is_some(), "{listed:?}");
 
     // Another provider's token, a wrong secret, none, a key as a token.
-    let wrong = format!("{}x", &okta[..okta.len() - 1]);
+    let wrong = wrong_copy(&okta);
     for bad in [entra.as_str(), wrong.as_str(), "", "not-a-token"] {
         let got = call(&app, "GET", "/scim/v2/okta/Users", bad, None, &[]).await;
         assert_scim_error(&got, 401, None);
@@ -240,6 +240,12 @@ async fn tokens_are_shown_once_and_open_only_their_providers_endpoint(backend: B
         .events;
     assert_eq!(events.len(), 3, "{events:?}");
     assert!(!format!("{events:?}").contains(&okta[20..]));
+}
+
+/// The token with its last character changed (never to itself).
+fn wrong_copy(token: &str) -> String {
+    let last = if token.ends_with('x') { 'y' } else { 'x' };
+    format!("{}{last}", &token[..token.len() - 1])
 }
 
 fn code_of<T: std::fmt::Debug>(result: Result<T, tonic::Status>) -> Code {
@@ -1146,7 +1152,7 @@ async fn token_guessing_counts_toward_the_per_source_limit() {
     })
     .await;
     let t = provider(&app, "okta").await;
-    let wrong = format!("{}x", &t[..t.len() - 1]);
+    let wrong = wrong_copy(&t);
     let mut limited = false;
     for _ in 0..30 {
         let (code, _, _) = call(&app, "GET", "/scim/v2/okta/Users", &wrong, None, &[]).await;
