@@ -52,10 +52,10 @@ pub fn router(core: Core) -> (axum::Router, Names) {
     let mut table = table;
     for (path, kind, [replace_name, patch_name, delete_name]) in writes {
         let replace: MethodRouter<Core> = put(move |state, peer, ids, headers, body| {
-            replace_resource(kind, state, peer, ids, headers, body)
+            write_resource(kind, false, state, peer, ids, headers, body)
         });
         let patched: MethodRouter<Core> = patch(move |state, peer, ids, headers, body| {
-            patch_resource(kind, state, peer, ids, headers, body)
+            write_resource(kind, true, state, peer, ids, headers, body)
         });
         let deleted: MethodRouter<Core> = delete(move |state, peer, ids, headers| {
             delete_resource(kind, state, peer, ids, headers)
@@ -420,8 +420,10 @@ async fn create_group(
     create(core, peer, idp, headers, body, Kind::Groups).await
 }
 
-async fn replace_resource(
+/// `PUT` (the document) or `PATCH` (operations on it) of one resource.
+async fn write_resource(
     kind: Kind,
+    patching: bool,
     State(core): State<Core>,
     peer: Peer,
     Path((idp, id)): Path<(String, String)>,
@@ -433,32 +435,13 @@ async fn replace_resource(
         Ok(body) => body,
         Err(response) => return response,
     };
-    match core
-        .scim_replace(&client, kind, &id, &body, if_match(&headers))
-        .await
-    {
-        Ok(now) => resource(StatusCode::OK, &now),
-        Err(err) => refused(&err),
-    }
-}
-
-async fn patch_resource(
-    kind: Kind,
-    State(core): State<Core>,
-    peer: Peer,
-    Path((idp, id)): Path<(String, String)>,
-    headers: HeaderMap,
-    body: axum::body::Body,
-) -> Response {
-    let client = authenticated!(core, idp, peer, headers);
-    let body = match json_body(body).await {
-        Ok(body) => body,
-        Err(response) => return response,
+    let version = if_match(&headers);
+    let written = if patching {
+        core.scim_patch(&client, kind, &id, &body, version).await
+    } else {
+        core.scim_replace(&client, kind, &id, &body, version).await
     };
-    match core
-        .scim_patch(&client, kind, &id, &body, if_match(&headers))
-        .await
-    {
+    match written {
         Ok(now) => resource(StatusCode::OK, &now),
         Err(err) => refused(&err),
     }
